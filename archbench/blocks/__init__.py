@@ -1,0 +1,21 @@
+"""Built-in blocks, stems and heads. Importing this package registers them all.
+
+One module per family; add a new module to ``_FAMILY_MODULES`` (or ship it as a plugin through
+the ``archbench.blocks`` entry-point group).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from archbench.blocks.base import Block, Component, Head, ResidualAdd, Stem
+
+_FAMILY_MODULES = [
+    "stems",
+    "resnet",
+]
+
+for _module in _FAMILY_MODULES:
+    importlib.import_module(f"archbench.blocks.{_module}")
+
+__all__ = ["Block", "Component", "Head", "ResidualAdd", "Stem"]

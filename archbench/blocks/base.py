@@ -1,0 +1,223 @@
+"""The contracts every block, stem and head follows, and the small layers they share.
+
+Block contract (pycls-style): ``Block(w_in, w_out, stride, **params)``. ``w_in``/``w_out`` are
+input/output channels, ``stride`` the spatial reduction of the block's first layer, and
+``params`` the block's own options, declared as a frozen dataclass ``Params`` on the class and
+validated on construction (an unknown or ill-typed param names the block, the param and what
+is allowed).
+
+Optional duck-typed hooks (timm-style), so a new block gets correct behaviour without edits
+elsewhere:
+
+* ``zero_init_last()``: zero the last BN scale of the residual branch (Goyal et al.), so the
+  block starts as an identity;
+* ``output_size(size)``: spatial size after the block (default ``ceil(size / stride)``);
+* residual blocks merge branch and shortcut through a :class:`ResidualAdd` module, so
+  diagnostics can hook its inputs to measure ``||F(x)|| / ||x||``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from archbench.errors import SpecError
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """Params of a component that takes none."""
+
+
+def parse_params(owner: str, params_cls: type, params: dict[str, Any]) -> Any:
+    """Build ``params_cls(**params)`` with readable errors.
+
+    Checks unknown names and basic types (``int``, ``float``, ``bool``, ``str``, and
+    ``Literal``/``Optional`` of those); then calls ``params_cls.validate()`` if defined, which
+    raises :class:`SpecError` (or ``ValueError``) with its own message.
+    """
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields)) or "none"
+        raise SpecError(
+            f"{owner}: unknown param {', '.join(map(repr, unknown))}; allowed: {allowed}"
+        )
+    hints = typing.get_type_hints(params_cls)
+    clean = {name: _check_type(owner, name, value, hints[name]) for name, value in params.items()}
+    try:
+        parsed = params_cls(**clean)
+        validate = getattr(parsed, "validate", None)
+        if validate is not None:
+            validate()
+    except SpecError as exc:
+        raise SpecError(f"{owner}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{owner}: {exc}") from None
+    return parsed
+
+
+def _check_type(owner: str, name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise SpecError(
+                f"{owner}: param {name!r} must be one of {', '.join(map(repr, allowed))}, "
+                f"got {value!r}"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(owner, name, value, option)
+            except SpecError:
+                continue
+        raise SpecError(f"{owner}: param {name!r} has the wrong type: {value!r} ({hint})")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, bool, str) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise SpecError(f"{owner}: param {name!r} must be {hint.__name__}, got {value!r}")
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class Component(nn.Module):
+    """Base of blocks, stems and heads: parses ``self.params`` from keyword arguments."""
+
+    Params: ClassVar[type] = NoParams
+    kind: ClassVar[str] = "component"
+
+    def _parse(self, name: str, params: dict[str, Any]) -> Any:
+        return parse_params(f"{self.kind} {name!r}", self.Params, params)
+
+    def fail(self, message: str) -> SpecError:
+        """An error naming this component; ``raise self.fail("...")``."""
+        return SpecError(f"{self.kind} {self._name()!r}: {message}")
+
+    def _name(self) -> str:
+        return getattr(type(self), "block_name", None) or getattr(
+            type(self), "component_name", type(self).__name__
+        )
+
+
+class Block(Component):
+    """A block: ``Block(w_in, w_out, stride, **params)``; maps (N, w_in, H, W) to
+    (N, w_out, ceil(H/stride), ceil(W/stride)) unless it overrides :meth:`output_size`."""
+
+    kind = "block"
+    block_name: ClassVar[str] = ""
+    # Strides the block supports; the registry-wide tests try each of them.
+    strides: ClassVar[tuple[int, ...]] = (1, 2)
+
+    def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
+        super().__init__()
+        for label, value in (("w_in", w_in), ("w_out", w_out), ("stride", stride)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise self.fail(f"{label} must be a positive integer, got {value!r}")
+        if stride not in self.strides:
+            raise self.fail(f"stride must be one of {self.strides}, got {stride}")
+        self.w_in, self.w_out, self.stride = w_in, w_out, stride
+        self.params = self._parse(self._name(), params)
+
+    def output_size(self, size: int) -> int:
+        return math.ceil(size / self.stride)
+
+
+class Stem(Component):
+    """A stem: ``Stem(in_channels, w_out, **params)``; reports its spatial ``output_size``."""
+
+    kind = "stem"
+    component_name: ClassVar[str] = ""
+
+    def __init__(self, in_channels: int, w_out: int, **params: Any) -> None:
+        super().__init__()
+        self.in_channels, self.w_out = in_channels, w_out
+        self.params = self._parse(self._name(), params)
+
+    def output_size(self, size: int) -> int:
+        raise NotImplementedError
+
+
+class Head(Component):
+    """A head: ``Head(w_in, num_classes, **params)``; maps features to logits."""
+
+    kind = "head"
+    component_name: ClassVar[str] = ""
+
+    def __init__(self, w_in: int, num_classes: int, **params: Any) -> None:
+        super().__init__()
+        self.w_in, self.num_classes = w_in, num_classes
+        self.params = self._parse(self._name(), params)
+
+
+class ResidualAdd(nn.Module):
+    """``shortcut_scale * shortcut + branch_scale * branch``.
+
+    A module rather than a bare ``+`` so diagnostics can hook its inputs; with both scales 1
+    (the default) it is a pure identity shortcut and adds nothing to the cost.
+    """
+
+    def __init__(self, shortcut_scale: float = 1.0, branch_scale: float = 1.0) -> None:
+        super().__init__()
+        self.shortcut_scale = float(shortcut_scale)
+        self.branch_scale = float(branch_scale)
+
+    def forward(self, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        if self.shortcut_scale != 1.0:
+            shortcut = shortcut * self.shortcut_scale
+        if self.branch_scale != 1.0:
+            branch = branch * self.branch_scale
+        return shortcut + branch
+
+    def extra_repr(self) -> str:
+        return f"shortcut_scale={self.shortcut_scale}, branch_scale={self.branch_scale}"
+
+
+def conv3x3(w_in: int, w_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(w_in, w_out, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(w_in: int, w_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(w_in, w_out, 1, stride=stride, bias=False)
+
+
+class ConvBNAct(nn.Sequential):
+    """conv (no bias) -> BN -> ReLU (``act=False`` leaves out the ReLU)."""
+
+    def __init__(
+        self,
+        w_in: int,
+        w_out: int,
+        kernel: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] | str | None = None,
+        groups: int = 1,
+        act: bool = True,
+    ) -> None:
+        if padding is None:
+            k = (kernel, kernel) if isinstance(kernel, int) else kernel
+            padding = (k[0] // 2, k[1] // 2)
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                w_in, w_out, kernel, stride=stride, padding=padding, groups=groups, bias=False
+            ),
+            nn.BatchNorm2d(w_out),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)

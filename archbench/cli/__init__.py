@@ -1,0 +1,51 @@
+"""The ``archbench`` command: parses arguments and calls the library; nothing else.
+
+Each sub-command lives in its own module with a ``register(subparsers)`` function that adds
+its parser and sets ``func``. User errors (:class:`~archbench.errors.ArchbenchError`) become
+one readable line on stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from archbench import __version__
+from archbench.errors import ArchbenchError
+
+COMMAND_MODULES = [
+
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archbench",
+        description="Benchmark residual-network architecture variants under equal budgets.",
+    )
+    parser.add_argument("--version", action="version", version=f"archbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"archbench.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ArchbenchError as exc:
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("archbench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,222 @@
+"""``NetSpec`` (stem, stages, head) and the one ``Net`` module built from it.
+
+Every architecture archbench knows is a ``NetSpec``: presets are data, not classes. A spec is
+frozen, serialises to a canonical JSON (sorted keys, no whitespace, no ``name``), and its
+hash of that JSON is the variant's identity in the results store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from archbench.errors import SpecError
+from archbench.registry import BLOCKS, HEADS, STEMS
+
+
+def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(value or {}).items()}
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The stem: a registered stem ``kind`` with output width ``width``."""
+
+    kind: str = "cifar"
+    width: int = 16
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """``depth`` blocks of type ``block``, all ``width`` channels wide; the first has ``stride``."""
+
+    block: str
+    depth: int
+    width: int
+    stride: int = 1
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The classifier head: a registered head ``kind``."""
+
+    kind: str = "linear"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec = HeadSpec()
+    num_classes: int = 10
+    in_channels: int = 3
+    input_size: int = 32
+    zero_init_last: bool = False
+    name: str = ""  # human-readable; not part of the identity
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stem": {
+                "kind": self.stem.kind,
+                "width": self.stem.width,
+                "params": _params(self.stem.params),
+            },
+            "stages": [
+                {
+                    "block": s.block,
+                    "depth": s.depth,
+                    "width": s.width,
+                    "stride": s.stride,
+                    "params": _params(s.params),
+                }
+                for s in self.stages
+            ],
+            "head": {"kind": self.head.kind, "params": _params(self.head.params)},
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_size": self.input_size,
+            "zero_init_last": self.zero_init_last,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetSpec:
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise SpecError(f"net spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        try:
+            stem = StemSpec(**data.get("stem", {}))
+            stages = tuple(StageSpec(**s) for s in data["stages"])
+            head = HeadSpec(**data.get("head", {}))
+        except KeyError as exc:
+            raise SpecError(f"net spec: missing key {exc}") from None
+        except TypeError as exc:
+            raise SpecError(f"net spec: {exc}") from None
+        rest = {k: v for k, v in data.items() if k not in ("stem", "stages", "head")}
+        return cls(stem=stem, stages=stages, head=head, **rest)
+
+    def canonical_json(self) -> str:
+        """Stable JSON of everything that defines the architecture (not its name)."""
+        data = self.to_dict()
+        del data["name"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> NetSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks (not layers; presets carry their paper depth in the name)."""
+        return sum(s.depth for s in self.stages)
+
+    def validate(self) -> None:
+        """Check names, sizes and strides without allocating a model."""
+        build_net(self, device="meta")
+
+
+def _check_positive(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{what} must be a positive integer, got {value!r}")
+
+
+class Net(nn.Module):
+    """stem -> stages (``nn.Sequential`` of blocks) -> head, built from a :class:`NetSpec`."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        for what in ("num_classes", "in_channels", "input_size"):
+            _check_positive(f"net spec: {what}", getattr(spec, what))
+        if not spec.stages:
+            raise SpecError("net spec: at least one stage is required")
+        self.spec = spec
+        _check_positive("stem width", spec.stem.width)
+        self.stem = STEMS.get(spec.stem.kind)(spec.in_channels, spec.stem.width, **spec.stem.params)
+        size = self.stem.output_size(spec.input_size)
+        if size < 1:
+            raise SpecError(
+                f"input size {spec.input_size} is too small for stem {spec.stem.kind!r}"
+            )
+        width = spec.stem.width
+        stages = []
+        for i, stage in enumerate(spec.stages):
+            where = f"stage {i} ({stage.block})"
+            _check_positive(f"{where}: depth", stage.depth)
+            _check_positive(f"{where}: width", stage.width)
+            _check_positive(f"{where}: stride", stage.stride)
+            block_cls = BLOCKS.get(stage.block)
+            blocks = []
+            for j in range(stage.depth):
+                stride = stage.stride if j == 0 else 1
+                block = block_cls(width, stage.width, stride, **stage.params)
+                new_size = block.output_size(size)
+                # size / stride < 1: padding would keep one pixel, but the stride means nothing.
+                if new_size < 1 or size < stride:
+                    raise SpecError(
+                        f"{where}: stride {stride} shrinks the {size}x{size} feature map below "
+                        f"one pixel (input size {spec.input_size}); use a larger input or fewer "
+                        "strided stages"
+                    )
+                size, width = new_size, stage.width
+                blocks.append(block)
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.head = HEADS.get(spec.head.kind)(width, spec.num_classes, **spec.head.params)
+        self.feature_size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+    def blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        """``("stages.i.j", block)`` for every block, input to output."""
+        for i, stage in enumerate(self.stages):
+            for j, block in enumerate(stage):
+                yield f"stages.{i}.{j}", block
+
+    def init_weights(self) -> None:
+        """He (fan-out) init for convs, BN to (1, 0), as the ResNet papers and torchvision."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Components that need a special init (gates, scales) expose ``reset_special()``.
+        for m in self.modules():
+            hook = getattr(m, "reset_special", None)
+            if callable(hook):
+                hook()
+        if self.spec.zero_init_last:
+            for _, block in self.blocks():
+                hook = getattr(block, "zero_init_last", None)
+                if callable(hook):
+                    hook()
+
+
+def build_net(spec: NetSpec, device: str | torch.device | None = None) -> Net:
+    """Build and initialise a :class:`Net`; ``device="meta"`` builds without memory."""
+    if device is not None and torch.device(device).type == "meta":
+        with torch.device("meta"):
+            return Net(spec)
+    net = Net(spec)
+    net.init_weights()
+    return net.to(device) if device is not None else net
