@@ -20,80 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from archbench.errors import SpecError
+from archbench.validation import parse_params
 
 
 @dataclasses.dataclass(frozen=True)
 class NoParams:
     """Params of a component that takes none."""
-
-
-def parse_params(owner: str, params_cls: type, params: dict[str, Any]) -> Any:
-    """Build ``params_cls(**params)`` with readable errors.
-
-    Checks unknown names and basic types (``int``, ``float``, ``bool``, ``str``, and
-    ``Literal``/``Optional`` of those); then calls ``params_cls.validate()`` if defined, which
-    raises :class:`SpecError` (or ``ValueError``) with its own message.
-    """
-    fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    unknown = sorted(set(params) - set(fields))
-    if unknown:
-        allowed = ", ".join(sorted(fields)) or "none"
-        raise SpecError(
-            f"{owner}: unknown param {', '.join(map(repr, unknown))}; allowed: {allowed}"
-        )
-    hints = typing.get_type_hints(params_cls)
-    clean = {name: _check_type(owner, name, value, hints[name]) for name, value in params.items()}
-    try:
-        parsed = params_cls(**clean)
-        validate = getattr(parsed, "validate", None)
-        if validate is not None:
-            validate()
-    except SpecError as exc:
-        raise SpecError(f"{owner}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"{owner}: {exc}") from None
-    return parsed
-
-
-def _check_type(owner: str, name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise SpecError(
-                f"{owner}: param {name!r} must be one of {', '.join(map(repr, allowed))}, "
-                f"got {value!r}"
-            )
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(owner, name, value, option)
-            except SpecError:
-                continue
-        raise SpecError(f"{owner}: param {name!r} has the wrong type: {value!r} ({hint})")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, bool, str) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
-    ):
-        raise SpecError(f"{owner}: param {name!r} must be {hint.__name__}, got {value!r}")
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 class Component(nn.Module):
