@@ -13,6 +13,12 @@ from archbench.blocks.base import Block, Component, Head, ResidualAdd, Stem
 _FAMILY_MODULES = [
     "stems",
     "resnet",
+    "inception_resnet",
+    "vgg",
+    "preact",
+    "gating",
+    "wide",
+    "resnext",
 ]
 
 for _module in _FAMILY_MODULES:

@@ -10,6 +10,7 @@ listings. A **preset** is a named ``NetSpec``: data, not a class. Generic names 
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,25 +91,39 @@ class Family:
         depth: int | None = None,
         width: int | None = None,
         *,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        input_size: int = 32,
+        num_classes: int | None = None,
+        in_channels: int | None = None,
+        input_size: int | None = None,
         **params: Any,
     ) -> NetSpec:
+        """The family's spec; data-shape arguments left as None keep the family's defaults."""
         depth = self.default_depth if depth is None else depth
         width = self.default_width if width is None else width
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise SpecError(
-                f"family {self.name!r}: width must be a positive integer, got {width!r}"
-            )
+            raise SpecError(f"family {self.name!r}: width must be a positive integer, got {width!r}")
         step = self.width_step(params)
         if width % step:
             raise SpecError(
                 f"family {self.name!r}: width {width} must be a multiple of {step} "
                 f"(params {params})"
             )
+        self._check_params(params)
         spec = self.build_fn(depth, width, **params)
-        return spec.replace(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+        shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+        return spec.replace(**{k: v for k, v in shape.items() if v is not None})
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        """Unknown keyword params fail with the allowed names, not a bare TypeError."""
+        signature = inspect.signature(self.build_fn)
+        if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            return  # the family forwards params to a block, which validates them itself
+        allowed = [n for n in signature.parameters if n not in ("depth", "width")]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise SpecError(
+                f"family {self.name!r}: unknown param {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            )
 
 
 def register_family(
@@ -201,6 +216,11 @@ def get_preset(
 
 _PRESET_MODULES = [
     "resnet",
+    "inception_resnet",
+    "vgg",
+    "preact",
+    "wide",
+    "resnext",
 ]
 
 for _module in _PRESET_MODULES:
