@@ -1,0 +1,276 @@
+"""Storage locations: one ``--storage`` value -> the results-store URL and the Optuna storage.
+
+Accepted values (see :func:`resolve_storage`):
+
+- a file path (``results/quick.db``) or ``sqlite:///path``: one SQLite file holds Optuna's
+  tables and archbench's. The embedded default, for one machine.
+- ``journal:path.log``: Optuna's journal file storage, for several worker processes on one
+  machine; archbench's tables go into a SQLite file beside it (``path.archbench.db``).
+- ``postgresql://user:password@host:port/db``: one PostgreSQL database for both, for several
+  machines.
+- ``:memory:``: nothing persisted (dry runs and tests).
+
+SQLite connections made by :func:`create_engine` use WAL mode (a reader such as
+optuna-dashboard does not block the runner), a busy timeout, and ``BEGIN IMMEDIATE`` for
+write transactions, so concurrent writers wait for each other instead of failing with
+"database is locked". Passwords never reach a log message: use :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from archbench.errors import ArchbenchError
+
+log = logging.getLogger(__name__)
+
+StorageKind = Literal["sqlite", "journal", "postgresql", "memory", "other"]
+
+#: Seconds a SQLite connection waits for another writer's lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 60.0
+#: Execution option that marks a connection's transaction as a writer (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "archbench_write"
+JOURNAL_PREFIX = "journal:"
+MEMORY = ":memory:"
+
+_PASSWORD_QUERY = re.compile(r"(?i)\b(password|passwd|pwd)=([^&\s]*)")
+_USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+class StorageError(ArchbenchError, ValueError):
+    """A storage value that cannot be resolved or opened."""
+
+
+def redact(url: str | URL | Path | None) -> str:
+    """``url`` with any password replaced by ``***``; safe to log or show."""
+    if url is None:
+        return ""
+    text = url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
+    text = _USERINFO.sub(r"\1***\3", text)
+    return _PASSWORD_QUERY.sub(r"\1=***", text)
+
+
+@dataclass(frozen=True)
+class ResolvedStorage:
+    """Where one ``--storage`` value puts archbench's tables and Optuna's study."""
+
+    kind: StorageKind
+    store_url: str  # SQLAlchemy URL of archbench's tables (may contain a password)
+    optuna_url: str | None  # RDB URL for Optuna, or None for journal/in-memory
+    journal_path: Path | None = None
+
+    def __str__(self) -> str:
+        where = self.journal_path if self.kind == "journal" else self.optuna_url
+        return f"{self.kind} storage {redact(where or self.store_url)}"
+
+    @property
+    def redacted_store_url(self) -> str:
+        return redact(self.store_url)
+
+
+def _sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def resolve_storage(value: str | Path, *, store_url: str | None = None) -> ResolvedStorage:
+    """Resolve a ``--storage`` value; ``store_url`` overrides where archbench's tables go.
+
+    Relative SQLite and journal paths become absolute, so worker processes started from
+    elsewhere open the same files.
+    """
+    text = str(value).strip()
+    if not text:
+        raise StorageError(
+            "empty storage value; give a file path, sqlite:///path, journal:path.log, "
+            "postgresql://user@host/db or :memory:"
+        )
+    if text == MEMORY:
+        resolved = ResolvedStorage("memory", "sqlite://", None)
+    elif text.startswith(JOURNAL_PREFIX):
+        path_text = text[len(JOURNAL_PREFIX) :].strip()
+        if not path_text or "://" in path_text:
+            raise StorageError(
+                f"journal storage needs a file path (journal:path.log), got {text!r}"
+            )
+        path = Path(path_text).expanduser().resolve()
+        if path.is_dir():
+            raise StorageError(f"journal storage {text!r} is a directory; name a file")
+        beside = path.with_name(f"{path.stem}.archbench.db")
+        resolved = ResolvedStorage("journal", _sqlite_url(beside), None, path)
+    elif "://" in text:
+        resolved = _resolve_url(text)
+    else:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            raise StorageError(f"storage {text!r} is a directory; name a database file")
+        url = _sqlite_url(path)
+        resolved = ResolvedStorage("sqlite", url, url)
+    if store_url is not None:
+        override = resolve_storage(store_url)
+        resolved = ResolvedStorage(
+            resolved.kind, override.store_url, resolved.optuna_url, resolved.journal_path
+        )
+    return resolved
+
+
+def _resolve_url(text: str) -> ResolvedStorage:
+    if text.startswith("postgres://"):  # the libpq spelling; SQLAlchemy wants postgresql
+        text = "postgresql://" + text[len("postgres://") :]
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise StorageError(f"cannot parse storage URL {redact(text)!r}") from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", MEMORY):
+            return ResolvedStorage("memory", "sqlite://", None)
+        if url.query.get("mode") == "memory" or database.startswith("file:"):
+            raise StorageError(f"unsupported SQLite URL {text!r}; use sqlite:///path/to/file.db")
+        full = _sqlite_url(database)
+        return ResolvedStorage("sqlite", full, full)
+    kind: StorageKind = "postgresql" if backend == "postgresql" else "other"
+    if kind == "postgresql" and "+" not in url.drivername:
+        # SQLAlchemy 2.1 defaults to psycopg 3; archbench[postgres] installs psycopg2. Name
+        # the installed driver so that our engine and Optuna's agree.
+        url = url.set(drivername=f"postgresql+{_postgres_driver()}")
+    rendered = url.render_as_string(hide_password=False)
+    return ResolvedStorage(kind, rendered, rendered)
+
+
+def _postgres_driver() -> str:
+    import importlib.util
+
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return driver
+    return "psycopg2"  # not installed: create_engine then says which package to install
+
+
+def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own implicit BEGIN is
+    # deferred, and a deferred reader that later writes fails at once under WAL).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if cur.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("SQLite refused WAL mode (got %s); readers may block writers", mode)
+            cur.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
+    finally:
+        cur.close()
+
+
+def _on_sqlite_begin(conn: sa.Connection) -> None:
+    # Writers take the write lock up front, so the busy timeout applies; readers stay deferred.
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def tune_sqlite_engine(engine: Engine) -> Engine:
+    """Install archbench's SQLite connection settings on ``engine`` (before it connects)."""
+    if engine.dialect.name == "sqlite" and not getattr(engine, "_archbench_tuned", False):
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        engine._archbench_tuned = True  # type: ignore[attr-defined]
+    return engine
+
+
+def is_tuned(engine: Engine) -> bool:
+    return bool(getattr(engine, "_archbench_tuned", False))
+
+
+def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine for archbench's tables at a ``--storage`` value or resolved storage."""
+    url = url.store_url if isinstance(url, ResolvedStorage) else resolve_storage(url).store_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", MEMORY):
+            # One shared in-memory database for every connection of this engine.
+            kwargs.setdefault("poolclass", StaticPool)
+            kwargs.setdefault("connect_args", {"check_same_thread": False})
+        else:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, **kwargs)
+        return tune_sqlite_engine(engine)
+    kwargs.setdefault("pool_pre_ping", True)  # survive a restarted server between trials
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except ImportError as exc:
+        raise StorageError(
+            f"no database driver for {redact(url)} ({exc}); for PostgreSQL install "
+            "archbench[postgres] (psycopg2-binary)"
+        ) from None
+
+
+def optuna_storage(
+    storage: str | Path | ResolvedStorage,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    heartbeat_stale_trial_callback: Any = None,
+) -> Any:
+    """The Optuna storage object for ``storage`` (RDB, journal file, or in-memory).
+
+    Heartbeats are an RDB feature in Optuna; asking for one on a journal or in-memory storage
+    raises rather than silently losing stale-trial detection.
+    """
+    import optuna  # deferred: importing optuna costs ~1 s and the store does not need it
+
+    resolved = storage if isinstance(storage, ResolvedStorage) else resolve_storage(storage)
+    wants_heartbeat = heartbeat_interval is not None or heartbeat_stale_trial_callback is not None
+    if resolved.kind in ("journal", "memory"):
+        if wants_heartbeat:
+            raise StorageError(
+                f"{resolved.kind} storage has no Optuna heartbeats; use sqlite or postgresql "
+                "storage, or detect dead workers with ResultsStore.stale_runs()"
+            )
+        if resolved.kind == "memory":
+            return optuna.storages.InMemoryStorage()
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        assert resolved.journal_path is not None
+        resolved.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(resolved.journal_path)))
+    assert resolved.optuna_url is not None
+    engine_kwargs: dict[str, Any] = {}
+    if resolved.kind == "sqlite":
+        # WAL is a property of the file: switch it on through a tuned connection first, so
+        # Optuna's own connections (and optuna-dashboard's) also get it.
+        engine = create_engine(resolved.optuna_url)
+        with engine.connect():
+            pass
+        engine.dispose()
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    log.debug("opening Optuna storage %s", redact(resolved.optuna_url))
+    try:
+        return optuna.storages.RDBStorage(
+            resolved.optuna_url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=heartbeat_stale_trial_callback,
+        )
+    except ImportError as exc:
+        raise StorageError(
+            f"no database driver for {redact(resolved.optuna_url)} ({exc}); for PostgreSQL "
+            "install archbench[postgres] (psycopg2-binary)"
+        ) from None

@@ -1,0 +1,141 @@
+"""The results store's tables, prefixed ``archbench_`` so they sit beside Optuna's own.
+
+Bump :data:`SCHEMA_VERSION` with every change to these tables; a store written by another
+version is refused on open (see ``ResultsStore``) rather than read or written wrongly.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+PREFIX = "archbench_"
+
+RUN_STATUSES = ("running", "completed", "diverged", "pruned", "failed")
+FINISHED_STATUSES = RUN_STATUSES[1:]
+
+metadata = sa.MetaData()
+
+_Time = sa.DateTime(timezone=True)
+_Count = sa.BigInteger  # MACs of ImageNet models exceed 2**31
+
+meta = sa.Table(
+    f"{PREFIX}meta",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("archbench_version", sa.String(32), nullable=False),
+    sa.Column("created_at", _Time, nullable=False),
+)
+
+variants = sa.Table(
+    f"{PREFIX}variants",
+    metadata,
+    sa.Column("spec_hash", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("spec_json", sa.Text, nullable=False),  # NetSpec.canonical_json()
+    sa.Column("family", sa.String(100), nullable=False),
+    sa.Column("block", sa.String(100), nullable=False),  # the block type of most blocks
+    sa.Column("depth", sa.Integer, nullable=False),  # the family's depth parameter
+    sa.Column("width", sa.Float, nullable=False),  # the family's width parameter
+    sa.Column("num_blocks", sa.Integer, nullable=False),
+    sa.Column("params", _Count, nullable=False),
+    sa.Column("macs", _Count, nullable=False),
+    sa.Column("flops", _Count, nullable=False),  # 2 * macs, by convention
+    sa.Column("acts", _Count, nullable=False),
+    sa.Column("budget_metric", sa.String(16)),
+    sa.Column("budget_target", sa.Float),
+    sa.Column("budget_error", sa.Float),  # (achieved - target) / target
+    sa.Column("created_at", _Time, nullable=False),
+)
+
+runs = sa.Table(
+    f"{PREFIX}runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(200), nullable=False),
+    sa.Column("profile", sa.String(100), nullable=False),
+    sa.Column("config_key", sa.String(200), nullable=False),  # variant hash + recipe hash
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("study_name", sa.String(300)),
+    sa.Column("trial_number", sa.Integer),
+    sa.Column(
+        "spec_hash", sa.String(64), sa.ForeignKey(variants.c.spec_hash), nullable=False, index=True
+    ),
+    sa.Column("hyperparameters", sa.JSON, nullable=False),
+    sa.Column("recipe", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),  # 1 + number of restarts
+    sa.Column("val_err", sa.Float),
+    sa.Column("test_err", sa.Float),
+    sa.Column("test_top5_err", sa.Float),
+    sa.Column("train_err", sa.Float),
+    sa.Column("train_loss", sa.Float),
+    sa.Column("epochs_done", sa.Integer),
+    sa.Column("diverged_at", sa.JSON(none_as_null=True)),
+    sa.Column("wall_time_s", sa.Float),
+    sa.Column("device", sa.String(200)),
+    sa.Column("env", sa.JSON, nullable=False),
+    sa.Column("started_at", _Time, nullable=False),
+    sa.Column("finished_at", _Time),
+    sa.Column("heartbeat_at", _Time, nullable=False),
+    sa.UniqueConstraint(
+        "experiment", "profile", "config_key", "seed", name=f"uq_{PREFIX}runs_config_seed"
+    ),
+    sa.CheckConstraint(
+        "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES)),
+        name=f"ck_{PREFIX}runs_status",
+    ),
+)
+sa.Index(f"ix_{PREFIX}runs_experiment_profile", runs.c.experiment, runs.c.profile)
+
+epochs = sa.Table(
+    f"{PREFIX}epochs",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("lr", sa.Float),
+    sa.Column("train_loss", sa.Float),
+    sa.Column("train_err", sa.Float),
+    sa.Column("val_loss", sa.Float),
+    sa.Column("val_err", sa.Float),
+    sa.Column("val_top5_err", sa.Float),
+    sa.Column("test_loss", sa.Float),
+    sa.Column("test_err", sa.Float),
+    sa.Column("test_top5_err", sa.Float),
+    sa.Column("epoch_time_s", sa.Float),  # training + evaluation + diagnostics
+    sa.Column("train_time_s", sa.Float),  # training steps only
+    sa.Column("images_per_s", sa.Float),
+    sa.Column("peak_mem_mb", sa.Float),
+)
+
+diagnostics = sa.Table(
+    f"{PREFIX}diagnostics",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("block", sa.String(100), primary_key=True),  # "stages.i.j"
+    sa.Column("block_index", sa.Integer, nullable=False),  # 0 = nearest the input
+    sa.Column("grad_norm", sa.Float),
+    sa.Column("branch_ratio", sa.Float),  # ||F(x)|| / ||x|| of a residual block
+)
+
+TABLES = {t.name[len(PREFIX) :]: t for t in (meta, variants, runs, epochs, diagnostics)}
+
+#: Metric columns an epoch row may carry, besides ``run_id`` and ``epoch``.
+EPOCH_METRICS = tuple(c.name for c in epochs.columns if c.name not in ("run_id", "epoch"))
+#: Final metrics ``finish_run`` accepts.
+FINAL_METRICS = ("val_err", "test_err", "test_top5_err", "train_err", "train_loss", "epochs_done")
+DIAGNOSTIC_METRICS = ("grad_norm", "branch_ratio")
