@@ -1,0 +1,140 @@
+"""Output helpers shared by the CLI commands: aligned tables, key/value blocks, counts, JSON.
+
+Tables: ``render_table(rows, columns)`` with ``Column(key, header, align, fmt)``; numbers are
+usually right-aligned (``align=">"``). JSON: ``to_json(schema, payload)`` puts a ``"schema"``
+key first (``"archbench.<command>/<version>"``) so scripts can check what they parse.
+Everything returns strings; the command prints them with :func:`emit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+_UNITS = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+def human_count(value: int | float | None, digits: int = 3) -> str:
+    """``1_727_962 -> "1.73M"``, ``269_722 -> "270K"``, ``4_111_512_576 -> "4.11G"``, ``640``.
+
+    ``digits`` significant digits (at least as many as the integer part needs); ``None`` is
+    ``"-"``. Units are powers of 1000 (K, M, G, T): counts, not bytes.
+    """
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    for i, (scale, unit) in enumerate(_UNITS):
+        if value >= scale:
+            scaled = value / scale
+            text = _significant(scaled, digits)
+            if float(text) >= 1000 and i > 0:  # 999_999.6 -> "1000K": use the next unit
+                scale, unit = _UNITS[i - 1]
+                text = _significant(value / scale, digits)
+            return f"{sign}{text}{unit}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{sign}{_significant(value, digits)}"
+    return f"{sign}{int(value)}"
+
+
+def _significant(value: float, digits: int) -> str:
+    whole = len(str(int(value))) if value >= 1 else 1
+    decimals = max(digits - whole, 0)
+    return f"{value:.{decimals}f}"
+
+
+def int_count(value: int | None) -> str:
+    """``1727962 -> "1,727,962"``; ``None`` is ``"-"``."""
+    return "-" if value is None else f"{value:,}"
+
+
+def signed_percent(value: float | None, decimals: int = 2) -> str:
+    """``0.0164 -> "+1.64%"``."""
+    return "-" if value is None else f"{value:+.{decimals}%}"
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    """``(1, 16, 32, 32) -> "1x16x32x32"``."""
+    return "x".join(str(int(d)) for d in shape) if shape else "-"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: ``key`` into each row, its ``header``, alignment, and formatter."""
+
+    key: str
+    header: str
+    align: Literal["<", ">"] = "<"
+    fmt: Callable[[Any], str] | None = None
+
+    def cell(self, row: Mapping[str, Any]) -> str:
+        value = row.get(self.key)
+        if self.fmt is not None:
+            return self.fmt(value)
+        return "" if value is None else str(value)
+
+
+def render_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, gap: int = 2
+) -> str:
+    """Rows as an aligned text table with a header and a rule; the last column is not padded
+    (so long descriptions do not drag trailing spaces)."""
+    cells = [[c.cell(row) for c in columns] for row in rows]
+    widths = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    sep = " " * gap
+
+    def line(values: Sequence[str]) -> str:
+        parts = []
+        for i, (value, column) in enumerate(zip(values, columns)):
+            last = i == len(columns) - 1
+            if column.align == ">":
+                parts.append(value.rjust(widths[i]))
+            else:
+                parts.append(value if last else value.ljust(widths[i]))
+        return sep.join(parts).rstrip()
+
+    out = [line([c.header for c in columns]), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def render_kv(pairs: Sequence[tuple[str, str]], *, indent: int = 0) -> str:
+    """``key  value`` lines with the values aligned."""
+    if not pairs:
+        return ""
+    width = max(len(k) for k, _ in pairs)
+    pad = " " * indent
+    return "\n".join(f"{pad}{k.ljust(width)}  {v}".rstrip() for k, v in pairs)
+
+
+def to_json(schema: str, payload: Mapping[str, Any]) -> str:
+    """``{"schema": schema, **payload}`` as indented JSON (key order kept)."""
+    data = {"schema": schema, **{k: v for k, v in payload.items() if k != "schema"}}
+    return json.dumps(data, indent=2, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def emit(text: str, stream: TextIO | None = None) -> None:
+    """Print ``text`` (with a final newline) to stdout; a closed pipe (``| head``) ends the
+    command quietly instead of with a traceback."""
+    out = stream or sys.stdout
+    try:
+        print(text, file=out)
+        out.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at devnull.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        raise SystemExit(0) from None
