@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing them when pytest-xdist or BLAS threads pile up.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny test nets gain nothing from a second thread, and two threads on two busy cores
+# spin-wait each other to a crawl (5-10x slower measured here).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,91 @@
+"""Atomic checkpoint files and the capture/restore of torch's random-number streams.
+
+A checkpoint holds only tensors and plain lists/dicts of numbers, strings and ``None``, so it
+loads with ``torch.load(weights_only=True)``: no pickled code runs when a file is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archbench.errors import ArchbenchError
+
+CHECKPOINT_FORMAT = "archbench.checkpoint/1"
+LAST = "last.pt"
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ArchbenchError):
+    """A checkpoint that cannot be read or does not fit the run resuming from it."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same directory, flushed
+    to disk, then ``os.replace``; a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` onto the CPU."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {found!r}, expected {CHECKPOINT_FORMAT!r}"
+        )
+    return state
+
+
+def capture_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The torch random streams training draws from (dropout, random ops): the CPU generator
+    and, for a CUDA or MPS run, that device's generator. Data order and augmentation are not
+    here: the loader derives them from (seed, epoch)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Inverse of :func:`capture_rng_state`. A state captured on another device type (a CPU
+    checkpoint resumed on CUDA) restores the CPU stream only and logs a warning: the run goes
+    on, but is no longer bit-identical to an uninterrupted one."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type in ("cuda", "mps"):
+        if device.type not in state:
+            log.warning(
+                "checkpoint has no %s random state (made on another device type); "
+                "the resumed run will not repeat an uninterrupted one exactly",
+                device.type,
+            )
+        elif device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+        else:
+            torch.mps.set_rng_state(state["mps"].cpu())

@@ -1,0 +1,135 @@
+"""Device selection, seeding and the environment record stored with every run."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import platform
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archbench import __version__
+from archbench.errors import SpecError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def select_device(preference: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA if present, else MPS, else CPU. An explicit device that is not available
+    raises :class:`SpecError` rather than silently falling back."""
+    if isinstance(preference, torch.device):
+        preference = str(preference)
+    pref = preference.strip().lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(pref)
+    except RuntimeError:
+        raise SpecError(
+            f"unknown device {preference!r}; allowed: {', '.join(DEVICE_CHOICES)}"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpecError(f"device {preference!r} requested but CUDA is not available")
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise SpecError(
+                f"device {preference!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not _mps_available():
+            raise SpecError(f"device {preference!r} requested but MPS is not available")
+        return device
+    raise SpecError(f"unsupported device {preference!r}; allowed: {', '.join(DEVICE_CHOICES)}")
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 31-bit seed for a named random stream ("data", "dropout", ...)."""
+    digest = hashlib.sha256(f"archbench:{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**31 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy (if installed) and torch (CPU and every CUDA device).
+
+    Build the net right after this so one seed fixes its initialisation.
+    """
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy is a dependency, but not of this function
+        pass
+    torch.manual_seed(seed)
+
+
+def fork_rng(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """A scope whose draws from torch's CPU stream and ``device``'s stream are undone on exit."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.random.fork_rng(devices=[index], device_type="cuda")
+    if device.type == "mps":
+        return torch.random.fork_rng(device_type="mps")
+    return torch.random.fork_rng(devices=[])
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the archbench checkout, or ``None`` (installed package, no git)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware a result depends on (JSON-able)."""
+    info: dict[str, Any] = {
+        "archbench": __version__,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "gpu_name": None,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu_name"] = props.name
+        info["gpu_mem_mb"] = round(props.total_memory / 2**20)
+    elif device.type == "mps":
+        info["gpu_name"] = "Apple MPS"
+    return info

@@ -1,0 +1,555 @@
+"""The training loop: one call trains a net on loaded data with a :class:`Recipe`.
+
+``train`` returns a :class:`TrainResult` with metrics per epoch, per-block diagnostics and
+the environment. It never raises for a diverging run (status ``"diverged"``) and never prints:
+it logs, and shows a tqdm bar per epoch when attached to a terminal.
+
+Reproducibility: the caller builds the net under :func:`seed_everything` (initialisation);
+``seed`` fixes the rest through independent derived streams: data order and augmentation
+(the loader's, a function of (seed, epoch)) and dropout (torch's global stream, captured after
+every epoch's training steps and restored before the next). Evaluation, diagnostics and the
+``on_epoch_end`` callback therefore cannot perturb training, a resumed run continues exactly,
+and the caller's own random state is left as it was. On CPU two runs with the same seed are
+bit-identical; CUDA kernels (cuDNN, atomics) need not be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archbench.checkpoint import (
+    LAST,
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from archbench.data import DeviceLoader, LoadedData, TensorSplit
+from archbench.device import (
+    derive_seed,
+    environment_info,
+    fork_rng,
+    seed_everything,
+    select_device,
+)
+from archbench.diagnostics import BlockDiagnostics, block_diagnostics
+from archbench.errors import SpecError
+from archbench.recipe import LRSchedule, Recipe, build_optimizer
+
+__all__ = [
+    "RESULT_SCHEMA",
+    "BlockDiagnostics",
+    "EpochMetrics",
+    "Recipe",
+    "TrainResult",
+    "seed_everything",
+    "select_device",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = "archbench.train/1"
+EVAL_BATCH_SIZE = 256  # at least; no gradients, so larger than training is safe
+CHECK_EVERY = 25  # steps between finiteness checks (each check synchronises the device)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch. Errors are fractions (0.05 = 5 %); ``epoch`` counts from 1.
+
+    ``train_loss``/``train_err``: running mean over the epoch's augmented training batches
+    (train mode, the training objective including label smoothing; no extra pass).
+    ``val_*``/``test_*``: eval mode, no gradients, plain cross-entropy; top-5 means top-k with
+    k = min(5, classes). ``lr``: the rate of the epoch's last step. ``epoch_time_s``: training,
+    evaluation and diagnostics (not the checkpoint write); ``train_time_s`` and
+    ``images_per_s``: training steps only. ``peak_mem_mb``: CUDA max allocated over the epoch;
+    ``None`` on CPU and MPS (no reliable peak there).
+    """
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_err: float
+    val_loss: float | None
+    val_err: float | None
+    val_top5_err: float | None
+    test_loss: float
+    test_err: float
+    test_top5_err: float
+    epoch_time_s: float
+    train_time_s: float
+    images_per_s: float
+    peak_mem_mb: float | None
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced. ``final`` is the last completed epoch (``None`` when the
+    run diverged during its first epoch); ``diverged_at`` holds epoch, step (0-based global
+    optimizer step), lr and loss of the first non-finite loss."""
+
+    status: Literal["completed", "diverged", "pruned"]
+    epochs: list[EpochMetrics]
+    diagnostics: list[BlockDiagnostics]
+    final: EpochMetrics | None
+    diverged_at: dict[str, Any] | None
+    wall_time_s: float
+    device: str
+    env: dict[str, Any]
+    recipe: Recipe = field(default_factory=Recipe)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (schema ``archbench.train/1``); non-finite floats become strings."""
+        return _json_safe(
+            {
+                "schema": RESULT_SCHEMA,
+                "status": self.status,
+                "seed": self.seed,
+                "recipe": self.recipe.to_dict(),
+                "epochs": [dataclasses.asdict(m) for m in self.epochs],
+                "final": dataclasses.asdict(self.final) if self.final else None,
+                "diverged_at": self.diverged_at,
+                "diagnostics": [dataclasses.asdict(d) for d in self.diagnostics],
+                "wall_time_s": self.wall_time_s,
+                "device": self.device,
+                "env": self.env,
+            }
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def train(
+    net: nn.Module,
+    data: LoadedData,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    diagnostics_every: int = 1,
+    on_epoch_end: Callable[[EpochMetrics, list[BlockDiagnostics]], bool] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train ``net`` in place on ``data`` following ``recipe``.
+
+    ``checkpoint_dir``: write ``last.pt`` there after every epoch; with ``resume`` an existing
+    one (same recipe and seed, else :class:`CheckpointError`) is continued. ``diagnostics_every``:
+    per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
+    ``on_epoch_end(metrics, diagnostics)`` returning ``True`` stops the run (``"pruned"``).
+    ``progress``: a tqdm bar per epoch; ``None`` shows it when stderr is a terminal.
+    """
+    recipe.validate()
+    if isinstance(diagnostics_every, bool) or diagnostics_every < 0:
+        raise SpecError(f"diagnostics_every must be an integer >= 0, got {diagnostics_every!r}")
+    dev = select_device("auto" if device is None else device)
+    _check_data_fits(net, data)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    start = time.perf_counter()  # wall time includes the setup (data to device, compile)
+    with fork_rng(dev):  # the caller's random state is left as it was
+        run = _Run(net, data, recipe, seed, dev, checkpoint_dir, diagnostics_every, show)
+        return run.execute(resume, on_epoch_end, start)
+
+
+def _check_data_fits(net: nn.Module, data: LoadedData) -> None:
+    if len(data.train) == 0 or len(data.test) == 0:
+        raise SpecError(
+            f"dataset {data.info.name!r}: train and test splits must not be empty "
+            f"(train {len(data.train)}, test {len(data.test)})"
+        )
+    spec = getattr(net, "spec", None)
+    if spec is None:
+        return
+    info = data.info
+    for what, model_value, data_value in (
+        ("num_classes", spec.num_classes, info.num_classes),
+        ("in_channels", spec.in_channels, info.channels),
+    ):
+        if model_value != data_value:
+            raise SpecError(
+                f"model {spec.name or 'net'!r} has {what}={model_value} but dataset "
+                f"{info.name!r} has {data_value}; build the net for the dataset "
+                f"(get_preset(..., num_classes=, in_channels=, input_size=))"
+            )
+
+
+class _Diverged(Exception):
+    def __init__(self, where: dict[str, Any]) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+class _Run:
+    """The state of one training run (kept out of ``train`` so each step reads on its own)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        data: LoadedData,
+        recipe: Recipe,
+        seed: int,
+        device: torch.device,
+        checkpoint_dir: str | Path | None,
+        diagnostics_every: int,
+        progress: bool,
+    ) -> None:
+        self.net, self.data, self.recipe, self.seed, self.device = net, data, recipe, seed, device
+        self.checkpoint = Path(checkpoint_dir) / LAST if checkpoint_dir is not None else None
+        self.diagnostics_every = diagnostics_every
+        self.progress = progress
+        self.amp = recipe.amp and device.type == "cuda"
+        if recipe.amp and not self.amp:
+            log.warning("amp (bf16 autocast) is CUDA-only; training %s in float32", device)
+
+        net.to(device)
+        if recipe.channels_last:
+            net.to(memory_format=torch.channels_last)
+        self.model = torch.compile(net) if recipe.compile else net
+
+        info, cl = data.info, recipe.channels_last
+        self.train_loader = DeviceLoader(
+            data.train,
+            info,
+            batch_size=recipe.batch_size,
+            device=device,
+            train=True,
+            # Full batches only: one shape for BN statistics, compile and timing.
+            drop_last=len(data.train) >= recipe.batch_size,
+            seed=derive_seed(seed, "data"),
+            channels_last=cl,
+        )
+        eval_bs = max(recipe.batch_size, EVAL_BATCH_SIZE)
+        self.eval_loaders = {
+            name: DeviceLoader(split, info, batch_size=eval_bs, device=device, channels_last=cl)
+            for name, split in (("val", data.val), ("test", data.test))
+            if split is not None
+        }
+        self.optimizer = build_optimizer(net, recipe)
+        self.schedule = LRSchedule(recipe, len(self.train_loader))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.diag_batch = self._diagnostics_batch() if diagnostics_every else None
+
+        self.epochs: list[EpochMetrics] = []
+        self.diagnostics: list[BlockDiagnostics] = []
+        self.prior_wall_s = 0.0  # time spent before a resume
+        torch.manual_seed(derive_seed(seed, "dropout"))
+        self.rng = capture_rng_state(device)  # the stream the next epoch's steps draw from
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(
+        self,
+        resume: bool,
+        on_epoch_end: Callable[[EpochMetrics, list[BlockDiagnostics]], bool] | None,
+        start: float,
+    ) -> TrainResult:
+        done = self._resume() if resume and self.checkpoint and self.checkpoint.exists() else 0
+        if self.diag_batch is not None and done == 0:
+            self.diagnostics += self._diagnose(0)
+        status: Literal["completed", "diverged", "pruned"] = "completed"
+        diverged_at = None
+        for epoch in range(done + 1, self.recipe.epochs + 1):
+            try:
+                metrics, diags = self._epoch(epoch)
+            except _Diverged as exc:
+                status, diverged_at = "diverged", exc.where
+                log.info(  # a result, not a fault: searches over lr expect some
+                    "diverged in epoch %d at step %d (lr %.4g): loss %s",
+                    epoch,
+                    exc.where["step"],
+                    exc.where["lr"],
+                    exc.where["loss"],
+                )
+                break
+            self.epochs.append(metrics)
+            self.diagnostics += diags
+            if self.checkpoint is not None:
+                self._save(epoch, self.prior_wall_s + time.perf_counter() - start)
+            if on_epoch_end is not None and on_epoch_end(metrics, diags):
+                status = "pruned"
+                log.info("stopped after epoch %d by on_epoch_end", epoch)
+                break
+        return TrainResult(
+            status=status,
+            epochs=list(self.epochs),
+            diagnostics=list(self.diagnostics),
+            final=self.epochs[-1] if self.epochs else None,
+            diverged_at=diverged_at,
+            wall_time_s=self.prior_wall_s + time.perf_counter() - start,
+            device=str(self.device),
+            env=self._env(done),
+            recipe=self.recipe,
+            seed=self.seed,
+        )
+
+    def _epoch(self, epoch: int) -> tuple[EpochMetrics, list[BlockDiagnostics]]:
+        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        bar = self._bar(epoch)
+        try:
+            restore_rng_state(self.rng, self.device)
+            lr, train_loss, train_err = self._train_steps(epoch, bar)
+            self.rng = capture_rng_state(self.device)
+            self._sync()
+            train_time = time.perf_counter() - t0
+            evals = {name: self._evaluate(loader) for name, loader in self.eval_loaders.items()}
+            due = self.diagnostics_every and epoch % self.diagnostics_every == 0
+            diags = self._diagnose(epoch) if due and self.diag_batch is not None else []
+            val = evals.get("val", (None, None, None))
+            test = evals["test"]
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{train_loss:.3f}",
+                    err=f"{train_err:.3f}",
+                    **({"val_err": f"{val[1]:.3f}"} if val[1] is not None else {}),
+                    test_err=f"{test[1]:.3f}",
+                )
+        finally:
+            if bar is not None:
+                bar.close()
+        self._sync()
+        metrics = EpochMetrics(
+            epoch=epoch,
+            lr=lr,
+            train_loss=train_loss,
+            train_err=train_err,
+            val_loss=val[0],
+            val_err=val[1],
+            val_top5_err=val[2],
+            test_loss=test[0],
+            test_err=test[1],
+            test_top5_err=test[2],
+            epoch_time_s=time.perf_counter() - t0,
+            train_time_s=train_time,
+            images_per_s=self.train_loader.num_samples / train_time if train_time > 0 else 0.0,
+            peak_mem_mb=(
+                torch.cuda.max_memory_allocated(self.device) / 2**20
+                if self.device.type == "cuda"
+                else None
+            ),
+        )
+        log.info(
+            "epoch %d/%d: train loss %.4f err %.4f | val err %s | test err %.4f | lr %.4g | "
+            "%.1f s, %.0f img/s",
+            epoch,
+            self.recipe.epochs,
+            metrics.train_loss,
+            metrics.train_err,
+            "-" if metrics.val_err is None else f"{metrics.val_err:.4f}",
+            metrics.test_err,
+            metrics.lr,
+            metrics.epoch_time_s,
+            metrics.images_per_s,
+        )
+        return metrics, diags
+
+    def _train_steps(self, epoch: int, bar: Any) -> tuple[float, float, float]:
+        """One epoch of SGD steps; returns (last lr, mean loss, error) or raises _Diverged."""
+        model, optimizer, loader = self.model, self.optimizer, self.train_loader
+        model.train()
+        loader.set_epoch(epoch - 1)
+        loss_sum = torch.zeros((), device=self.device)
+        wrong = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        pending: list[torch.Tensor] = []  # losses since the last finiteness check
+        lr = self.schedule.lr_at(self.schedule.step)
+        steps = len(loader)
+        for i, (x, y) in enumerate(loader):
+            lr = self.schedule.apply(optimizer)
+            with self._autocast():
+                out = model(x)
+                loss = self.criterion(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss = loss.detach()
+            pending.append(loss)
+            loss_sum += loss.float() * y.shape[0]
+            wrong += (out.detach().argmax(1) != y).sum()
+            seen += y.shape[0]
+            if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps:
+                self._check_finite(pending, epoch, self.schedule.step - len(pending))
+                pending.clear()
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{loss_sum.item() / seen:.3f}", err=f"{wrong.item() / seen:.3f}"
+                    )
+            if bar is not None:
+                bar.update(1)
+        values = torch.stack([loss_sum, wrong.float()]).tolist()
+        return lr, values[0] / max(seen, 1), values[1] / max(seen, 1)
+
+    def _check_finite(self, losses: list[torch.Tensor], epoch: int, first_step: int) -> None:
+        finite = torch.isfinite(torch.stack(losses))
+        if bool(finite.all()):
+            return
+        i = int((~finite).nonzero()[0, 0])
+        step = first_step + i
+        raise _Diverged(
+            {
+                "epoch": epoch,
+                "step": step,
+                "epoch_step": step - (epoch - 1) * self.schedule.steps_per_epoch,
+                "lr": self.schedule.lr_at(step),
+                "loss": float(losses[i].item()),
+            }
+        )
+
+    @torch.no_grad()
+    def _evaluate(self, loader: DeviceLoader) -> tuple[float, float, float]:
+        """(mean cross-entropy, top-1 error, top-5 error) in eval mode."""
+        model = self.model
+        model.eval()
+        k = min(5, self.data.info.num_classes)
+        loss_sum = torch.zeros((), device=self.device)
+        hits = torch.zeros(2, device=self.device, dtype=torch.long)
+        for x, y in loader:
+            with self._autocast():
+                out = model(x)
+            out = out.float()
+            loss_sum += F.cross_entropy(out, y, reduction="sum")
+            match = out.topk(k, dim=1).indices == y[:, None]
+            hits += torch.stack([match[:, 0].sum(), match.any(dim=1).sum()])
+        n = loader.num_samples
+        loss, top1, top5 = torch.cat([loss_sum[None], hits.float()]).tolist()
+        return loss / n, 1.0 - top1 / n, 1.0 - top5 / n
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def _diagnostics_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fixed, unaugmented batch of training images, chosen by a private generator."""
+        train = self.data.train
+        n = min(self.recipe.batch_size, len(train))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "diagnostics"))
+        idx = torch.randperm(len(train), generator=gen)[:n].to(train.images.device)
+        subset = TensorSplit(train.images[idx], train.labels[idx])
+        loader = DeviceLoader(
+            subset,
+            self.data.info,
+            batch_size=n,
+            device=self.device,
+            channels_last=self.recipe.channels_last,
+        )
+        return next(iter(loader))
+
+    def _diagnose(self, epoch: int) -> list[BlockDiagnostics]:
+        assert self.diag_batch is not None
+        x, y = self.diag_batch
+        return block_diagnostics(self.net, x, y, epoch=epoch, criterion=self.criterion)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save(self, epoch: int, wall_time_s: float) -> None:
+        assert self.checkpoint is not None
+        save_checkpoint(
+            self.checkpoint,
+            {
+                "epoch": epoch,
+                "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "rng": self.rng,
+                "metrics": [dataclasses.asdict(m) for m in self.epochs],
+                "diagnostics": [dataclasses.asdict(d) for d in self.diagnostics],
+                "recipe": self.recipe.to_dict(),
+                "seed": self.seed,
+                "wall_time_s": wall_time_s,
+            },
+        )
+
+    def _resume(self) -> int:
+        """Load ``last.pt``; returns the number of epochs it completed."""
+        assert self.checkpoint is not None
+        state = load_checkpoint(self.checkpoint)
+        where = str(self.checkpoint)
+        if state["seed"] != self.seed:
+            raise CheckpointError(
+                f"checkpoint {where!r} was made with seed {state['seed']}, this run has seed "
+                f"{self.seed}; use another checkpoint_dir or resume=False"
+            )
+        saved, wanted = state["recipe"], self.recipe.to_dict()
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
+            raise CheckpointError(
+                f"checkpoint {where!r} was made with another recipe ({diffs}); "
+                "use another checkpoint_dir or resume=False"
+            )
+        try:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint {where!r} does not fit this model: {exc}".splitlines()[0]
+            ) from None
+        self.schedule.load_state_dict(state["scheduler"])
+        self.rng = state["rng"]
+        self.epochs = [EpochMetrics(**m) for m in state["metrics"]]
+        self.diagnostics = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        self.prior_wall_s = float(state["wall_time_s"])
+        log.info("resumed from %s after epoch %d", where, state["epoch"])
+        return int(state["epoch"])
+
+    # -- small helpers ----------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def _bar(self, epoch: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=len(self.train_loader),
+            desc=f"epoch {epoch}/{self.recipe.epochs}",
+            unit="step",
+            leave=False,  # transient: the per-epoch line comes from logging or the CLI
+            dynamic_ncols=True,
+        )
+
+    def _env(self, resumed_after: int) -> dict[str, Any]:
+        env = environment_info(self.device)
+        env.update(
+            amp="bf16" if self.amp else None,
+            channels_last=self.recipe.channels_last,
+            compile=self.recipe.compile,
+            cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+            diagnostics_every=self.diagnostics_every,
+            resumed_after_epoch=resumed_after,
+            train_batches_per_epoch=len(self.train_loader),
+            train_images_per_epoch=self.train_loader.num_samples,
+            dataset=self.data.info.name,
+            data_source=self.data.source,
+        )
+        return env
