@@ -1,0 +1,32 @@
+"""Analysis of stored results: trade-off plots, statistics over seeds, tables and a report.
+
+Modules (import what you need; this package itself stays light so the CLI starts fast):
+
+- :mod:`archbench.analysis.data`: :func:`load_experiment` -> :class:`ExperimentData`;
+  :func:`config_stats` (per-configuration mean/std/t-interval over seeds).
+- :mod:`archbench.analysis.stats`: t-intervals, paired differences (t-test, Wilcoxon), Holm,
+  complexity-normalised EDF weights.
+- :mod:`archbench.analysis.plots` (+ :mod:`~archbench.analysis.optuna_views`): the plot kinds,
+  :func:`make_plots`, :func:`render`.
+- :mod:`archbench.analysis.tables`: summary, paired comparisons and fairness-facts tables.
+- :mod:`archbench.analysis.report`: :func:`write_report`, one self-contained HTML file.
+"""
+
+from __future__ import annotations
+
+#: Every plot kind, in report order (``plots.plot_kinds()`` registers exactly these).
+PLOT_KINDS = (
+    "depth",
+    "width",
+    "heatmap",
+    "cost",
+    "budget",
+    "degradation",
+    "preact",
+    "gradflow",
+    "branch",
+    "edf",
+    "optuna-history",
+    "optuna-importance",
+    "optuna-pareto",
+)

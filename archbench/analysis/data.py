@@ -1,0 +1,377 @@
+"""Load one experiment's results (store rows, Optuna study, spec) and summarise configurations.
+
+:func:`load_experiment` reads everything the plots, tables and report need once;
+:func:`config_stats` turns runs into one row per configuration (variant + recipe) with the
+mean, std and t-interval of a metric over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from archbench.analysis.stats import t_interval
+from archbench.errors import ArchbenchError, UnknownNameError
+from archbench.storage import ResolvedStorage, resolve_storage
+
+log = logging.getLogger(__name__)
+
+METRICS = {
+    "test_err": "test error",
+    "val_err": "validation error",
+    "train_err": "training error",
+    "test_top5_err": "test top-5 error",
+}
+
+#: The block registry's family of a block -> the role it plays in the classic figures.
+ROLES = {"plain": "plain", "resnet": "residual", "preact": "preact"}
+
+FLOP_CONVENTION = (
+    "MACs are multiply-accumulates per image (batch 1, eval mode) as counted by fvcore, which "
+    "calls one fused multiply-add one 'flop'; FLOPs = 2 x MACs."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ExperimentData:
+    """Everything recorded for one experiment and profile (DataFrames as the store returns
+    them, plus ``group`` and ``role`` columns)."""
+
+    experiment: str
+    profile: str
+    store_url: str  # redacted
+    runs: pd.DataFrame  # every run, any status
+    epochs: pd.DataFrame
+    diagnostics: pd.DataFrame
+    spec_text: str | None = None
+    study: Any = None  # optuna.Study, when the storage holds it
+    study_note: str = ""  # why there is no study
+    spec: Mapping[str, Any] = field(default_factory=dict)  # the parsed spec_text
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "completed"]
+
+    @property
+    def title(self) -> str:
+        return f"{self.experiment} (profile {self.profile})"
+
+
+def resolve_profile(store: Any, experiment: str, profile: str | None) -> str:
+    """The profile to analyse; raises naming the known experiments or profiles."""
+    table = store.experiments()
+    known = sorted(table["experiment"].unique().tolist())
+    if experiment not in known:
+        raise UnknownNameError(
+            f"no runs recorded for experiment {experiment!r} in {store.url}; known "
+            f"experiments: {', '.join(known) or 'none'}"
+        )
+    profiles = sorted(table.loc[table["experiment"] == experiment, "profile"].tolist())
+    if profile is None:
+        if len(profiles) > 1:
+            raise UnknownNameError(
+                f"experiment {experiment!r} has several profiles ({', '.join(profiles)}); "
+                "pick one with --profile (their recipes differ, so they are not pooled)"
+            )
+        return profiles[0]
+    if profile not in profiles:
+        raise UnknownNameError(
+            f"experiment {experiment!r} has no runs for profile {profile!r}; known profiles: "
+            f"{', '.join(profiles)}"
+        )
+    return profile
+
+
+def load_experiment(
+    storage: str | Path | ResolvedStorage,
+    experiment: str,
+    profile: str | None = None,
+    *,
+    with_study: bool = True,
+) -> ExperimentData:
+    """Read one experiment's runs, epochs, diagnostics and (if present) its Optuna study."""
+    from archbench.store import ResultsStore
+
+    resolved = storage if isinstance(storage, ResolvedStorage) else resolve_storage(storage)
+    with ResultsStore(resolved, create=False) as store:
+        profile = resolve_profile(store, experiment, profile)
+        runs = annotate(store.runs(experiment=experiment, profile=profile))
+        epochs = annotate(store.epochs(experiment=experiment, profile=profile))
+        diagnostics = annotate(
+            store.diagnostics(experiment=experiment, profile=profile), block_col="block_type"
+        )
+        study, note = (None, "not requested")
+        if with_study:
+            study, note = load_study(resolved, store.engine, f"{experiment}:{profile}")
+        url = store.url
+    spec_text = None
+    if study is not None:
+        spec_text = study.user_attrs.get("spec") or None
+    spec: dict[str, Any] = {}
+    if spec_text:
+        try:
+            loaded = yaml.safe_load(spec_text)
+            spec = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError as exc:
+            log.warning("study %s: its 'spec' attribute is not YAML (%s)", experiment, exc)
+    if spec:
+        runs, epochs, diagnostics = (
+            experiment_budget(f, spec) for f in (runs, epochs, diagnostics)
+        )
+    if study is not None:
+        labels = trial_labels(study)
+        runs, epochs, diagnostics = (relabel(f, labels) for f in (runs, epochs, diagnostics))
+    return ExperimentData(
+        experiment, profile, url, runs, epochs, diagnostics, spec_text, study, note, spec
+    )
+
+
+def trial_labels(study: Any) -> dict[str, str]:
+    """``spec_hash -> label`` as this experiment's trials named their variants."""
+    labels = {}
+    for trial in study.get_trials(deepcopy=False):
+        spec_hash, label = trial.user_attrs.get("spec_hash"), trial.user_attrs.get("label")
+        if isinstance(spec_hash, str) and isinstance(label, str) and label:
+            labels.setdefault(spec_hash, label)
+    return labels
+
+
+def relabel(frame: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """Variant names as this experiment called them (the store keeps the first name a
+    variant was recorded under, possibly by another experiment)."""
+    if frame.empty or not labels:
+        return frame
+    frame = frame.copy()
+    frame["name"] = [labels.get(h, n) for h, n in zip(frame["spec_hash"], frame["name"])]
+    return frame
+
+
+def experiment_budget(frame: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
+    """The budget columns as *this* experiment's spec defines them.
+
+    The store keeps one budget per variant (the first experiment that recorded it with a
+    budget), so an architecture shared by two experiments can carry another experiment's
+    budget. With the spec at hand: no ``budget`` section clears the columns; a budget
+    replaces the target of the budgeted rows and recomputes their error from the stored
+    params/MACs. (Rows stored without a budget, e.g. presets, stay without one.)
+    """
+    frame = frame.copy()
+    budget = spec.get("budget")
+    has = frame["budget_target"].notna() & frame["budget_metric"].notna()
+    if not isinstance(budget, Mapping):
+        frame.loc[:, "budget_metric"] = None
+        frame.loc[:, ["budget_target", "budget_error"]] = np.nan
+        return frame
+    from archbench.budget import parse_count
+
+    metric = str(budget.get("metric", "params"))
+    try:
+        target = float(parse_count(budget.get("target")))
+    except ArchbenchError as exc:
+        log.warning("spec budget target unreadable (%s); keeping the stored budgets", exc)
+        return frame
+    if metric not in ("params", "macs"):
+        return frame
+    frame.loc[has, "budget_metric"] = metric
+    frame.loc[has, "budget_target"] = target
+    frame.loc[has, "budget_error"] = (frame.loc[has, metric].astype(float) - target) / target
+    return frame
+
+
+def load_study(resolved: ResolvedStorage, engine: sa.Engine, name: str) -> tuple[Any, str]:
+    """``(study, "")`` or ``(None, why not)``; never creates Optuna tables in a reader."""
+    if resolved.kind == "memory":
+        return None, "in-memory storage keeps no Optuna study"
+    if resolved.kind == "journal":
+        assert resolved.journal_path is not None
+        if not resolved.journal_path.exists():
+            return None, f"no Optuna journal file at {resolved.journal_path}"
+    elif "studies" not in sa.inspect(engine).get_table_names():
+        return None, "the storage holds no Optuna tables"
+    import optuna
+
+    from archbench.storage import optuna_storage
+
+    try:
+        storage = optuna_storage(resolved)
+        names = optuna.get_all_study_names(storage)
+        if name not in names:
+            return None, f"no Optuna study named {name!r} (found: {', '.join(names) or 'none'})"
+        return optuna.load_study(study_name=name, storage=storage), ""
+    except Exception as exc:  # a damaged or foreign Optuna schema must not stop the report
+        log.warning("cannot open Optuna study %s: %s", name, exc)
+        return None, f"cannot open the Optuna study ({type(exc).__name__}: {exc})"
+
+
+def block_role(block: str, family: str) -> str:
+    """``plain``, ``residual`` or ``preact`` for the classic figures; else the block's family."""
+    from archbench.registry import BLOCKS
+
+    try:
+        block_family = BLOCKS.entry(block).meta.get("family", family)
+    except ArchbenchError:  # a plugin block that is not installed here
+        block_family = family
+    return ROLES.get(block_family, block_family)
+
+
+def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
+    """Add ``group`` (the family, split by block type where a family used several) and
+    ``role`` columns."""
+    frame = frame.copy()
+    if frame.empty:
+        frame["group"] = pd.Series(dtype=object)
+        frame["role"] = pd.Series(dtype=object)
+        return frame
+    blocks_per_family = frame.groupby("family")[block_col].nunique()
+    split = set(blocks_per_family[blocks_per_family > 1].index)
+    frame["group"] = [
+        f"{fam}:{blk}" if fam in split else fam
+        for fam, blk in zip(frame["family"], frame[block_col])
+    ]
+    roles = {
+        (fam, blk): block_role(blk, fam) for fam, blk in set(zip(frame["family"], frame[block_col]))
+    }
+    frame["role"] = [roles[(f, b)] for f, b in zip(frame["family"], frame[block_col])]
+    return frame
+
+
+CONFIG_COLUMNS = (
+    "config_key",
+    "label",
+    "name",
+    "group",
+    "role",
+    "family",
+    "block",
+    "depth",
+    "width",
+    "params",
+    "macs",
+    "flops",
+    "budget_metric",
+    "budget_target",
+    "budget_error",
+    "recipe",
+    "hyperparameters",
+)
+
+
+def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.95) -> pd.DataFrame:
+    """One row per configuration: metric mean/std/t-interval over its completed seeds.
+
+    Also ``val_mean`` (for model selection), ``seeds`` (completed, sorted), ``epochs`` and
+    counts of runs that diverged, were pruned or failed. ``label`` is the variant name, made
+    unique with the differing hyperparameters when one variant ran with several recipes.
+    """
+    if metric not in METRICS:
+        raise UnknownNameError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    rows = []
+    for key, group in runs.groupby("config_key", sort=False):
+        first = group.iloc[0]
+        done = group[group["status"] == "completed"]
+        values = done[metric].astype(float)
+        summary = t_interval(values.tolist(), level)
+        val = done["val_err"].astype(float).dropna()
+        row = {c: first[c] for c in CONFIG_COLUMNS if c not in ("config_key", "label")}
+        epochs_done = done["epochs_done"].dropna()
+        row.update(
+            config_key=key,
+            n_runs=len(group),
+            n=summary.n,
+            seeds=tuple(sorted(int(s) for s in done.loc[values.notna(), "seed"])),
+            mean=summary.mean,
+            std=summary.std,
+            ci_low=summary.ci_low,
+            ci_high=summary.ci_high,
+            val_mean=float(val.mean()) if len(val) else float("nan"),
+            epochs=int(epochs_done.max()) if len(epochs_done) else None,
+            **{
+                f"n_{s}": int((group["status"] == s).sum())
+                for s in ("diverged", "pruned", "failed")
+            },
+        )
+        rows.append(row)
+    columns = [
+        *CONFIG_COLUMNS,
+        "n_runs",
+        "n",
+        "seeds",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "val_mean",
+        "epochs",
+        "n_diverged",
+        "n_pruned",
+        "n_failed",
+    ]
+    table = pd.DataFrame(rows, columns=[c for c in columns if c != "label"])
+    table.insert(1, "label", _labels(table))
+    return table.sort_values(["group", "depth", "width", "label"]).reset_index(drop=True)
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    labels = table["name"].astype(str).tolist()
+    dupes = table["name"].duplicated(keep=False).tolist()
+    out = []
+    for label, dup, hp in zip(labels, dupes, table["hyperparameters"]):
+        if dup:
+            extra = ",".join(
+                f"{k.split('.')[-1]}={v}"
+                for k, v in sorted((hp or {}).items())
+                if k != "config" and not isinstance(v, (dict, list))
+            )
+            label = f"{label} [{extra}]" if extra else label
+        out.append(label)
+    # Still ambiguous (same name and hyperparameters: the recipe itself differs).
+    counts: dict[str, int] = {}
+    final = []
+    for label in out:
+        counts[label] = counts.get(label, 0) + 1
+        final.append(label if counts[label] == 1 else f"{label} #{counts[label]}")
+    return final
+
+
+def select_best(table: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """One configuration per ``keys`` cell: the lowest mean *validation* error (model selection
+    never looks at the test set). Returns the table and a note per cell that had several."""
+    notes = []
+    picked = []
+    for _cell, group in table.groupby(keys, dropna=False, sort=False):
+        if len(group) == 1:
+            picked.append(group.index[0])
+            continue
+        order = group["val_mean"].fillna(np.inf).sort_values(kind="stable")
+        best = order.index[0]
+        picked.append(best)
+        notes.append(
+            f"{group.loc[best, 'label']}: best of {len(group)} recipes by validation error"
+        )
+    return table.loc[sorted(picked)], notes
+
+
+def fixed_quantity(row: Mapping[str, Any]) -> str:
+    """What a depth sweep holds fixed: the budget when the variant was solved to one, else
+    its width."""
+    if isinstance(row.get("budget_metric"), str) and pd.notna(row.get("budget_target")):
+        return f"{format_count(row['budget_target'])} {row['budget_metric']}"
+    return f"width {row['width']:g}"
+
+
+def format_count(value: float) -> str:
+    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes)."""
+    value = float(value)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= div:
+            text = f"{value / div:.3g}"
+            return f"{text}{suffix}"
+    return f"{value:.0f}"

@@ -1,0 +1,260 @@
+"""Plot kinds: the registry, rendering and saving, and the helpers the plot modules share.
+
+Each plot kind turns an :class:`ExperimentData` into a Figure; the kinds live in
+:mod:`~archbench.analysis.tradeoff_plots` (depth, width, heatmap, cost, budget, edf),
+:mod:`~archbench.analysis.training_plots` (degradation, preact, gradflow, branch) and
+:mod:`~archbench.analysis.optuna_views`.
+
+A plot that lacks its data (one seed, no diagnostics, a single depth, ...) raises
+:class:`PlotSkipped` with the reason; :func:`make_plots` records the reason and goes on.
+Errors are plotted in percent; counts on log axes with engineering labels (75k, 1.2M).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from archbench.analysis import PLOT_KINDS
+from archbench.analysis.data import (
+    METRICS,
+    ExperimentData,
+    config_stats,
+    fixed_quantity,
+    select_best,
+)
+from archbench.analysis.style import (
+    MARKERS,
+    figure,
+    palette,
+    style,
+)
+from archbench.errors import UnknownNameError
+
+log = logging.getLogger(__name__)
+
+ROLE_ORDER = ("plain", "residual", "preact")
+
+
+class PlotSkipped(Exception):
+    """A plot that cannot be drawn from this experiment's data; the message says why."""
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    metric: str = "test_err"  # final metric of the trade-off plots (val_err for selection)
+    level: float = 0.95  # confidence level of bands and error bars
+    family: str | None = None  # the family of the heatmap (default: the fullest grid)
+
+
+@dataclass(frozen=True)
+class PlotKind:
+    name: str
+    title: str
+    description: str
+    draw: Callable[[ExperimentData, PlotOptions], tuple[Figure, list[str]]]
+
+
+@dataclass
+class PlotResult:
+    """One plot kind's outcome: a figure (and file), or the reason it was skipped."""
+
+    kind: str
+    title: str
+    description: str
+    figure: Figure | None = None
+    path: Path | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+PLOTS: dict[str, PlotKind] = {}
+
+
+def register_plot(name: str, title: str, description: str) -> Callable:
+    def decorate(fn: Callable) -> Callable:
+        if name in PLOTS:
+            raise ValueError(f"plot kind {name!r} registered twice")
+        PLOTS[name] = PlotKind(name, title, description, fn)
+        return fn
+
+    return decorate
+
+
+def plot_kinds() -> list[str]:
+    """Every registered kind: the built-in ones in report order, then any others."""
+    # Importing these modules registers their plots.
+    from archbench.analysis import optuna_views, tradeoff_plots, training_plots  # noqa: F401
+
+    order = [k for k in PLOT_KINDS if k in PLOTS]
+    return order + [k for k in PLOTS if k not in order]
+
+
+def render(data: ExperimentData, kind: str, options: PlotOptions | None = None) -> PlotResult:
+    """Draw one plot kind; a lack of data gives a result with ``skipped`` set, not an error."""
+    kinds = plot_kinds()
+    if kind not in PLOTS:
+        raise UnknownNameError(f"unknown plot kind {kind!r}; known: {', '.join(kinds)}")
+    spec = PLOTS[kind]
+    options = options or PlotOptions()
+    result = PlotResult(kind, spec.title, spec.description)
+    try:
+        with style():
+            result.figure, result.notes = spec.draw(data, options)
+    except PlotSkipped as exc:
+        result.skipped = str(exc)
+    return result
+
+
+def make_plots(
+    data: ExperimentData,
+    kinds: Sequence[str] | None = None,
+    *,
+    options: PlotOptions | None = None,
+    out_dir: str | Path | None = None,
+    keep_figures: bool = True,
+) -> list[PlotResult]:
+    """Render ``kinds`` (default: all); with ``out_dir``, save each as ``<kind>.png``."""
+    results = []
+    for kind in kinds or plot_kinds():
+        result = render(data, kind, options)
+        if result.figure is not None and out_dir is not None:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            result.path = out / f"{kind}.png"
+            result.figure.savefig(result.path)
+        if not keep_figures:
+            result.figure = None
+        results.append(result)
+    return results
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def metric_label(metric: str) -> str:
+    return f"{METRICS[metric]} (%)"
+
+
+def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
+    table = config_stats(data.runs, options.metric, options.level)
+    table = table[table["n"] > 0].copy()
+    if table.empty:
+        raise PlotSkipped(f"no completed run has a final {METRICS[options.metric]}")
+    table["fixed"] = [fixed_quantity(row) for row in table.to_dict("records")]
+    return table
+
+
+def _seed_note(table: pd.DataFrame, level: float) -> str:
+    lo, hi = int(table["n"].min()), int(table["n"].max())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    if hi < 2:
+        return "1 seed per point: no confidence interval"
+    return f"mean of {seeds} seeds, {level:.0%} t-interval"
+
+
+def _band(ax, x, sub: pd.DataFrame, colour, label: str, ls: str = "-", marker: str = "o") -> None:
+    x = np.asarray(x, dtype=float)
+    ax.plot(x, sub["mean"] * 100, ls=ls, marker=marker, color=colour, label=label, ms=5)
+    ok = (sub["n"] >= 2).to_numpy()
+    if ok.any():
+        ax.fill_between(
+            x[ok],
+            sub["ci_low"].to_numpy()[ok] * 100,
+            sub["ci_high"].to_numpy()[ok] * 100,
+            color=colour,
+            alpha=0.18,
+            linewidth=0,
+        )
+
+
+def _group_order(groups: Sequence[str], roles: dict[str, str]) -> list[str]:
+    def key(g: str) -> tuple[int, str]:
+        role = roles.get(g, "")
+        return (ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER), g)
+
+    return sorted(set(groups), key=key)
+
+
+def _roles(data: ExperimentData) -> dict[str, str]:
+    return dict(zip(data.runs["group"], data.runs["role"]))
+
+
+def _colours(data: ExperimentData) -> dict[str, tuple[float, float, float]]:
+    return palette(data.runs["group"])
+
+
+def _sweep_lines(
+    table: pd.DataFrame, x: str, fixed_cols: list[str]
+) -> tuple[list[tuple[str, str, pd.DataFrame]], list[str]]:
+    """Lines of ``x`` per group and fixed quantity, keeping the ones with two or more points."""
+    table, notes = select_best(table, ["group", x, *fixed_cols])
+    lines = []
+    for (group, *fixed), sub in table.groupby(["group", *fixed_cols], sort=True):
+        if sub[x].nunique() >= 2:
+            lines.append((group, ", ".join(map(str, fixed)), sub.sort_values(x)))
+    return lines, notes
+
+
+def natural_key(text: str) -> tuple:
+    """'width 8' < 'width 16': numbers inside labels compare as numbers."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(text))
+    return tuple(float(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def _sweep_figure(
+    data: ExperimentData,
+    options: PlotOptions,
+    lines: list[tuple[str, str, pd.DataFrame]],
+    x: str,
+    max_panels: int = 4,
+) -> tuple[Figure, np.ndarray, list[str], list[str]]:
+    """Small multiples: one panel per fixed quantity (a width, a depth or a budget), one
+    line per family, colours shared with every other plot; the legend outside on the right."""
+    notes = []
+    facets = sorted({f for _, f, _ in lines}, key=natural_key)
+    if len(facets) > max_panels:
+        ranked = sorted(facets, key=lambda f: -sum(1 for _, ff, _ in lines if ff == f))
+        keep = set(ranked[:max_panels])
+        notes.append(f"showing {', '.join(sorted(keep, key=natural_key))} of {len(facets)} panels")
+        facets = [f for f in facets if f in keep]
+    colours = _colours(data)
+    roles = _roles(data)
+    groups = _group_order({g for g, _, _ in lines}, roles)
+    ncols = len(facets) if len(facets) <= 3 else 2
+    nrows = -(-len(facets) // ncols)
+    fig, grid = figure(nrows, ncols, width=4.6 if len(facets) > 1 else 6.4, height=4.0, sharey=True)
+    axes = grid.reshape(1, -1)
+    for ax in axes[0, len(facets) :]:
+        ax.set_visible(False)
+    axes = axes[:, : len(facets)]
+    for ax, facet in zip(axes[0], facets):
+        for group, fixed, sub in sorted(lines, key=lambda line: groups.index(line[0])):
+            if fixed == facet:
+                marker = MARKERS[groups.index(group) % len(MARKERS)]
+                _band(ax, sub[x], sub, colours[group], group, marker=marker)
+        if len(facets) > 1:
+            ax.set_title(f"at {facet}", fontsize="medium")
+    for row in grid:
+        row[0].set_ylabel(metric_label(options.metric))
+    handles = [
+        Line2D([], [], color=colours[g], marker=MARKERS[i % len(MARKERS)], label=g)
+        for i, g in enumerate(groups)
+    ]
+    fig.legend(handles=handles, title="family", loc="outside right upper", fontsize="small")
+    return fig, axes, facets, notes
+
+
+def _sweep_title(fig: Figure, axes: np.ndarray, title: str, note: str) -> None:
+    if axes.size == 1:  # one panel: a two-line axes title fits where a long suptitle would not
+        axes[0, 0].set_title(f"{title}\n({note})")
+    else:
+        fig.suptitle(f"{title} ({note})")

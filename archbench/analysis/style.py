@@ -1,0 +1,71 @@
+"""Figure style shared by every plot: seaborn's look, Agg-safe figures, consistent colours.
+
+Figures are made with ``matplotlib.figure.Figure`` directly (not pyplot): nothing global is
+registered, nothing needs a display, and saving a PNG always goes through Agg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import matplotlib as mpl
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, FuncFormatter
+
+DPI = 110
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """seaborn's whitegrid look for the figures made inside; rcParams restored afterwards."""
+    rc = {
+        **sns.axes_style("whitegrid"),
+        **sns.plotting_context("notebook", font_scale=0.85),
+        "savefig.dpi": DPI,
+        "figure.dpi": DPI,
+        "legend.frameon": True,
+        "legend.framealpha": 0.9,
+        "axes.titleweight": "bold",
+        "figure.titleweight": "bold",
+    }
+    with mpl.rc_context(rc):
+        yield
+
+
+def figure(
+    nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 4.2, **subplot_kw: object
+) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure and a 2-D array of axes, each panel ``width`` x ``height``."""
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def palette(names: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """A stable colour per name (sorted, so the same group has the same colour everywhere)."""
+    names = sorted(set(names))
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colours))
+
+
+def sequential(n: int) -> list[tuple[float, float, float]]:
+    """``n`` ordered colours (light to dark) for an ordered quantity such as depth."""
+    return sns.color_palette("viridis_r", n + 1)[1:] if n > 1 else [sns.color_palette()[0]]
+
+
+def percent_axis(ax: object, axis: str = "y") -> None:
+    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)  # type: ignore[attr-defined]
+
+
+def count_axis(ax: object, axis: str = "x") -> None:
+    """Log scale with engineering tick labels (75k, 1.2M): counts, not bytes."""
+    target = ax.xaxis if axis == "x" else ax.yaxis  # type: ignore[attr-defined]
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")  # type: ignore[attr-defined]
+    target.set_major_formatter(EngFormatter(sep=""))
+    target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))

@@ -1,0 +1,351 @@
+"""Tables: per-configuration statistics, paired comparisons, and the fairness facts.
+
+Each ``*_table`` returns a DataFrame with unit-bearing snake_case columns (errors in percent:
+``*_pct``), written as is to CSV; :func:`display` turns one into short, rounded strings for
+the terminal and the HTML report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pandas as pd
+
+from archbench.analysis import stats
+from archbench.analysis.data import (
+    FLOP_CONVENTION,
+    METRICS,
+    ExperimentData,
+    config_stats,
+    format_count,
+)
+from archbench.errors import UnknownNameError
+
+Pairs = Literal["best", "all"]
+
+
+def _pct(x: float) -> float:
+    return x * 100 if x is not None and not (isinstance(x, float) and math.isnan(x)) else math.nan
+
+
+def summary_table(
+    data: ExperimentData, metric: str = "test_err", level: float = 0.95
+) -> pd.DataFrame:
+    """One row per configuration, best mean ``metric`` first, with the fairness columns."""
+    table = config_stats(data.runs, metric, level)
+    val = config_stats(data.runs, "val_err", level) if metric != "val_err" else table
+    val = val.set_index("config_key")
+    rows = []
+    for r in table.to_dict("records"):
+        budget = None
+        if isinstance(r["budget_metric"], str) and pd.notna(r["budget_target"]):
+            budget = f"{format_count(r['budget_target'])} {r['budget_metric']}"
+        v = val.loc[r["config_key"]]
+        rows.append(
+            {
+                "variant": r["label"],
+                "family": r["group"],
+                "block": r["block"],
+                "depth": int(r["depth"]),
+                "width": float(r["width"]),
+                "params": int(r["params"]),
+                "macs": int(r["macs"]),
+                "flops": int(r["flops"]),
+                "budget": budget,
+                "budget_error_pct": _pct(r["budget_error"]) if budget else math.nan,
+                "seeds_n": int(r["n"]),
+                "seeds": " ".join(map(str, r["seeds"])),
+                "epochs": r["epochs"],
+                f"{metric}_mean_pct": _pct(r["mean"]),
+                f"{metric}_std_pct": _pct(r["std"]),
+                f"{metric}_ci{level * 100:g}_low_pct": _pct(r["ci_low"]),
+                f"{metric}_ci{level * 100:g}_high_pct": _pct(r["ci_high"]),
+                "val_err_mean_pct": _pct(v["mean"]),
+                "n_diverged": r["n_diverged"],
+                "n_pruned": r["n_pruned"],
+                "n_failed": r["n_failed"],
+                "config_key": r["config_key"],
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.sort_values([f"{metric}_mean_pct", "variant"], na_position="last").reset_index(
+        drop=True
+    )
+
+
+def comparisons_table(
+    data: ExperimentData,
+    metric: str = "test_err",
+    pairs: Pairs = "best",
+    *,
+    level: float = 0.95,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paired differences ``a - b`` over shared seeds, Holm-corrected over the table's rows.
+
+    ``pairs="best"``: every configuration against the reference, the one with the lowest
+    mean *validation* error (so the test set plays no part in choosing it); ``"all"``: every
+    pair. ``verdict`` says "within seed noise" when the interval contains 0 or the
+    Holm-adjusted t-test p-value is >= ``alpha``.
+    """
+    if pairs not in ("best", "all"):
+        raise UnknownNameError(f"unknown pairs {pairs!r}; allowed: best, all")
+    table = config_stats(data.runs, metric, level)
+    table = table[table["n"] > 0]
+    if len(table) < 2:
+        return pd.DataFrame()
+    done = data.completed
+    values: dict[str, dict[int, float]] = {
+        key: dict(zip(g["seed"].astype(int), g[metric].astype(float)))
+        for key, g in done.groupby("config_key")
+    }
+    labels = dict(zip(table["config_key"], table["label"]))
+    if pairs == "best":
+        ranked = table.assign(sel=table["val_mean"].fillna(table["mean"])).sort_values("sel")
+        ref = ranked["config_key"].iloc[0]
+        combos = [(k, ref) for k in ranked["config_key"].iloc[1:]]
+    else:
+        ordered = table.sort_values("mean")["config_key"].tolist()
+        combos = list(itertools.combinations(ordered, 2))
+    rows = []
+    for a, b in combos:
+        res = stats.paired_difference(values.get(a, {}), values.get(b, {}), level)
+        rows.append(
+            {
+                "a": labels[a],
+                "b": labels[b],
+                "n_shared_seeds": res.n,
+                "diff_mean_pct": _pct(res.mean_diff),
+                f"diff_ci{level * 100:g}_low_pct": _pct(res.ci_low),
+                f"diff_ci{level * 100:g}_high_pct": _pct(res.ci_high),
+                "t": res.t_stat,
+                "p_t": res.p_t,
+                "p_wilcoxon": res.p_wilcoxon,
+                "_ci": (res.ci_low, res.ci_high),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["p_t_holm"] = stats.holm(out["p_t"].tolist())
+    out["p_wilcoxon_holm"] = stats.holm(out["p_wilcoxon"].tolist())
+    out["verdict"] = [_verdict(row, alpha, metric) for row in out.to_dict("records")]
+    out = out.drop(columns="_ci")
+    order = ["a", "b", "n_shared_seeds", "diff_mean_pct"]
+    order += [c for c in out.columns if c.startswith("diff_ci")]
+    order += ["t", "p_t", "p_t_holm", "p_wilcoxon", "p_wilcoxon_holm", "verdict"]
+    return out[order]
+
+
+def _verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
+    n = row["n_shared_seeds"]
+    if n == 0:
+        return "no shared seeds"
+    if n < 2:
+        return "too few shared seeds (need 2)"
+    low, high = row["_ci"]
+    p = row["p_t_holm"]
+    if (low <= 0 <= high) or math.isnan(p) or p >= alpha:
+        return "within seed noise"
+    better = row["a"] if row["diff_mean_pct"] < 0 else row["b"]
+    return f"{better} lower {METRICS[metric].split()[0]} error"
+
+
+def _recipe_facts(runs: pd.DataFrame) -> tuple[str, list[str]]:
+    """The recipe every configuration shares, and the keys where configurations differ."""
+    recipes = {}
+    for key, recipe in zip(runs["config_key"], runs["recipe"]):
+        recipes.setdefault(key, recipe or {})
+    keys = sorted(set().union(*(r.keys() for r in recipes.values()))) if recipes else []
+    common, differ = {}, []
+    for k in keys:
+        seen = {json.dumps(r.get(k), sort_keys=True) for r in recipes.values()}
+        if len(seen) == 1:
+            common[k] = next(iter(recipes.values())).get(k)
+        else:
+            differ.append(k)
+    text = ", ".join(f"{k}={v}" for k, v in common.items())
+    return text, differ
+
+
+def fairness_facts(data: ExperimentData) -> pd.DataFrame:
+    """The facts that make (or unmake) a fair comparison, as ``fact``/``value`` rows."""
+    runs = data.runs
+    done = data.completed
+    facts: list[tuple[str, str]] = [
+        ("experiment", data.experiment),
+        ("profile", data.profile),
+        ("store", data.store_url),
+    ]
+    dataset = data.spec.get("dataset")
+    if isinstance(dataset, Mapping):
+        facts.append(
+            ("dataset", ", ".join(f"{k}={v}" for k, v in dataset.items() if v is not None))
+        )
+    recipe, differ = _recipe_facts(done if len(done) else runs)
+    facts.append(("recipe (shared by every configuration)", recipe or "-"))
+    facts.append(
+        (
+            "recipe differences",
+            f"configurations differ in: {', '.join(differ)}" if differ else "none",
+        )
+    )
+    epochs = sorted({int(e) for e in done["epochs_done"].dropna()})
+    facts.append(
+        (
+            "epochs trained (completed runs)",
+            "-"
+            if not epochs
+            else (
+                f"{epochs[0]} for every run"
+                if len(epochs) == 1
+                else f"{epochs} (differs between runs!)"
+            ),
+        )
+    )
+    per_config = done.groupby("config_key")["seed"].apply(lambda s: tuple(sorted(set(s))))
+    seed_sets = set(per_config)
+    if len(seed_sets) == 1:
+        facts.append(("seeds", f"{list(next(iter(seed_sets)))} for every configuration (paired)"))
+    elif seed_sets:
+        all_seeds = sorted(set().union(*seed_sets))
+        short = sum(1 for s in per_config if len(s) < len(all_seeds))
+        facts.append(
+            (
+                "seeds",
+                f"{all_seeds}; {short} configuration(s) lack some (pairs use the seeds both have)",
+            )
+        )
+    else:
+        facts.append(("seeds", "no completed runs"))
+    variants = runs.drop_duplicates("spec_hash")
+    budgeted = variants[variants["budget_target"].notna()]
+    if budgeted.empty:
+        facts.append(("budget", "none: variants differ in cost (see params/MACs columns)"))
+    else:
+        targets = sorted(
+            {
+                f"{format_count(t)} {m}"
+                for m, t in zip(budgeted["budget_metric"], budgeted["budget_target"])
+            }
+        )
+        err = budgeted["budget_error"] * 100
+        tol = (data.spec.get("budget") or {}).get("tolerance")
+        tol_text = f", tolerance ±{float(tol) * 100:g}%" if tol else ""
+        facts.append(("budget target", ", ".join(targets) + tol_text))
+        facts.append(
+            (
+                "achieved budget error",
+                f"{err.min():+.2f}% to {err.max():+.2f}% of target "
+                f"({len(budgeted)} of {len(variants)} variants budgeted)",
+            )
+        )
+    facts.append(("complexity convention", FLOP_CONVENTION))
+    counts = runs["status"].value_counts()
+    facts.append(("runs", ", ".join(f"{counts[s]} {s}" for s in counts.index)))
+    devices = sorted({str(d) for d in runs["device"].dropna()})
+    facts.append(("devices", ", ".join(devices) or "-"))
+    facts.append(
+        (
+            "statistics",
+            "mean, std (ddof=1) and t-interval over seeds; paired t-test on shared seeds "
+            f"(Wilcoxon signed-rank from {stats.WILCOXON_MIN_N} pairs), Holm-corrected; the "
+            "reference configuration is chosen by validation error, never by test error",
+        )
+    )
+    return pd.DataFrame(facts, columns=["fact", "value"])
+
+
+# -- display ----------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if column in ("params", "macs", "flops"):
+        return format_count(value)
+    if column.startswith("p_"):
+        return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+    if column == "t":
+        return f"{value:.2f}"
+    if column.endswith("_pct"):
+        return (
+            f"{value:+.2f}" if ("error" in column or column.startswith("diff")) else f"{value:.2f}"
+        )
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+SHORT_NAMES = {
+    "budget_error_pct": "budget err %",
+    "seeds_n": "n",
+    "val_err_mean_pct": "val err %",
+    "n_shared_seeds": "n",
+    "diff_mean_pct": "a-b (pp)",
+    "p_t": "p (t)",
+    "p_t_holm": "p (t, Holm)",
+    "p_wilcoxon": "p (Wilcoxon)",
+    "p_wilcoxon_holm": "p (W, Holm)",
+    "flops": "FLOPs (2xMACs)",
+    "macs": "MACs",
+    "n_diverged": "diverged",
+    "n_pruned": "pruned",
+    "n_failed": "failed",
+}
+
+
+def display(table: pd.DataFrame, *, compact: bool = False) -> pd.DataFrame:
+    """Strings for people: counts as 75K, percents to 2 decimals, short headers; CI bounds
+    merged into one ``[low, high]`` column. ``compact`` drops columns for a terminal."""
+    if table.empty:
+        return table
+    out = pd.DataFrame(index=table.index)
+    cols = list(table.columns)
+    skip = set()
+    for c in cols:
+        if c in skip:
+            continue
+        if "_ci" in c and c.endswith("_low_pct"):
+            high = c.replace("_low_pct", "_high_pct")
+            name = c[: c.index("_ci")]
+            level = c[c.index("_ci") + 3 : -len("_low_pct")]
+            label = f"{level}% CI (pp)" if name == "diff" else f"{level}% CI %"
+            out[label] = [
+                "-" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
+                for lo, hi in zip(table[c], table[high])
+            ]
+            skip.add(high)
+            continue
+        if compact and c in (
+            "block",
+            "flops",
+            "config_key",
+            "seeds",
+            "p_wilcoxon",
+            "p_wilcoxon_holm",
+        ):
+            continue
+        if c == "config_key":
+            continue
+        header = SHORT_NAMES.get(c)
+        if header is None and c.endswith("_mean_pct"):
+            header = METRICS.get(c[: -len("_mean_pct")], c) + " %"
+        if header is None and c.endswith("_std_pct"):
+            header = "std (pp)"
+        out[header or c] = [_fmt(v, c) for v in table[c]]
+    if compact:  # columns with nothing to say (no budget, nothing diverged) go
+        empty = [c for c in out.columns if set(out[c]) <= {"-", "0"}]
+        out = out.drop(columns=empty)
+    return out
+
+
+def to_text(table: pd.DataFrame, *, compact: bool = True) -> str:
+    """A terminal rendering (``display`` then pandas' fixed-width text)."""
+    if table.empty:
+        return "(no rows)"
+    return display(table, compact=compact).to_string(index=False)

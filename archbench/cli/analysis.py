@@ -1,0 +1,191 @@
+"""``archbench plot``, ``archbench report`` and ``archbench stats``: read a results store.
+
+Each takes an experiment name (or its spec YAML, which supplies the name, profile and
+storage), ``--storage`` (default ``results/<experiment>.db``, the specs' default) and
+``--profile`` (needed only when the experiment ran several).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from archbench.analysis import PLOT_KINDS
+from archbench.errors import SpecError
+
+METRIC_CHOICES = ("test_err", "val_err", "train_err", "test_top5_err")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment name, or its spec YAML file")
+    p.add_argument(
+        "--storage",
+        help="results storage: a SQLite path, sqlite:///..., journal:path.log or "
+        "postgresql://... (default: the spec's storage, else results/<experiment>.db)",
+    )
+    p.add_argument("--profile", help="profile to analyse (needed when several ran)")
+    p.add_argument(
+        "--metric",
+        default="test_err",
+        choices=METRIC_CHOICES,
+        help="final metric of the tables and trade-off plots (default test_err)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        help="draw trade-off plots from a results store",
+        description="Draw one plot kind (or all) as PNG files. Kinds: " + ", ".join(PLOT_KINDS),
+    )
+    p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(PLOT_KINDS)}, or 'all'")
+    _common(p)
+    p.add_argument("--out", help="output folder (default results/plots/<experiment>/<profile>)")
+    p.add_argument("--family", help="family of the depth x width heatmap (default: fullest grid)")
+    p.set_defaults(func=cmd_plot)
+
+    p = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML report of an experiment",
+        description="Tables, every plot that has its data, and the spec, in one HTML file "
+        "that opens in a browser without a server.",
+    )
+    _common(p)
+    p.add_argument("--out", help="HTML file (default results/<experiment>-<profile>-report.html)")
+    p.add_argument(
+        "--pairs",
+        choices=("best", "all"),
+        default="best",
+        help="paired comparisons: each vs the best by validation error, or all pairs",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = subparsers.add_parser(
+        "stats",
+        help="print per-configuration statistics and paired comparisons",
+        description="Mean, std and 95%% t-interval over seeds per configuration; paired "
+        "differences on shared seeds with Holm-corrected tests; the fairness facts.",
+    )
+    _common(p)
+    p.add_argument(
+        "--pairs",
+        choices=("best", "all"),
+        default="best",
+        help="each configuration vs the best by validation error, or all pairs",
+    )
+    p.add_argument("--csv", metavar="DIR", help="also write facts/summary/comparisons CSVs here")
+    p.set_defaults(func=cmd_stats)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # before anything draws: no display needed, ever
+    from archbench.analysis.data import load_experiment
+    from archbench.store import StoreError
+
+    experiment, profile, storage = args.experiment, args.profile, args.storage
+    path = Path(experiment)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SpecError(f"no spec file {experiment!r}")
+        from archbench.spec import load_spec
+
+        spec = load_spec(path, profile, check_budgets=False)
+        experiment, profile = spec.name, spec.profile
+        storage = storage or spec.storage
+    default = storage is None
+    storage = storage or f"results/{experiment}.db"
+    try:
+        return load_experiment(storage, experiment, profile)
+    except StoreError as exc:
+        if default:
+            raise StoreError(f"{exc}; give the store with --storage PATH") from None
+        raise
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from archbench.analysis.plots import PlotOptions, make_plots, plot_kinds
+    from archbench.errors import UnknownNameError
+
+    kinds = plot_kinds()
+    if args.kind != "all" and args.kind not in kinds:
+        raise UnknownNameError(f"unknown plot kind {args.kind!r}; known: {', '.join(kinds)}, all")
+    data = _load(args)
+    out = Path(args.out or Path("results") / "plots" / data.experiment / data.profile)
+    options = PlotOptions(metric=args.metric, family=args.family)
+    results = make_plots(
+        data,
+        None if args.kind == "all" else [args.kind],
+        options=options,
+        out_dir=out,
+        keep_figures=False,
+    )
+    for r in results:
+        if r.path is not None:
+            print(f"{r.kind:18s} {r.path}")
+            for note in r.notes:
+                print(f"{'':18s}   note: {note}")
+        else:
+            print(f"{r.kind:18s} skipped: {r.skipped}")
+    drawn = sum(r.path is not None for r in results)
+    if drawn == 0:
+        reason = results[0].skipped if len(results) == 1 else "no plot had its data"
+        print(f"archbench: no plot drawn: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from archbench.analysis.plots import PlotOptions
+    from archbench.analysis.report import write_report
+
+    data = _load(args)
+    out = Path(args.out or Path("results") / f"{data.experiment}-{data.profile}-report.html")
+    result = write_report(
+        data, out, metric=args.metric, pairs=args.pairs, options=PlotOptions(metric=args.metric)
+    )
+    drawn = len(result.plots) - len(result.skipped)
+    print(f"report: {result.path} ({drawn} figures, {len(result.skipped)} plot kinds skipped)")
+    for r in result.skipped:
+        print(f"  skipped {r.kind}: {r.skipped}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from archbench.analysis.tables import (
+        comparisons_table,
+        fairness_facts,
+        summary_table,
+        to_text,
+    )
+
+    data = _load(args)
+    facts = fairness_facts(data)
+    summary = summary_table(data, args.metric)
+    comparisons = comparisons_table(data, args.metric, args.pairs)
+    print(f"== {data.title}: fairness facts")
+    width = int(facts["fact"].str.len().max())
+    for fact, value in zip(facts["fact"], facts["value"]):
+        print(f"{fact:>{width}s}  {value}")
+    print(f"\n== per configuration ({args.metric}, percent; best first)")
+    print(to_text(summary))
+    print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
+    print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
+    if args.csv:
+        out = Path(args.csv)
+        out.mkdir(parents=True, exist_ok=True)
+        frames: dict[str, pd.DataFrame] = {
+            "facts": facts,
+            "summary": summary,
+            "comparisons": comparisons,
+        }
+        for name, frame in frames.items():
+            path = out / f"{data.experiment}-{data.profile}-{name}.csv"
+            frame.to_csv(path, index=False)
+            print(f"wrote {path}")
+    return 0
