@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,postgres]'
 	touch $(STAMP)
 
+# The main job: the quickstart equal-budget comparison on Fashion-MNIST, then its results.
 run: setup
-	$(VENV)/bin/archbench models
+	scripts/ensure-fashion-mnist.sh
+	$(VENV)/bin/archbench run experiments/quickstart.yaml
 
 lint: setup
 	$(PY) -m ruff check .

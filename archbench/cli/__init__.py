@@ -17,7 +17,10 @@ from archbench import __version__
 from archbench.errors import ArchbenchError
 
 COMMAND_MODULES = [
-
+    "catalog",  # blocks, families, models, describe, match
+    "train",  # train one net
+    "run",  # validate, run, worker, results, export
+    "analysis",  # plot, report, stats
 ]
 
 

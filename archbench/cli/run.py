@@ -1,0 +1,400 @@
+"""``archbench validate | run | worker | results | export``: experiments on Optuna."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from archbench.errors import ArchbenchError, SpecError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check an experiment spec; run nothing, write nothing")
+    _spec_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run an experiment spec (an Optuna study) to completion")
+    _spec_args(p)
+    _runner_args(p)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the variants with params/MACs and stop"
+    )
+    p.add_argument("--json", action="store_true", help="print the variants (dry run) as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="join an experiment's study (e.g. from another machine)")
+    _spec_args(p)
+    _runner_args(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("results", help="the results table of an experiment")
+    p.add_argument("experiment", help="an experiment spec file, or an experiment name")
+    p.add_argument("--profile", help="profile (default: every profile)")
+    p.add_argument("--storage", help="database (default: the spec's storage)")
+    p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("export", help="export the results store to CSV or Parquet")
+    p.add_argument("experiment", help="an experiment spec file, or an experiment name")
+    p.add_argument("--storage", help="database (default: the spec's storage)")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--table", choices=("runs", "epochs", "variants", "diagnostics"), default="runs")
+    p.add_argument("--out", required=True, help="output file")
+    p.set_defaults(func=cmd_export)
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (YAML), e.g. experiments/quickstart.yaml")
+    p.add_argument("--profile", help="named profile of the spec (default: its default_profile)")
+
+
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        help="where to store: a SQLite file, sqlite:///…, journal:file.log or postgresql://…",
+    )
+    p.add_argument("--results-dir", help="checkpoints directory (default: beside the database)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda…")
+    p.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads per worker (default: OMP_NUM_THREADS, else idle cores / workers)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from archbench.study import RunnerOptions
+
+    return RunnerOptions(
+        storage=args.storage,
+        results_dir=args.results_dir,
+        device=args.device,
+        heartbeat_interval=args.heartbeat,
+        grace_period=max(3 * args.heartbeat, 3),
+        progress=False if args.quiet else None,
+        threads=args.threads,
+    )
+
+
+# -- validate / dry run -----------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from archbench.spec import load_spec
+
+    spec = load_spec(args.spec, args.profile)
+    print(
+        f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
+        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
+    )
+    return 0
+
+
+def _dry_run(spec: Any, as_json: bool) -> int:
+    import json
+
+    from archbench.complexity import analytic_counts
+    from archbench.spec import dataset_shape
+    from archbench.variants import resolve_all
+
+    rows = []
+    for variant in resolve_all(spec, dataset_shape(spec)):
+        params, macs = analytic_counts(variant.spec)
+        match = variant.budget
+        rows.append(
+            {
+                "variant": variant.label,
+                "family": variant.family or "",
+                "depth": variant.config.get("depth") or "",
+                "width": match.width if match else variant.config.get("width") or "",
+                "params": params,
+                "macs": macs,
+                "budget_error": None if match is None else match.rel_error,
+            }
+        )
+    if as_json:
+        print(json.dumps({"schema": "archbench.dry_run/1", "variants": rows}, indent=2))
+        return 0
+    print(
+        f"experiment {spec.name!r}, profile {spec.profile!r}: {spec.n_trials()} trial(s), "
+        f"seeds {list(spec.seeds)}, {spec.recipe.epochs} epoch(s) on {spec.dataset.name}"
+    )
+    if spec.budget:
+        print(
+            f"budget: {spec.budget.metric} {spec.budget.target} "
+            f"(tolerance {spec.budget.tolerance:.0%})"
+        )
+    for row in rows:
+        err = row["budget_error"]
+        row["budget_error"] = "" if err is None else f"{err:+.2%}"
+        row["params"] = f"{row['params']:,}"
+        row["macs"] = f"{row['macs'] / 1e6:,.1f}M"
+    print(rows_table(rows))
+    return 0
+
+
+# -- run / worker -----------------------------------------------------------------------------
+
+
+def _quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    # Our own progress lines say what runs; Optuna's per-trial INFO lines and its
+    # "experimental feature" notes (heartbeats) would drown them.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
+    """Entry point of a worker process (spawned: must be importable and picklable)."""
+    from archbench.spec import load_spec
+    from archbench.study import run_worker, set_worker_threads
+
+    _quiet_optuna()
+    set_worker_threads(workers, options.threads)
+    spec = load_spec(spec_path, profile, check_budgets=False)
+    run_worker(spec, options, on_event=lambda message: print(message, flush=True))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from archbench.spec import load_spec
+    from archbench.storage import redact
+    from archbench.study import prepare_study, study_progress, worker_threads
+
+    spec = load_spec(args.spec, args.profile)
+    if args.dry_run:
+        return _dry_run(spec, args.json)
+    if args.workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {args.workers}")
+    options = _options(args)
+    # Decided once, here: workers starting together would count each other as busy cores.
+    options = _replace(options, threads=worker_threads(args.workers, options.threads))
+    if args.workers > 1:
+        options = _replace(options, progress=False)  # N bars on one terminal are unreadable
+    storage = options.storage or spec.storage
+    _quiet_optuna()
+    start = time.perf_counter()
+    study, requeued = prepare_study(spec, options)
+    progress = study_progress(spec, study.get_trials(deepcopy=False))
+    if progress.complete:
+        print(
+            f"{spec.name!r} (profile {spec.profile!r}) is already complete: "
+            f"{progress.done}/{progress.total} trial(s) done in {redact(storage)}; nothing to train\n",
+            flush=True,
+        )
+        return _print_results(spec.name, spec.profile, storage, runs=False)
+    resumed = f", {progress.done} already done" if progress.done else ""
+    if requeued:
+        resumed += f", {requeued} interrupted trial(s) re-queued"
+    print(
+        f"running {spec.name!r} (profile {spec.profile!r}): {progress.total} trial(s) x "
+        f"{len(spec.seeds)} seed(s), {args.workers} worker(s) x {options.threads} thread(s)"
+        f"{resumed}",
+        flush=True,
+    )
+    if args.workers == 1:
+        _worker_main(args.spec, args.profile, options, 1)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(target=_worker_main, args=(args.spec, args.profile, options, args.workers))
+            for _ in range(args.workers)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [p.exitcode for p in procs if p.exitcode != 0]
+        if failed:
+            raise ArchbenchError(f"{len(failed)} worker(s) failed (exit codes {failed})")
+    progress = study_progress(spec, study.get_trials(deepcopy=False))
+    print(
+        f"done in {time.perf_counter() - start:.1f} s: {progress.done}/{progress.total} "
+        "trial(s) finished",
+        flush=True,
+    )
+    if progress.missing:
+        print(
+            f"warning: {len(progress.missing)} configuration(s) failed: "
+            f"{', '.join(progress.missing)}; rerun the same command to retry them",
+            flush=True,
+        )
+    print(flush=True)
+    return _print_results(spec.name, spec.profile, storage, runs=False)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from archbench.spec import load_spec
+    from archbench.study import prepare_study
+
+    spec = load_spec(args.spec, args.profile)
+    options = _options(args)
+    _quiet_optuna()
+    # The first process on a study sets it up (baselines); later ones just join.
+    import optuna
+
+    from archbench.study import open_storage
+
+    storage, _store = open_storage(spec, options)
+    names = optuna.get_all_study_names(storage)
+    if spec.study_name not in names:
+        prepare_study(spec, options)
+    _worker_main(args.spec, args.profile, options, 1)
+    return 0
+
+
+def _replace(options: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(options, **changes)
+
+
+# -- results / export -------------------------------------------------------------------------
+
+
+def _experiment_and_storage(
+    experiment: str, storage: str | None, profile: str | None = None
+) -> tuple[str, str]:
+    """An experiment given as a spec file or a name, and where its results are."""
+    if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
+        from archbench.spec import load_spec
+
+        spec = load_spec(experiment, profile, check_budgets=False)
+        return spec.name, storage or spec.storage
+    if storage is None:
+        default = Path("results") / f"{experiment}.db"
+        if not default.exists():
+            raise ArchbenchError(
+                f"no storage given for experiment {experiment!r} and {default} does not exist; "
+                "pass the spec file or --storage"
+            )
+        storage = str(default)
+    return experiment, storage
+
+
+def _open_store(storage: str) -> Any:
+    from archbench.storage import resolve_storage
+    from archbench.store import ResultsStore
+
+    resolved = resolve_storage(storage)
+    if resolved.kind == "sqlite":
+        path = Path(resolved.store_url.removeprefix("sqlite:///"))
+        if not path.exists():
+            raise ArchbenchError(f"no results database at {path}")
+    return ResultsStore(resolved.store_url)
+
+
+def _print_results(experiment: str, profile: str | None, storage: str, *, runs: bool) -> int:
+    store = _open_store(storage)
+    known = store.experiments()
+    if experiment not in set(known["experiment"]) if len(known) else True:
+        names = ", ".join(sorted(set(known["experiment"]))) if len(known) else "none"
+        raise ArchbenchError(f"no results for experiment {experiment!r}; known: {names}")
+    if runs:
+        frame = store.runs(experiment=experiment, profile=profile)
+        cols = [
+            c
+            for c in (
+                "run_id",
+                "profile",
+                "name",
+                "seed",
+                "status",
+                "params",
+                "macs",
+                "val_err",
+                "test_err",
+                "epochs_done",
+                "wall_time_s",
+            )
+            if c in frame.columns
+        ]
+        print(frame_table(frame[cols]))
+    else:
+        summary = store.summary(experiment, profile)
+        keep = [
+            c
+            for c in (
+                "profile",
+                "name",
+                "family",
+                "depth",
+                "width",
+                "params",
+                "macs",
+                "budget_error",
+                "n_seeds",
+                "val_err_mean",
+                "val_err_std",
+                "test_err_mean",
+                "test_err_std",
+                "n_diverged",
+                "n_pruned",
+                "n_failed",
+            )
+            if c in summary.columns
+        ]
+        table = summary[keep].sort_values("test_err_mean") if keep else summary
+        if "budget_error" in table.columns:  # a signed percentage reads better than 0.0122
+            table = table.assign(
+                budget_error=[
+                    "" if e != e or e is None else f"{e:+.2%}" for e in table["budget_error"]
+                ]
+            )
+        print(frame_table(table))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
+    return _print_results(experiment, args.profile, storage, runs=args.runs)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    experiment, storage = _experiment_and_storage(args.experiment, args.storage)
+    store = _open_store(storage)
+    path = store.export(args.out, format=args.format, table=args.table, experiment=experiment)
+    print(f"wrote {path}", file=sys.stdout)
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        value = int(value)  # integer columns with gaps come back from pandas as floats
+    elif isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def rows_table(rows: list[dict[str, Any]]) -> str:
+    from archbench.cli.format import Column, render_table
+
+    if not rows:
+        return "(no rows)"
+    numeric = {k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)}
+    columns = [Column(k, k, ">" if k in numeric else "<", _cell) for k in rows[0]]
+    return render_table(rows, columns)
+
+
+def frame_table(frame: Any) -> str:
+    """A pandas DataFrame as an aligned text table (numbers right-aligned)."""
+    rows = [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+        for rec in frame.to_dict("records")
+    ]
+    if not rows:
+        return "(no rows)"
+    return rows_table(rows)
