@@ -585,6 +585,10 @@ class Objective:
                     self.store.finish_run(run_id, status="failed")
                 raise
             final = result.final
+            # Diagnostics at initialisation (epoch 0) come before any epoch callback.
+            initial = [d for d in result.diagnostics if d.epoch == 0]
+            if initial:
+                self.store.record_diagnostics(run_id, initial)
             self.store.finish_run(
                 run_id,
                 status=result.status,
