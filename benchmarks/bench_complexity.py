@@ -1,12 +1,15 @@
 """Complexity counting and budget solving speed.
 
 For every registered preset: the analytic count (meta device, cold cache) and the fvcore
-count (``measure``: one traced CPU forward at batch 1) with their wall times, then totals.
+count (``measure``: the stem, each distinct block and the head traced on CPU at batch 1) with
+their wall times, then totals; ``--full-trace`` also times fvcore on the whole net in one
+trace (``measure(..., full_trace=True)``, the old way) and checks both give the same result.
 Then the budget solve time per CIFAR family (native input <= 64 px): ``solve_width`` for 1.5x
 the family's default params and MACs, cold cache each time, median of ``--repeats``.
 
 Goals: every preset counted in < 30 s in total; a CIFAR budget solve in < 0.1 s.
-Usage: python benchmarks/bench_complexity.py [--skip-fvcore] [--repeats 5] [--only REGEX]
+Usage: python benchmarks/bench_complexity.py [--skip-fvcore] [--full-trace] [--repeats 5]
+    [--only REGEX]
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.1f} ms"
 
 
-def bench_presets(names: list[str], fvcore: bool) -> None:
-    print(f"{'preset':24s} {'params':>12s} {'MACs':>15s} {'analytic':>11s} {'fvcore':>11s}")
-    total_a = total_f = 0.0
+def bench_presets(names: list[str], fvcore: bool, full_trace: bool) -> None:
+    header = f"{'preset':24s} {'params':>12s} {'MACs':>15s} {'analytic':>11s} {'fvcore':>11s}"
+    print(header + (f" {'full trace':>11s}" if full_trace else ""))
+    total_a = total_f = total_full = 0.0
     for name in names:
         spec = get_preset(name)
         clear_cache()
@@ -39,7 +43,7 @@ def bench_presets(names: list[str], fvcore: bool) -> None:
         counts = analytic(spec)
         ta = time.perf_counter() - t
         total_a += ta
-        tf_text = "-"
+        tf_text = full_text = "-"
         if fvcore:
             t = time.perf_counter()
             traced = measure(spec)
@@ -48,11 +52,20 @@ def bench_presets(names: list[str], fvcore: bool) -> None:
             tf_text = f"{tf:9.2f} s"
             if (traced.params, traced.macs) != (counts.params, counts.macs):
                 tf_text += "  MISMATCH"
-        print(f"{name:24s} {counts.params:12,d} {counts.macs:15,d} {_ms(ta):>11s} {tf_text:>11s}")
+            if full_trace:
+                t = time.perf_counter()
+                whole = measure(spec, full_trace=True)
+                tw = time.perf_counter() - t
+                total_full += tw
+                full_text = f"{tw:9.2f} s" + ("" if whole == traced else "  DIFFERS")
+        line = f"{name:24s} {counts.params:12,d} {counts.macs:15,d} {_ms(ta):>11s} {tf_text:>11s}"
+        print(line + (f" {full_text:>11s}" if full_trace else ""))
     print(f"\n{len(names)} presets: analytic total {total_a:.2f} s", end="")
     if fvcore:
         verdict = "meets" if total_f < 30 else "MISSES"
         print(f", fvcore total {total_f:.1f} s ({verdict} the 30 s goal)", end="")
+        if full_trace:
+            print(f", full-trace total {total_full:.1f} s", end="")
     print()
 
 
@@ -104,6 +117,9 @@ def bench_budget(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-fvcore", action="store_true", help="analytic counts only")
+    parser.add_argument(
+        "--full-trace", action="store_true", help="also time (and compare) one whole-net trace"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="budget solve repeats")
     parser.add_argument("--only", default="", help="regex: presets to count")
     args = parser.parse_args()
@@ -118,7 +134,7 @@ def main() -> None:
         f"first analytic count in this process (one-time imports): {time.perf_counter() - t:.2f} s"
     )
     names = [n for n in PRESETS.names() if re.search(args.only, n)]
-    bench_presets(names, fvcore=not args.skip_fvcore)
+    bench_presets(names, fvcore=not args.skip_fvcore, full_trace=args.full_trace)
     bench_budget(args.repeats)
 
 

@@ -24,27 +24,29 @@ from archbench.complexity import (
     measure,
 )
 from archbench.errors import SpecError
-from archbench.net import NetSpec, StageSpec, StemSpec, build_net
+from archbench.net import Net, NetSpec, StageSpec, StemSpec, build_net
 from archbench.presets import get_preset
 from archbench.registry import BLOCKS, PRESETS
 
 GOLDEN = Path(__file__).with_name("golden_complexity.json")
 REGENERATE = "run scripts/make_golden_complexity.py"
-# fvcore traces a real forward pass: keep the default suite to the cheaper presets.
+# fvcore traces a real forward pass: keep the default suite to the cheaper presets. measure()
+# traces each distinct block once, so depth costs little there; a full trace pays for depth.
 SLOW_MACS = 1.2e9
 SLOW_BLOCKS = 40
 
 
-def _preset_params() -> list[Any]:
+def _preset_params(*, full_trace: bool) -> list[Any]:
     params = []
     for name in PRESETS.names():
         spec = get_preset(name)
-        slow = analytic(spec).macs > SLOW_MACS or spec.depth > SLOW_BLOCKS
+        slow = analytic(spec).macs > SLOW_MACS or (full_trace and spec.depth > SLOW_BLOCKS)
         params.append(pytest.param(name, marks=pytest.mark.slow) if slow else name)
     return params
 
 
-PRESET_PARAMS = _preset_params()
+PRESET_PARAMS = _preset_params(full_trace=False)
+FULL_TRACE_PARAMS = _preset_params(full_trace=True)
 
 
 def _conv_linear(by_operator: dict[str, int]) -> int:
@@ -264,3 +266,135 @@ def test_single_trace_equals_fvcore_two_analyses() -> None:
         once = _fvcore_trace(net, x, parts)
         twice = _fvcore_trace_twice(net, x, parts, FlopCountAnalysis, ActivationCountAnalysis)
     assert once == twice
+
+
+# -- piece-wise tracing (measure's default) vs one trace of the whole net ----------------------
+
+
+def _same(a: Complexity, b: Complexity) -> None:
+    """Every field equal, stage by stage (``Complexity.__eq__`` plus a readable diff)."""
+    assert a.to_dict() == b.to_dict()
+    assert a == b
+
+
+@pytest.mark.parametrize("name", FULL_TRACE_PARAMS)
+def test_piecewise_trace_equals_the_full_trace(name: str) -> None:
+    spec = get_preset(name)
+    _same(measure(spec), measure(spec, full_trace=True))
+
+
+def _small_spec(block: str) -> NetSpec | None:
+    """Two stages of ``block`` (3 blocks each where the block allows stride 1), or None."""
+    cls = BLOCKS.get(block)
+    depth = 3 if 1 in cls.strides else 1
+    first, second = (1 if 1 in cls.strides else 2), (2 if 2 in cls.strides else 1)
+    spec = NetSpec(
+        stem=StemSpec("cifar", 32),
+        stages=(StageSpec(block, depth, 64, first), StageSpec(block, depth, 128, second)),
+        input_size=8,
+    )
+    try:
+        spec.validate()
+    except SpecError:
+        return None
+    return spec
+
+
+@pytest.mark.parametrize("block", BLOCKS.names())
+def test_piecewise_trace_equals_the_full_trace_for_every_block(block: str) -> None:
+    spec = _small_spec(block)
+    if spec is None:
+        pytest.skip(f"{block}: no 64/128-wide two-stage net with default params")
+    _same(measure(spec), measure(spec, full_trace=True))
+    _same(measure(build_net(spec)), measure(spec, full_trace=True))
+
+
+def test_uncounted_ops_are_multiplied_out_with_their_block() -> None:
+    spec = get_preset("resnet1202")
+    adds = sum(isinstance(m, ResidualAdd) for m in build_net(spec, device="meta").modules())
+    assert adds == 600
+    result = measure(spec)
+    assert result.uncounted_ops["aten::add"] == adds
+    assert result.uncounted_ops["aten::pad"] == 2
+    assert result.params == analytic(spec).params == 19_421_274
+    # Scaled residuals: one aten::mul per scaled branch (all but the last Inception-ResNet C).
+    v2 = measure(get_preset("inception_resnet_v2"))
+    assert v2.uncounted_ops["aten::mul"] == 10 + 20 + 9
+    assert v2.uncounted_ops["aten::add"] == 10 + 20 + 10
+
+
+class _ValidConvBlock(Block):
+    """Test plugin: an unpadded 3x3 conv, so every block shrinks the map by 2 at stride 1."""
+
+    block_name = "test_valid_conv"
+    strides = (1,)
+
+    def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
+        super().__init__(w_in, w_out, stride, **params)
+        self.conv = nn.Conv2d(w_in, w_out, 3, bias=False)
+
+    def output_size(self, size: int) -> int:
+        return size - 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_a_block_that_reshapes_its_input_is_traced_block_by_block(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with BLOCKS.registered("test_valid_conv", _ValidConvBlock, family="test"):
+        spec = NetSpec(
+            stem=StemSpec("cifar", 8), stages=(StageSpec("test_valid_conv", 4, 8),), input_size=12
+        )
+        with caplog.at_level("DEBUG", logger="archbench.complexity"):
+            result = measure(spec)
+        full = measure(spec, full_trace=True)
+    assert "changes its input's shape" in caplog.text
+    _same(result, full)
+    # 12 -> 10 -> 8 -> 6 -> 4: four different convs, not four copies of the second one.
+    stem = 8 * 3 * 9 * 12 * 12
+    assert result.macs_by_operator["conv"] == stem + 8 * 8 * 9 * (10 * 10 + 8 * 8 + 6 * 6 + 4 * 4)
+    assert result.stages[1].output_shape == (1, 8, 4, 4)
+
+
+def test_a_net_edited_after_building_is_counted_as_it_is() -> None:
+    spec = get_preset("resnet20")
+    net = build_net(spec)
+    net.stages[0][2].conv2 = nn.Conv2d(16, 16, 5, padding=2, bias=False)  # 3x3 -> 5x5
+    edited = measure(net)
+    _same(edited, measure(net, full_trace=True))
+    assert edited.macs_by_operator["conv"] - measure(spec).macs_by_operator["conv"] == (
+        16 * 16 * (25 - 9) * 32 * 32
+    )
+
+
+class _DoubledNet(Net):
+    """A Net whose forward computes outside its parts (one aten::mul)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 2.0
+
+
+def test_a_net_subclass_with_its_own_forward_is_traced_whole() -> None:
+    spec = get_preset("resnet20")
+    net = _DoubledNet(spec)
+    result = measure(net)
+    assert result.uncounted_ops.get("aten::mul") == 1
+    assert "aten::mul" not in measure(spec).uncounted_ops
+    _same(result, measure(net, full_trace=True))
+
+
+def test_traces_run_on_one_thread_and_restore_the_count() -> None:
+    net = build_net(get_preset("resnet20"))
+    seen: list[int] = []
+    net.stem.register_forward_pre_hook(lambda _m, _i: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        measure(net)
+        measure(net, full_trace=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 2 and set(seen) == {1}

@@ -103,27 +103,78 @@ class Head(Component):
         self.params = self._parse(self._name(), params)
 
 
+# Ops whose backward does not read their own output (BN saves its input and statistics, a
+# conv its input and weight, a product its factors): adding the shortcut into such an output in
+# place leaves every tensor autograd saved intact, as torchvision's ``out += identity``.
+_ADD_INTO_SAFE = frozenset(
+    {
+        "NativeBatchNormBackward0",
+        "CudnnBatchNormBackward0",
+        "MiopenBatchNormBackward0",
+        "ConvolutionBackward0",
+        "MulBackward0",
+    }
+)
+
+
+# torch >= 2.3; on older versions dynamo functionalises in-place ops anyway.
+_compiling = getattr(torch.compiler, "is_compiling", None) or (lambda: False)
+
+
 class ResidualAdd(nn.Module):
     """``shortcut_scale * shortcut + branch_scale * branch``.
 
     A module rather than a bare ``+`` so diagnostics can hook its inputs; with both scales 1
     (the default) it is a pure identity shortcut and adds nothing to the cost.
+
+    In a training forward the sum is written into ``branch`` in place, as torchvision's
+    ``out += identity`` (no new tensor to allocate and fill; with it a ResNet-50 training
+    step runs exactly torchvision's operators, see benchmarks/), when nothing can tell:
+    autograd is recording, ``branch`` comes straight from an op whose backward does not need
+    its output (batch norm, convolution, multiplication by the scale), is not a view and has
+    the sum's shape, dtype and device, the module has no forward hooks (a forward hook would
+    see the sum in ``inputs[1]``; read the inputs with a forward *pre*-hook), and it is not
+    being traced or compiled. Otherwise, and always with ``inplace=False``, it is out of
+    place. So a block must not read ``branch`` after the merge (none does), and a hook that
+    keeps the output of the branch's last layer sees the sum, as with torchvision.
     """
 
-    def __init__(self, shortcut_scale: float = 1.0, branch_scale: float = 1.0) -> None:
+    def __init__(
+        self, shortcut_scale: float = 1.0, branch_scale: float = 1.0, inplace: bool = True
+    ) -> None:
         super().__init__()
         self.shortcut_scale = float(shortcut_scale)
         self.branch_scale = float(branch_scale)
+        self.inplace = bool(inplace)
 
     def forward(self, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         if self.shortcut_scale != 1.0:
             shortcut = shortcut * self.shortcut_scale
         if self.branch_scale != 1.0:
             branch = branch * self.branch_scale
+        if self.inplace and self._can_add_into(shortcut, branch):
+            return branch.add_(shortcut)
         return shortcut + branch
 
+    def _can_add_into(self, shortcut: torch.Tensor, branch: torch.Tensor) -> bool:
+        """Whether ``branch += shortcut`` is indistinguishable from ``shortcut + branch``."""
+        if not (torch.is_grad_enabled() and branch.requires_grad) or shortcut is branch:
+            return False  # inference: no speed-up worth a risk; x + x: keep x intact
+        if torch.jit.is_tracing() or _compiling():
+            return False  # keep traced graphs (fvcore) and compiled graphs out of place
+        if self._forward_hooks or getattr(nn.modules.module, "_global_forward_hooks", None):
+            return False
+        return (
+            type(branch.grad_fn).__name__ in _ADD_INTO_SAFE
+            and not branch._is_view()
+            and branch.shape == shortcut.shape
+            and branch.dtype == shortcut.dtype
+            and branch.device == shortcut.device
+        )
+
     def extra_repr(self) -> str:
-        return f"shortcut_scale={self.shortcut_scale}, branch_scale={self.branch_scale}"
+        text = f"shortcut_scale={self.shortcut_scale}, branch_scale={self.branch_scale}"
+        return text if self.inplace else text + ", inplace=False"
 
 
 def conv3x3(w_in: int, w_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
