@@ -100,7 +100,9 @@ class Family:
         depth = self.default_depth if depth is None else depth
         width = self.default_width if width is None else width
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise SpecError(f"family {self.name!r}: width must be a positive integer, got {width!r}")
+            raise SpecError(
+                f"family {self.name!r}: width must be a positive integer, got {width!r}"
+            )
         step = self.width_step(params)
         if width % step:
             raise SpecError(
