@@ -235,6 +235,7 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
                     label=f"depth {depth}",
                 )
             ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # blocks are counted
             ax.set_title(f"{group} ({fixed})\n{_epoch_name(epoch)}", fontsize="medium")
             if r == len(epochs) - 1:
                 ax.set_xlabel("block index (0 = input side)")
