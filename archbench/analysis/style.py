@@ -67,5 +67,12 @@ def count_axis(ax: object, axis: str = "x") -> None:
     """Log scale with engineering tick labels (75k, 1.2M): counts, not bytes."""
     target = ax.xaxis if axis == "x" else ax.yaxis  # type: ignore[attr-defined]
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")  # type: ignore[attr-defined]
-    target.set_major_formatter(EngFormatter(sep=""))
-    target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+    eng = EngFormatter(sep="")
+    target.set_major_formatter(eng)
+
+    def minor(value: float, _pos: object) -> str:
+        # Under one decade there may be no major tick at all: label the minor ones then.
+        lo, hi = sorted(target.get_view_interval())
+        return eng.format_eng(value) if lo > 0 and hi / lo < 10 else ""
+
+    target.set_minor_formatter(FuncFormatter(minor))
