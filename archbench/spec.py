@@ -484,6 +484,12 @@ def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
     if objectives[0] != "val_acc" or len(set(objectives)) != len(objectives):
         raise SpecError(f"{where}: objectives must start with 'val_acc' and not repeat")
 
+    if dataset.val_size == 0:
+        raise SpecError(
+            f"{where}: dataset.val_size is 0, but the objective 'val_acc' needs a validation "
+            "split (selecting on the test set would bias the comparison); use e.g. 0.1"
+        )
+
     sampler = parse_params(
         f"{where}: sampler", SamplerSection, _mapping(data.get("sampler"), "sampler"), noun="key"
     )

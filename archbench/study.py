@@ -284,7 +284,8 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
     Call once per ``archbench run``, not in every worker: two workers would queue twice.
     """
-    storage, _store = open_storage(spec, options)
+    storage, store = open_storage(spec, options)
+    store.close()  # only the Optuna side is needed here
     study = create_study(spec, storage)
     trials = study.get_trials(deepcopy=False)
     chains: dict[int, list[FrozenTrial]] = {}
@@ -543,7 +544,8 @@ class Objective:
             previous = self.store.run(run_id)
             if previous is not None and previous.get("status") == "completed":
                 # Finished before this worker (or an earlier attempt of the trial) died.
-                accs.append(1.0 - previous["val_err"])
+                done_err = previous.get("val_err")
+                accs.append(0.0 if done_err is None else 1.0 - done_err)
                 continue
             where = f" (resuming after epoch {resumed})" if resumed else ""
             self.on_event(
@@ -585,6 +587,10 @@ class Objective:
                     self.store.finish_run(run_id, status="failed")
                 raise
             final = result.final
+            # A worker killed between the trainer's checkpoint and the epoch callback resumes
+            # after an epoch the store never got: record them all again (an upsert).
+            for metrics in result.epochs:
+                self.store.record_epoch(run_id, metrics)
             # Diagnostics at initialisation (epoch 0) come before any epoch callback.
             initial = [d for d in result.diagnostics if d.epoch == 0]
             if initial:
@@ -720,8 +726,26 @@ def run_worker(
     train the same grid point at the end of a study.
     """
     storage, store = open_storage(spec, options)
-    study = create_study(spec, storage)
-    objective = objective or Objective(spec, store, options, on_event=on_event)
+    try:
+        study = create_study(spec, storage)
+        return _work(
+            spec,
+            options,
+            study,
+            objective or Objective(spec, store, options, on_event=on_event),
+            on_event,
+        )
+    finally:
+        store.close()
+
+
+def _work(
+    spec: ExperimentSpec,
+    options: RunnerOptions,
+    study: optuna.Study,
+    objective: Objective,
+    on_event: Callable[[str], None] | None,
+) -> optuna.Study:
     say = on_event or (lambda message: None)
 
     def announce(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -384,3 +384,17 @@ def test_shipped_experiments_validate_and_dry_run(
         assert main(["run", str(path), "--dry-run", *extra]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert "trial(s)" in out
+
+
+def test_val_acc_objective_needs_a_validation_split() -> None:
+    data = spec_with()
+    data["dataset"] = {**data["dataset"], "val_size": 0}
+    assert "dataset.val_size is 0, but the objective 'val_acc' needs" in error_of(data)
+
+
+def test_unreadable_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
+    assert main(["results", "x", "--storage", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("archbench: error: database:") and err.count("\n") == 1

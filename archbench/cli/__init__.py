@@ -51,6 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArchbenchError as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # A database that cannot be opened or read (not SQLite, server down, wrong password)
+        # is the user's to fix: one line, password redacted, no traceback.
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        from archbench.storage import redact
+
+        detail = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0]
+        print(f"archbench: error: database: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("archbench: interrupted", file=sys.stderr)
         return 130

@@ -293,64 +293,52 @@ def _open_store(storage: str) -> Any:
     return ResultsStore(resolved.store_url)
 
 
+_RUN_COLUMNS = (
+    "run_id", "profile", "name", "seed", "status", "params", "macs", "val_err", "test_err",
+    "epochs_done", "wall_time_s",
+)  # fmt: skip
+_SUMMARY_COLUMNS = (
+    "profile", "name", "family", "depth", "width", "params", "macs", "budget_error", "n_seeds",
+    "val_err_mean", "val_err_std", "test_err_mean", "test_err_std", "n_diverged", "n_pruned",
+    "n_failed",
+)  # fmt: skip
+
+
+def _as_percent(table: Any) -> Any:
+    """Errors (fractions in the store) as percent, like `archbench train` and `stats` show."""
+    changes = {}
+    for col in table.columns:
+        if col.endswith(("_err", "_err_mean", "_err_std")):
+            changes[f"{col} %"] = [
+                "" if v is None or v != v else f"{100 * v:.2f}" for v in table[col]
+            ]
+        elif col == "budget_error":  # signed: over or under the target
+            changes["budget_error"] = [
+                "" if e is None or e != e else f"{e:+.2%}" for e in table[col]
+            ]
+    renamed = table.assign(**changes)
+    order = [f"{c} %" if f"{c} %" in changes else c for c in table.columns]
+    return renamed[order]
+
+
 def _print_results(experiment: str, profile: str | None, storage: str, *, runs: bool) -> int:
-    store = _open_store(storage)
-    known = store.experiments()
-    if experiment not in set(known["experiment"]) if len(known) else True:
-        names = ", ".join(sorted(set(known["experiment"]))) if len(known) else "none"
-        raise ArchbenchError(f"no results for experiment {experiment!r}; known: {names}")
-    if runs:
-        frame = store.runs(experiment=experiment, profile=profile)
-        cols = [
-            c
-            for c in (
-                "run_id",
-                "profile",
-                "name",
-                "seed",
-                "status",
-                "params",
-                "macs",
-                "val_err",
-                "test_err",
-                "epochs_done",
-                "wall_time_s",
+    with _open_store(storage) as store:
+        known = store.experiments()
+        names = sorted(set(known["experiment"])) if len(known) else []
+        if experiment not in names:
+            raise ArchbenchError(
+                f"no results for experiment {experiment!r}; known: {', '.join(names) or 'none'}"
             )
-            if c in frame.columns
-        ]
-        print(frame_table(frame[cols]))
-    else:
-        summary = store.summary(experiment, profile)
-        keep = [
-            c
-            for c in (
-                "profile",
-                "name",
-                "family",
-                "depth",
-                "width",
-                "params",
-                "macs",
-                "budget_error",
-                "n_seeds",
-                "val_err_mean",
-                "val_err_std",
-                "test_err_mean",
-                "test_err_std",
-                "n_diverged",
-                "n_pruned",
-                "n_failed",
-            )
-            if c in summary.columns
-        ]
-        table = summary[keep].sort_values("test_err_mean") if keep else summary
-        if "budget_error" in table.columns:  # a signed percentage reads better than 0.0122
-            table = table.assign(
-                budget_error=[
-                    "" if e != e or e is None else f"{e:+.2%}" for e in table["budget_error"]
-                ]
-            )
-        print(frame_table(table))
+        if runs:
+            frame = store.runs(experiment=experiment, profile=profile)
+            table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
+        else:
+            summary = store.summary(experiment, profile)
+            # Ranked by validation error: the test set is reported, never used to select.
+            table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
+            if "val_err_mean" in table.columns:
+                table = table.sort_values("val_err_mean")
+    print(frame_table(_as_percent(table)))
     return 0
 
 
@@ -361,8 +349,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage)
-    store = _open_store(storage)
-    path = store.export(args.out, format=args.format, table=args.table, experiment=experiment)
+    with _open_store(storage) as store:
+        path = store.export(args.out, format=args.format, table=args.table, experiment=experiment)
     print(f"wrote {path}", file=sys.stdout)
     return 0
 
@@ -385,6 +373,7 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)"
     numeric = {k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)}
+    numeric |= {k for k in rows[0] if k.endswith(" %") or k == "budget_error"}  # preformatted
     columns = [Column(k, k, ">" if k in numeric else "<", _cell) for k in rows[0]]
     return render_table(rows, columns)
 
