@@ -192,10 +192,6 @@ def tune_sqlite_engine(engine: Engine) -> Engine:
     return engine
 
 
-def is_tuned(engine: Engine) -> bool:
-    return bool(getattr(engine, "_archbench_tuned", False))
-
-
 def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine for archbench's tables at a ``--storage`` value or resolved storage."""
     url = url.store_url if isinstance(url, ResolvedStorage) else resolve_storage(url).store_url

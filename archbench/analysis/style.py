@@ -58,11 +58,6 @@ def sequential(n: int) -> list[tuple[float, float, float]]:
     return sns.color_palette("viridis_r", n + 1)[1:] if n > 1 else [sns.color_palette()[0]]
 
 
-def percent_axis(ax: object, axis: str = "y") -> None:
-    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)  # type: ignore[attr-defined]
-
-
 def count_axis(ax: object, axis: str = "x") -> None:
     """Log scale with engineering tick labels (75k, 1.2M): counts, not bytes."""
     target = ax.xaxis if axis == "x" else ax.yaxis  # type: ignore[attr-defined]

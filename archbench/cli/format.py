@@ -138,3 +138,37 @@ def emit(text: str, stream: TextIO | None = None) -> None:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         raise SystemExit(0) from None
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        value = int(value)  # integer columns with gaps come back from pandas as floats
+    elif isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def rows_table(rows: list[dict[str, Any]]) -> str:
+    """Dict rows as an aligned table; numeric columns (and preformatted ``... %`` and
+    ``budget_error`` ones) right-aligned, counts with thousands separators."""
+    if not rows:
+        return "(no rows)"
+    numeric = {k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)}
+    numeric |= {k for k in rows[0] if k.endswith(" %") or k == "budget_error"}  # preformatted
+    columns = [Column(k, k, ">" if k in numeric else "<", _cell) for k in rows[0]]
+    return render_table(rows, columns)
+
+
+def frame_table(frame: Any) -> str:
+    """A pandas DataFrame as an aligned text table (numbers right-aligned)."""
+    rows = [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+        for rec in frame.to_dict("records")
+    ]
+    if not rows:
+        return "(no rows)"
+    return rows_table(rows)

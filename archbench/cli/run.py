@@ -136,6 +136,8 @@ def _dry_run(spec: Any, as_json: bool) -> int:
         row["budget_error"] = "" if err is None else f"{err:+.2%}"
         row["params"] = f"{row['params']:,}"
         row["macs"] = f"{row['macs'] / 1e6:,.1f}M"
+    from archbench.cli.format import rows_table
+
     print(rows_table(rows))
     return 0
 
@@ -338,6 +340,8 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
             table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
             if "val_err_mean" in table.columns:
                 table = table.sort_values("val_err_mean")
+    from archbench.cli.format import frame_table
+
     print(frame_table(_as_percent(table)))
     return 0
 
@@ -353,37 +357,3 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = store.export(args.out, format=args.format, table=args.table, experiment=experiment)
     print(f"wrote {path}", file=sys.stdout)
     return 0
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
-        value = int(value)  # integer columns with gaps come back from pandas as floats
-    elif isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
-        return f"{value:,}"
-    return str(value)
-
-
-def rows_table(rows: list[dict[str, Any]]) -> str:
-    from archbench.cli.format import Column, render_table
-
-    if not rows:
-        return "(no rows)"
-    numeric = {k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)}
-    numeric |= {k for k in rows[0] if k.endswith(" %") or k == "budget_error"}  # preformatted
-    columns = [Column(k, k, ">" if k in numeric else "<", _cell) for k in rows[0]]
-    return render_table(rows, columns)
-
-
-def frame_table(frame: Any) -> str:
-    """A pandas DataFrame as an aligned text table (numbers right-aligned)."""
-    rows = [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
-        for rec in frame.to_dict("records")
-    ]
-    if not rows:
-        return "(no rows)"
-    return rows_table(rows)
