@@ -104,8 +104,10 @@ def overhead(args: argparse.Namespace) -> None:
     import torch
 
     import archbench.train as train_mod
+    from archbench.objective import Objective
     from archbench.spec import parse_spec
-    from archbench.study import Objective, RunnerOptions, prepare_study, run_worker
+    from archbench.study import RunnerOptions, prepare_study
+    from archbench.worker import run_worker
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

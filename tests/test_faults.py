@@ -171,7 +171,8 @@ def test_a_worker_waits_for_a_dead_workers_trial_then_retries_it(tmp_path: Path)
     """In-process and deterministic: a trial popped by a 'worker' that then stops sending
     heartbeats holds the study until it is stale, then is retried by the live worker."""
     from archbench.spec import load_spec
-    from archbench.study import RunnerOptions, prepare_study, run_worker
+    from archbench.study import RunnerOptions, prepare_study
+    from archbench.worker import run_worker
 
     db = tmp_path / "d.db"
     spec = load_spec(

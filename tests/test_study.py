@@ -24,14 +24,8 @@ from archbench.cli import main
 from archbench.errors import SpecError
 from archbench.spec import load_spec, parse_spec
 from archbench.store import ResultsStore
-from archbench.study import (
-    HEARTBEAT_ATTR,
-    RunnerOptions,
-    fail_stale_trials,
-    grid_labels,
-    study_progress,
-    worker_threads,
-)
+from archbench.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
+from archbench.worker import fail_stale_trials, study_progress, worker_threads
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -159,7 +159,7 @@ def _quiet_optuna() -> None:
 def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
     from archbench.spec import load_spec
-    from archbench.study import run_worker, set_worker_threads
+    from archbench.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(workers, options.threads)
@@ -170,7 +170,8 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
 def cmd_run(args: argparse.Namespace) -> int:
     from archbench.spec import load_spec
     from archbench.storage import redact
-    from archbench.study import prepare_study, study_progress, worker_threads
+    from archbench.study import prepare_study
+    from archbench.worker import study_progress, worker_threads
 
     spec = load_spec(args.spec, args.profile)
     if args.dry_run:

@@ -1,0 +1,339 @@
+"""The Optuna objective: one trial trains one configuration over the experiment's seeds.
+
+It suggests (or takes from the grid) the configuration, solves it to the budget, records the
+variant, then per seed opens or reuses the run in the results store, trains it (resuming from
+its checkpoint), writes every epoch and the diagnostics, and returns the mean validation
+accuracy (plus params/MACs for multi-objective studies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from archbench.errors import SpecError
+from archbench.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.study import (
+    HEARTBEAT_ATTR,
+    WORKER_ID,
+    RunnerOptions,
+    grid_labels,
+    results_dir,
+)
+from archbench.variants import ResolvedVariant, resolve
+
+log = logging.getLogger(__name__)
+
+
+def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
+    """The trial's configuration: a grid entry, or sampled define-by-run from the space."""
+    if spec.sampler.name == "grid":
+        labels = grid_labels(spec)
+        label = trial.suggest_categorical("config", labels)
+        if label not in labels:  # queued by an earlier version of the spec
+            raise SpecError(f"configuration {label!r} is no longer in the spec's grid")
+        return spec.grid()[labels.index(label)]
+    assert spec.space is not None
+    space = spec.space
+    fam = trial.suggest_categorical("family", list(space.families))
+
+    def suggest(name: str, dist: Any) -> Any:
+        if dist.choices is not None:
+            return trial.suggest_categorical(name, list(dist.choices))
+        if dist.is_int:
+            return trial.suggest_int(
+                name, int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log
+            )
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+    depth = suggest(f"{fam}.depth", space.depth[fam])
+    width = suggest(f"{fam}.width", space.width[fam]) if fam in space.width else None
+    params = {k: suggest(f"{fam}.{k}", d) for k, d in space.params.get(fam, {}).items()}
+    recipe = {k: suggest(f"recipe.{k}", d) for k, d in space.recipe.items()}
+    label = f"{fam}{depth}" + (f"_w{width}" if width else "")
+    label += "".join(f"_{k}{v}" for k, v in sorted(params.items()))
+    return {
+        "label": label,
+        "preset": None,
+        "family": fam,
+        "depth": depth,
+        "width": width,
+        "params": params,
+        "recipe": recipe,
+    }
+
+
+def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
+    """The epoch a run's last checkpoint finished, or ``None`` without a readable one."""
+    from archbench.checkpoint import LAST, CheckpointError, load_checkpoint
+
+    path = ckpt_dir / LAST
+    if not path.exists():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _remove_checkpoint(ckpt_dir: Path) -> None:
+    # Only the file, then empty folders: a duplicate trial of the same run (two workers on
+    # one grid point) may be writing into this folder right now.
+    from archbench.checkpoint import LAST
+
+    (ckpt_dir / LAST).unlink(missing_ok=True)
+    for folder in (ckpt_dir, ckpt_dir.parent, ckpt_dir.parent.parent):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+class _AttrHeartbeat:
+    """Heartbeats for storages without Optuna's own (journal files): a thread refreshes a
+    system attribute of the running trial every ``interval`` seconds."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float) -> None:
+        self.storage = study._storage
+        self.trial_id = trial._trial_id
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="archbench-heartbeat")
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
+            except Exception as exc:  # a finished trial, a busy file: try again next time
+                log.debug("heartbeat of trial %d failed: %s", self.trial_id, exc)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> _AttrHeartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _native_heartbeat(study: optuna.Study) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
+def _needs_attr_heartbeat(study: optuna.Study) -> bool:
+    from optuna.storages import JournalStorage
+
+    return isinstance(study._storage, JournalStorage)
+
+
+class Objective:
+    """Trains one configuration over the spec's seeds; lives in one worker process."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        store: Any,
+        options: RunnerOptions,
+        *,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.options = options
+        self.on_event = on_event or (lambda message: None)
+        self.shape = dataset_shape(spec)
+        self._data: Any = None
+        self._variants: dict[str, ResolvedVariant] = {}
+        self.checkpoints = (
+            results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
+        )
+
+    @property
+    def data(self) -> Any:
+        if self._data is None:  # loaded once per worker, on first use
+            from archbench.data import load_dataset
+
+            self._data = load_dataset(self.spec.dataset.name, **self.spec.dataset.load_kwargs())
+        return self._data
+
+    def complexity(self, variant: ResolvedVariant) -> Any:
+        """Params, MACs and activations of a variant, by the analytic counter: fvcore's
+        formulas on the meta device, equal to fvcore's trace (tests/test_complexity.py checks
+        every registered block) at ~1/20 of its cost, and already cached by budget solving."""
+        from archbench.complexity import analytic
+
+        # The solver's own spec (before the label became its name) hits the count cache.
+        return analytic(variant.budget.spec if variant.budget else variant.spec)
+
+    def resolve(self, config: dict[str, Any]) -> ResolvedVariant:
+        """The budget-matched variant of ``config`` (cached: solving a budget takes counts)."""
+        import json
+
+        key = json.dumps(
+            {k: config.get(k) for k in ("preset", "family", "depth", "width", "params")},
+            sort_keys=True,
+            default=str,
+        )
+        if key not in self._variants:
+            self._variants[key] = resolve(config, self.shape, self.spec.budget)
+        variant = self._variants[key]
+        return replace(variant, label=config["label"], config=config)
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        beat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if _needs_attr_heartbeat(trial.study):
+            beat = _AttrHeartbeat(trial.study, trial, self.options.heartbeat_interval)
+        with beat:
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        from archbench.device import environment_info, seed_everything, select_device
+        from archbench.net import build_net
+        from archbench.train import train
+
+        spec = self.spec
+        config = suggest_config(spec, trial)
+        variant = self.resolve(config)
+        recipe = replace(spec.recipe, **config["recipe"]) if config["recipe"] else spec.recipe
+        recipe.validate()
+        cost = self.complexity(variant)
+        spec_hash = self.store.record_variant(
+            variant.spec,
+            family=variant.family or config["preset"],
+            complexity=cost,
+            budget=_budget_dict(variant),
+            depth=config.get("depth"),
+            width=variant.budget.width if variant.budget else config.get("width"),
+            name=variant.label,
+        )
+        ckey = config_key(config, recipe, budget=spec.budget, dataset=spec.dataset)
+        for key, value in {
+            "label": variant.label,
+            "spec_hash": spec_hash,
+            "config_key": ckey,
+            "params": cost.params,
+            "macs": cost.macs,
+            "budget_error": variant.budget.rel_error if variant.budget else None,
+            "worker": WORKER_ID,
+        }.items():
+            trial.set_user_attr(key, value)
+
+        device = select_device(self.options.device)
+        data = self.data
+        accs: list[float] = []
+        run_ids: list[int] = []
+        for i, seed in enumerate(spec.seeds):
+            ckpt = self.checkpoints / ckey / f"seed{seed}"
+            resumed = _checkpoint_epoch(ckpt)
+            env = environment_info(device)
+            env["resumed_after_epoch"] = resumed or 0
+            env["worker"] = WORKER_ID
+            run_id = self.store.start_run(
+                experiment=spec.name,
+                profile=spec.profile,
+                study_name=spec.study_name,
+                trial_number=trial.number,
+                spec_hash=spec_hash,
+                seed=seed,
+                config_key=ckey,
+                hyperparameters=dict(trial.params),
+                recipe=recipe.to_dict(),
+                device=str(device),
+                env=env,
+            )
+            run_ids.append(run_id)
+            previous = self.store.run(run_id)
+            if previous is not None and previous.get("status") == "completed":
+                # Finished before this worker (or an earlier attempt of the trial) died.
+                done_err = previous.get("val_err")
+                accs.append(0.0 if done_err is None else 1.0 - done_err)
+                continue
+            where = f" (resuming after epoch {resumed})" if resumed else ""
+            self.on_event(
+                f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}"
+            )
+            seed_everything(seed)
+            net = build_net(variant.spec)
+            # Prune on the first seed's curve (later seeds only run if it survives). Optuna
+            # takes no intermediate values from multi-objective trials.
+            report = i == 0 and len(spec.objectives) == 1
+
+            def on_epoch_end(
+                metrics: Any, diagnostics: list[Any], run_id: int = run_id, report: bool = report
+            ) -> bool:
+                self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
+                if diagnostics:
+                    self.store.record_diagnostics(run_id, diagnostics)
+                if report and metrics.val_err is not None:
+                    trial.report(1.0 - metrics.val_err, metrics.epoch)
+                    return trial.should_prune()
+                return False
+
+            try:
+                result = train(
+                    net,
+                    data,
+                    recipe,
+                    seed=seed,
+                    device=device,
+                    checkpoint_dir=ckpt,
+                    resume=True,
+                    on_epoch_end=on_epoch_end,
+                    progress=self.options.progress,
+                )
+            except BaseException:
+                # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
+                # A killed process never gets here: its run turns stale instead.
+                with contextlib.suppress(Exception):
+                    self.store.finish_run(run_id, status="failed")
+                raise
+            final = result.final
+            # A worker killed between the trainer's checkpoint and the epoch callback resumes
+            # after an epoch the store never got: record them all again (an upsert).
+            for metrics in result.epochs:
+                self.store.record_epoch(run_id, metrics)
+            # Diagnostics at initialisation (epoch 0) come before any epoch callback.
+            initial = [d for d in result.diagnostics if d.epoch == 0]
+            if initial:
+                self.store.record_diagnostics(run_id, initial)
+            self.store.finish_run(
+                run_id,
+                status=result.status,
+                final=final,
+                wall_time_s=result.wall_time_s,
+                diverged_at=result.diverged_at,
+            )
+            if not self.options.keep_checkpoints and result.status != "pruned":
+                _remove_checkpoint(ckpt)
+            if result.status == "pruned":
+                trial.set_user_attr("run_ids", run_ids)
+                raise optuna.TrialPruned()
+            if result.status == "diverged" or final is None or final.val_err is None:
+                trial.set_user_attr("diverged", True)
+                accs.append(0.0)  # worst possible accuracy: the study goes on
+            else:
+                accs.append(1.0 - final.val_err)
+        acc = sum(accs) / len(accs)
+        trial.set_user_attr("val_acc_per_seed", accs)
+        trial.set_user_attr("run_ids", run_ids)
+        values: list[float] = [acc]
+        for objective in spec.objectives[1:]:
+            values.append(float(getattr(cost, objective)))
+        return values[0] if len(values) == 1 else tuple(values)
+
+
+def _budget_dict(variant: ResolvedVariant) -> dict[str, Any] | None:
+    m = variant.budget
+    if m is None:
+        return None
+    return {"metric": m.metric, "target": m.target, "tolerance": m.tolerance, "error": m.rel_error}

@@ -1,0 +1,267 @@
+"""Workers: take the study's trials until it is complete, retrying dead workers' trials.
+
+Several workers (processes or machines) may run at once on one storage; each starts a trial
+only when there is one to start and otherwise waits, failing trials whose heartbeat went
+stale so that they are retried.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timezone
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from archbench.errors import ArchbenchError, SpecError
+from archbench.objective import Objective, _native_heartbeat, _needs_attr_heartbeat
+from archbench.spec import ExperimentSpec
+from archbench.study import (
+    DONE_STATES,
+    HEARTBEAT_ATTR,
+    RunnerOptions,
+    _retry_callback,
+    create_study,
+    grid_labels,
+    open_storage,
+    trial_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a study stands. ``done`` counts distinct configurations for a grid (a duplicate,
+    e.g. two ``archbench run`` on one storage, counts once), finished trials otherwise."""
+
+    total: int
+    done: int
+    running: int
+    waiting: int
+    can_start: bool  # a worker has something to do now
+    missing: tuple[str, ...] = ()  # grid labels neither done, running nor queued
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total
+
+
+def study_progress(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> Progress:
+    total = spec.n_trials()
+    by_state: dict[TrialState, list[FrozenTrial]] = {}
+    for t in trials:
+        by_state.setdefault(t.state, []).append(t)
+    running = len(by_state.get(TrialState.RUNNING, []))
+    waiting = len(by_state.get(TrialState.WAITING, []))
+    finished = [t for s in DONE_STATES for t in by_state.get(s, [])]
+    if spec.sampler.name != "grid":
+        done = len(finished)
+        can_start = waiting > 0 or done + running + waiting < total
+        return Progress(total, done, running, waiting, can_start)
+    labels = grid_labels(spec)
+    done_labels = {trial_config(t) for t in finished} & set(labels)
+    busy = {
+        trial_config(t)
+        for s in (TrialState.RUNNING, TrialState.WAITING)
+        for t in by_state.get(s, [])
+    }
+    missing = tuple(label for label in labels if label not in done_labels | busy)
+    # Grid configurations are all queued up front: a worker only ever pops a queued one.
+    return Progress(total, len(done_labels), running, waiting, waiting > 0, missing)
+
+
+def fail_stale_trials(study: optuna.Study, options: RunnerOptions) -> int:
+    """Fail (and re-queue) trials whose worker stopped sending heartbeats; returns how many.
+
+    RDB storages use Optuna's own mechanism; journal storage our heartbeat attribute.
+    """
+    if _native_heartbeat(study):
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        optuna.storages.fail_stale_trials(study)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+    if not _needs_attr_heartbeat(study):
+        return 0  # in-memory: one process, nothing can die without us
+    now = time.time()
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+        if beat is None and trial.datetime_start is not None:
+            start = trial.datetime_start
+            if start.tzinfo is None:
+                start = start.astimezone(timezone.utc)
+            beat = start.timestamp()
+        if beat is None or now - float(beat) <= options.grace_period:
+            continue
+        try:
+            changed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        if changed:
+            failed += 1
+            stale = study._storage.get_trial(trial._trial_id)
+            retries = len(stale.system_attrs.get("retry_history", []))
+            if retries < options.max_retry:
+                _retry_callback()(study, copy.deepcopy(stale))
+    return failed
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def run_worker(
+    spec: ExperimentSpec,
+    options: RunnerOptions,
+    *,
+    on_event: Callable[[str], None] | None = None,
+    objective: Objective | None = None,
+) -> optuna.Study:
+    """Work on the study until it has its number of finished trials.
+
+    Safe to run in several processes at once and to rerun after a crash: finished trials
+    count, stale ones are retried, and runs resume from their checkpoints. A worker starts a
+    trial only when there is one to start (a queued retry, an unstarted grid point, or fewer
+    trials than asked for); otherwise it waits for the running ones, so two workers do not
+    train the same grid point at the end of a study.
+    """
+    storage, store = open_storage(spec, options)
+    try:
+        study = create_study(spec, storage)
+        return _work(
+            spec,
+            options,
+            study,
+            objective or Objective(spec, store, options, on_event=on_event),
+            on_event,
+        )
+    finally:
+        store.close()
+
+
+def _work(
+    spec: ExperimentSpec,
+    options: RunnerOptions,
+    study: optuna.Study,
+    objective: Objective,
+    on_event: Callable[[str], None] | None,
+) -> optuna.Study:
+    say = on_event or (lambda message: None)
+
+    def announce(study: optuna.Study, trial: FrozenTrial) -> None:
+        if on_event is None:
+            return
+        label = trial.user_attrs.get("label", trial.params)
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        value = f" val_acc {trial.values[0]:.4f}" if trial.values else ""
+        reason = trial.system_attrs.get("fail_reason")
+        why = f" [{reason.splitlines()[0][:200]}]" if reason else ""
+        progress = study_progress(spec, study.get_trials(deepcopy=False))
+        on_event(
+            f"trial {trial.number} {trial.state.name.lower()}: {label}{value}{why} "
+            f"({seconds:.1f} s; {progress.done}/{progress.total} done)"
+        )
+
+    failures = 0
+    waited = False
+    while True:
+        # (Optuna fails stale trials itself before each trial it starts; we check here only
+        # when there is nothing to start.)
+        progress = study_progress(spec, study.get_trials(deepcopy=False))
+        if progress.complete:
+            break
+        if progress.can_start:
+            waited = False
+            before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+            study.optimize(
+                objective,
+                n_trials=1,
+                callbacks=[announce],
+                catch=(ArchbenchError,),  # a configuration that cannot run fails alone
+                gc_after_trial=False,  # a full gc.collect with torch loaded: ~0.25 s a trial
+            )
+            if len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > before:
+                failures += 1
+                if failures > max(progress.total, 3):
+                    log.error("%d trials failed in this worker; stopping it", failures)
+                    break
+            continue
+        if progress.running:
+            if fail_stale_trials(study, options):
+                continue  # their retries are queued now
+            if not waited:
+                say(
+                    f"waiting for {progress.running} running trial(s) (another worker, or a "
+                    "dead one that will be retried once its heartbeat is stale)"
+                )
+                waited = True
+            time.sleep(min(options.heartbeat_interval, 2))
+            continue
+        break  # nothing running, nothing to start: what is left failed for good
+    if progress.missing:
+        log.warning(
+            "%d configuration(s) failed and were not retried: %s (rerun to retry them)",
+            len(progress.missing),
+            ", ".join(progress.missing),
+        )
+    return study
+
+
+def worker_threads(workers: int, threads: int | None = None) -> int:
+    """Torch CPU threads per worker: ``threads``, else ``OMP_NUM_THREADS``, else the idle cores
+    shared among the workers.
+
+    Idle cores are the usable cores minus the processes running elsewhere right now: OpenMP
+    threads that share a core with another busy process wait at every barrier, and a small
+    net then trains tens of times slower with 2 threads than with 1.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or threads < 1:
+            raise SpecError(f"threads must be >= 1, got {threads}")
+        return threads
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    free = max(1, cores - _busy_cores())
+    return max(1, free // max(1, workers))
+
+
+def _busy_cores() -> int:
+    """Runnable processes besides this one (median of a few looks at /proc/loadavg), or the
+    1-minute load average where there is no /proc."""
+    samples = []
+    for i in range(5):
+        try:
+            fields = Path("/proc/loadavg").read_text().split()
+            samples.append(max(0, int(fields[3].split("/")[0]) - 1))
+        except (OSError, IndexError, ValueError):
+            break
+        if i < 4:
+            time.sleep(0.02)
+    if samples:
+        return sorted(samples)[len(samples) // 2]
+    try:
+        return round(os.getloadavg()[0])
+    except OSError:
+        return 0
+
+
+def set_worker_threads(workers: int, threads: int | None = None) -> int:
+    """Apply :func:`worker_threads` to torch in this process; returns the count."""
+    import torch
+
+    count = worker_threads(workers, threads)
+    torch.set_num_threads(count)
+    return count
