@@ -167,12 +167,12 @@ class Registry(Generic[T]):
 
 
 BLOCKS: Registry[Any] = Registry(
-    "block", builtins="archbench.blocks", plugin_group=BLOCK_PLUGIN_GROUP
+    "block", builtins="archbench.models.blocks", plugin_group=BLOCK_PLUGIN_GROUP
 )
-STEMS: Registry[Any] = Registry("stem", builtins="archbench.blocks")
-HEADS: Registry[Any] = Registry("head", builtins="archbench.blocks")
-FAMILIES: Registry[Any] = Registry("family", builtins="archbench.presets")
-PRESETS: Registry[Any] = Registry("preset", builtins="archbench.presets")
+STEMS: Registry[Any] = Registry("stem", builtins="archbench.models.blocks")
+HEADS: Registry[Any] = Registry("head", builtins="archbench.models.blocks")
+FAMILIES: Registry[Any] = Registry("family", builtins="archbench.models.presets")
+PRESETS: Registry[Any] = Registry("preset", builtins="archbench.models.presets")
 DATASETS: Registry[Any] = Registry("dataset", builtins="archbench.data")
 
 
@@ -182,7 +182,7 @@ def register_block(
     """Register a block class under ``name``.
 
     The class must follow the block contract ``Block(w_in, w_out, stride, **params)`` (see
-    :class:`archbench.blocks.base.Block`). ``family`` groups blocks in listings
+    :class:`archbench.models.blocks.base.Block`). ``family`` groups blocks in listings
     (``resnet``, ``preact``, ``wide``, ...); ``description`` defaults to the docstring's
     first line.
     """

@@ -22,9 +22,9 @@ import time
 
 import torch
 
-from archbench.budget import data_shape, solve_width
-from archbench.complexity import analytic, clear_cache, measure
-from archbench.presets import get_family, get_preset
+from archbench.models.budget import data_shape, solve_width
+from archbench.models.complexity import analytic, clear_cache, measure
+from archbench.models.presets import get_family, get_preset
 from archbench.registry import FAMILIES, PRESETS
 
 

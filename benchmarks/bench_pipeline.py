@@ -1,4 +1,4 @@
-"""Pipeline overhead: one training epoch through ``archbench.train`` vs a bare PyTorch loop.
+"""Pipeline overhead: one training epoch through ``archbench.training.train`` vs a bare PyTorch loop.
 
 Both train the same architecture (same init) with the same SGD optimizer on the same number
 of images and batch size. The bare loop steps through batches made before the clock starts
@@ -31,14 +31,14 @@ import types
 
 import torch
 
-import archbench.train
+import archbench.training.train
 from archbench.data import DeviceLoader, load_dataset
-from archbench.device import derive_seed, select_device
-from archbench.diagnostics import block_diagnostics
-from archbench.net import build_net
-from archbench.presets import get_preset
-from archbench.recipe import Recipe, build_optimizer
-from archbench.train import seed_everything, train
+from archbench.models.net import build_net
+from archbench.models.presets import get_preset
+from archbench.training.device import derive_seed, select_device
+from archbench.training.diagnostics import block_diagnostics
+from archbench.training.recipe import Recipe, build_optimizer
+from archbench.training.train import seed_everything, train
 
 CIFAR_STEPS = 391  # 50k images / batch 128
 
@@ -66,7 +66,7 @@ def main() -> None:
         if device.type != "cpu":
             parser.error("--clock thread measures CPU time: use it with --device cpu")
         args.threads = 1  # all the work on the main thread, whose CPU time we count
-        archbench.train.time = types.SimpleNamespace(perf_counter=time.thread_time)
+        archbench.training.train.time = types.SimpleNamespace(perf_counter=time.thread_time)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     if device.type == "cpu":
         torch.set_num_threads(args.threads)

@@ -39,9 +39,9 @@ import torch
 import torchvision
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
-from archbench.net import Net, build_net
-from archbench.presets import get_preset
+from archbench.models.blocks.base import ResidualAdd
+from archbench.models.net import Net, build_net
+from archbench.models.presets import get_preset
 
 VARIANTS = ("archbench_outofplace", "archbench_tvforward", "torchvision_copy")
 

@@ -2,7 +2,7 @@
 
 (1) Bookkeeping. A small, realistic grid study runs in this process (Fashion-MNIST subset
 from /usr/share/datasets/fashion-mnist when installed, else synthetic 28x28 images; four
-families solved to one parameter budget; 2 epochs; 2 seeds). ``archbench.train.train`` is
+families solved to one parameter budget; 2 epochs; 2 seeds). ``archbench.training.train.train`` is
 wrapped so the clock separates:
 
 - training: time inside ``train()`` minus the time in its ``on_epoch_end`` callback and in
@@ -103,11 +103,11 @@ def overhead(args: argparse.Namespace) -> None:
     import optuna
     import torch
 
-    import archbench.train as train_mod
-    from archbench.objective import Objective
-    from archbench.spec import parse_spec
-    from archbench.study import RunnerOptions, prepare_study
-    from archbench.worker import run_worker
+    import archbench.training.train as train_mod
+    from archbench.runner.objective import Objective
+    from archbench.runner.spec import parse_spec
+    from archbench.runner.study import RunnerOptions, prepare_study
+    from archbench.runner.worker import run_worker
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,16 +160,16 @@ def overhead(args: argparse.Namespace) -> None:
         spec = parse_spec(data)
         options = RunnerOptions(heartbeat_interval=30, progress=False, threads=1)
         prepare_study(spec, options)
-        from archbench.study import open_storage
+        from archbench.runner.study import open_storage
 
         _storage, store = open_storage(spec, options)
         objective = Objective(spec, store, options)
         _ = objective.data  # the one-off data load, outside the clock
         # Warm-up: torch imports its compiler stack on the first optimizer (~2 s, once per
         # process); that is a process start-up cost, not a per-trial one.
-        from archbench.net import build_net
-        from archbench.recipe import Recipe, build_optimizer
-        from archbench.variants import resolve
+        from archbench.models.net import build_net
+        from archbench.runner.variants import resolve
+        from archbench.training.recipe import Recipe, build_optimizer
 
         warm = resolve(spec.grid()[0], objective.shape, None)
         build_optimizer(build_net(warm.spec), Recipe())

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archbench.complexity import ANALYTIC_NOTE, analytic
-from archbench.presets import get_preset
+from archbench.models.complexity import ANALYTIC_NOTE, analytic
+from archbench.models.presets import get_preset
 from archbench.registry import PRESETS
 
 GOLDEN_SCHEMA = "archbench.golden_complexity/1"

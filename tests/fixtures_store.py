@@ -1,7 +1,7 @@
 """A small results store for the analysis tests, written through the real ResultsStore API.
 
 THE NUMBERS ARE SYNTHETIC. The architectures, parameter and MAC counts are real (archbench
-NetSpecs counted by the analytic counter, budget widths solved by archbench.budget); the
+NetSpecs counted by the analytic counter, budget widths solved by archbench.models.budget); the
 errors, curves and diagnostics are invented by a simple generative model with the shapes the
 classic papers report (plain nets degrade with depth, residual nets do not, pre-activation
 helps at depth, gradients vanish towards the input of deep plain nets), so that every plot
@@ -83,13 +83,13 @@ seeds: [0, 1, 2, 3, 4, 5]
 
 
 def _recipe(epochs: int) -> dict[str, Any]:
-    from archbench.recipe import Recipe
+    from archbench.training.recipe import Recipe
 
     return Recipe(epochs=epochs, batch_size=64, lr=0.05, schedule="cosine").to_dict()
 
 
 def _record(store: Any, spec: Any, family: str, depth: int, width: int, budget: Any = None) -> str:
-    from archbench.complexity import analytic
+    from archbench.models.complexity import analytic
 
     counts = analytic(spec)
     return store.record_variant(
@@ -210,7 +210,7 @@ def _sweep(store: Any, storage: Any, rng: np.random.Generator) -> None:
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from archbench.presets import get_family
+    from archbench.models.presets import get_family
 
     study = optuna.create_study(
         study_name=f"{SWEEP}:cpu", storage=storage, directions=["maximize", "minimize"]
@@ -276,7 +276,7 @@ def _budget(store: Any, storage: Any, rng: np.random.Generator) -> None:
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from archbench.budget import solve_width
+    from archbench.models.budget import solve_width
 
     study = optuna.create_study(
         study_name=f"{BUDGET}:default", storage=storage, direction="maximize"
@@ -322,7 +322,7 @@ def _budget(store: Any, storage: Any, rng: np.random.Generator) -> None:
 
 
 def _thin(store: Any, rng: np.random.Generator) -> None:
-    from archbench.presets import get_family
+    from archbench.models.presets import get_family
 
     for trial, family in enumerate(("plain", "resnet")):
         spec = get_family(family).build(8, 8, **SHAPE).replace(name=f"{family}8_w8")
@@ -349,8 +349,8 @@ def build_fixture_store(path: str | Path, seed: int = 0) -> Path:
     """Write the three SYNTHETIC experiments into a new SQLite file at ``path``."""
     import optuna
 
-    from archbench.storage import optuna_storage, resolve_storage
     from archbench.store import ResultsStore
+    from archbench.store.storage import optuna_storage, resolve_storage
 
     path = Path(path)
     if path.exists():

@@ -176,7 +176,7 @@ def test_unknown_experiment_and_profile(store_path: Path) -> None:
 
 
 def test_several_profiles_need_a_choice(tmp_path: Path) -> None:
-    from archbench.presets import get_family
+    from archbench.models.presets import get_family
     from archbench.store import ResultsStore
 
     with ResultsStore(tmp_path / "two.db") as store:

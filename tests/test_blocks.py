@@ -75,7 +75,7 @@ def test_zero_init_last_makes_branch_silent(name: str) -> None:
     block.eval()
     x = torch.randn(2, 64, 6, 6).relu()  # post-activation blocks end in ReLU
     hits = []
-    from archbench.blocks.base import ResidualAdd
+    from archbench.models.blocks.base import ResidualAdd
 
     for m in block.modules():
         if isinstance(m, ResidualAdd):

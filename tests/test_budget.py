@@ -9,17 +9,17 @@ import re
 
 import pytest
 
-from archbench.budget import (
+from archbench.errors import BudgetError, SpecError
+from archbench.models.budget import (
     BudgetMatch,
     data_shape,
     parse_count,
     solve_depth,
     solve_width,
 )
-from archbench.complexity import analytic, analytic_params
-from archbench.errors import BudgetError, SpecError
-from archbench.net import NetSpec
-from archbench.presets import get_family, get_preset
+from archbench.models.complexity import analytic, analytic_params
+from archbench.models.net import NetSpec
+from archbench.models.presets import get_family, get_preset
 from archbench.registry import FAMILIES
 
 FAMILY_NAMES = FAMILIES.names()

@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.checkpoint import (
+from archbench.data import LoadedData, load_dataset
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
+from archbench.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from archbench.data import LoadedData, load_dataset
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
-from archbench.train import EpochMetrics, Recipe, seed_everything, train
+from archbench.training.train import EpochMetrics, Recipe, seed_everything, train
 
 TIMING_FIELDS = {"epoch_time_s", "train_time_s", "images_per_s", "peak_mem_mb"}
 RECIPE = Recipe(epochs=2, batch_size=32, lr=0.05, milestones=(0.6,), warmup_epochs=0.5)

@@ -11,8 +11,8 @@ import pytest
 from archbench.cli import main
 from archbench.cli.catalog import parse_param, reference
 from archbench.cli.format import Column, human_count, render_kv, render_table, to_json
-from archbench.complexity import analytic
-from archbench.presets import get_preset
+from archbench.models.complexity import analytic
+from archbench.models.presets import get_preset
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
 
 

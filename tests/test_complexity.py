@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.blocks.base import Block, ResidualAdd, conv3x3
-from archbench.complexity import (
+from archbench.errors import SpecError
+from archbench.models.blocks.base import Block, ResidualAdd, conv3x3
+from archbench.models.complexity import (
     COMPLEXITY_SCHEMA,
     Complexity,
     _count_parts,
@@ -23,9 +24,8 @@ from archbench.complexity import (
     analytic_params,
     measure,
 )
-from archbench.errors import SpecError
-from archbench.net import Net, NetSpec, StageSpec, StemSpec, build_net
-from archbench.presets import get_preset
+from archbench.models.net import Net, NetSpec, StageSpec, StemSpec, build_net
+from archbench.models.presets import get_preset
 from archbench.registry import BLOCKS, PRESETS
 
 GOLDEN = Path(__file__).with_name("golden_complexity.json")
@@ -257,7 +257,7 @@ def test_single_trace_equals_fvcore_two_analyses() -> None:
     # measure() gets flops and activations from one trace; fvcore's own two analyses agree.
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
-    from archbench.complexity import _fvcore_trace, _fvcore_trace_twice, _quiet_fvcore
+    from archbench.models.complexity import _fvcore_trace, _fvcore_trace_twice, _quiet_fvcore
 
     net = build_net(get_preset("resnet20")).eval()
     x = torch.zeros(1, 3, 32, 32)
@@ -347,7 +347,7 @@ def test_a_block_that_reshapes_its_input_is_traced_block_by_block(
         spec = NetSpec(
             stem=StemSpec("cifar", 8), stages=(StageSpec("test_valid_conv", 4, 8),), input_size=12
         )
-        with caplog.at_level("DEBUG", logger="archbench.complexity"):
+        with caplog.at_level("DEBUG", logger="archbench.models.complexity"):
             result = measure(spec)
         full = measure(spec, full_trace=True)
     assert "changes its input's shape" in caplog.text

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
 from archbench.data import LoadedData, load_dataset
-from archbench.diagnostics import BlockDiagnostics, block_diagnostics
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
-from archbench.train import Recipe, seed_everything, train
+from archbench.models.blocks.base import ResidualAdd
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
+from archbench.training.diagnostics import BlockDiagnostics, block_diagnostics
+from archbench.training.train import Recipe, seed_everything, train
 
 
 @pytest.fixture(scope="module")

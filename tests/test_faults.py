@@ -170,9 +170,9 @@ def test_kill_9_mid_trial_then_rerun_completes_every_run_exactly_once(tmp_path: 
 def test_a_worker_waits_for_a_dead_workers_trial_then_retries_it(tmp_path: Path) -> None:
     """In-process and deterministic: a trial popped by a 'worker' that then stops sending
     heartbeats holds the study until it is stale, then is retried by the live worker."""
-    from archbench.spec import load_spec
-    from archbench.study import RunnerOptions, prepare_study
-    from archbench.worker import run_worker
+    from archbench.runner.spec import load_spec
+    from archbench.runner.study import RunnerOptions, prepare_study
+    from archbench.runner.worker import run_worker
 
     db = tmp_path / "d.db"
     spec = load_spec(
@@ -200,7 +200,7 @@ def pg_url() -> Iterator[str]:
         pytest.skip("set ARCHBENCH_TEST_POSTGRES_URL to run against PostgreSQL")
     import sqlalchemy as sa
 
-    from archbench.storage import create_engine, resolve_storage
+    from archbench.store.storage import create_engine, resolve_storage
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(resolve_storage(PG_URL))
@@ -260,7 +260,7 @@ def test_two_local_workers_share_a_journal_study(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_two_workers_on_postgresql(tmp_path: Path, pg_url: str) -> None:
-    from archbench.storage import resolve_storage
+    from archbench.store.storage import resolve_storage
 
     two_workers(tmp_path, pg_url, resolve_storage(pg_url).optuna_url, pg_url)
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
-from archbench.blocks.inception_resnet import (
+from archbench.errors import SpecError
+from archbench.models.blocks.base import ResidualAdd
+from archbench.models.blocks.inception_resnet import (
     InceptionResNetA,
     InceptionResNetB,
     InceptionResNetC,
@@ -17,10 +18,9 @@ from archbench.blocks.inception_resnet import (
     ReductionB,
     apportion,
 )
-from archbench.blocks.vgg import VGGBlock
-from archbench.errors import SpecError
-from archbench.net import Net, build_net
-from archbench.presets import get_family, get_preset
+from archbench.models.blocks.vgg import VGGBlock
+from archbench.models.net import Net, build_net
+from archbench.models.presets import get_family, get_preset
 from archbench.registry import PRESETS
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from archbench.errors import SpecError, UnknownNameError
-from archbench.net import NetSpec, StageSpec, StemSpec, build_net
-from archbench.presets import get_family, get_preset
+from archbench.models.net import NetSpec, StageSpec, StemSpec, build_net
+from archbench.models.presets import get_family, get_preset
 
 
 def n_params(model: torch.nn.Module) -> int:

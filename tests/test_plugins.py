@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archbench.net import NetSpec, StageSpec, StemSpec, build_net
+from archbench.models.net import NetSpec, StageSpec, StemSpec, build_net
 from archbench.registry import BLOCKS
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin_block"

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
-from archbench.blocks.shortcuts import GatedAdd, ZeroPadShortcut
 from archbench.errors import SpecError
-from archbench.net import build_net
-from archbench.presets import get_family, get_preset
-from archbench.presets.preact import BASIC_VARIANTS, BOTTLENECK_VARIANTS
+from archbench.models.blocks.base import ResidualAdd
+from archbench.models.blocks.shortcuts import GatedAdd, ZeroPadShortcut
+from archbench.models.net import build_net
+from archbench.models.presets import get_family, get_preset
+from archbench.models.presets.preact import BASIC_VARIANTS, BOTTLENECK_VARIANTS
 from archbench.registry import BLOCKS, PRESETS
 
 

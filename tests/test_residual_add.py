@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
 from archbench.errors import SpecError
+from archbench.models.blocks.base import ResidualAdd
 from archbench.registry import BLOCKS
 
 # Blocks whose branch ends in a BN or a conv: the merge must go in place (the speed-up).

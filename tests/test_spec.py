@@ -13,7 +13,7 @@ import yaml
 
 from archbench.cli import main
 from archbench.errors import SpecError
-from archbench.spec import config_key, load_spec, parse_spec
+from archbench.runner.spec import config_key, load_spec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -165,8 +165,8 @@ def test_budget_solves_each_variant_width() -> None:
             budget={"target": "50K", "tolerance": 0.1},
         )
     )
-    from archbench.spec import dataset_shape
-    from archbench.variants import resolve_all
+    from archbench.runner.spec import dataset_shape
+    from archbench.runner.variants import resolve_all
 
     resolved = resolve_all(spec, dataset_shape(spec))
     assert [v.label for v in resolved] == ["resnet8", "plain14"]

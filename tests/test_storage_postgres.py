@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from archbench.storage import create_engine, optuna_storage, redact, resolve_storage
 from archbench.store import ResultsStore
+from archbench.store.storage import create_engine, optuna_storage, redact, resolve_storage
 
 PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
 pytestmark = [

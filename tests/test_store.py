@@ -1,4 +1,4 @@
-"""The results store (archbench.store) and storage URLs (archbench.storage).
+"""The results store (archbench.store) and storage URLs (archbench.store.storage).
 
 Store tests run on SQLite always and on PostgreSQL when ARCHBENCH_TEST_POSTGRES_URL is set
 (each test in its own schema); `.ci/run` starts a server and sets it.
@@ -27,13 +27,6 @@ import pytest
 import sqlalchemy as sa
 
 from archbench.errors import ArchbenchError, UnknownNameError
-from archbench.storage import (
-    StorageError,
-    create_engine,
-    optuna_storage,
-    redact,
-    resolve_storage,
-)
 from archbench.store import (
     EPOCH_METRICS,
     SCHEMA_VERSION,
@@ -42,11 +35,18 @@ from archbench.store import (
     StoreError,
     config_key,
 )
+from archbench.store.storage import (
+    StorageError,
+    create_engine,
+    optuna_storage,
+    redact,
+    resolve_storage,
+)
 
 if TYPE_CHECKING:
-    from archbench.net import NetSpec
+    from archbench.models.net import NetSpec
 
-# archbench.net (torch) is imported inside the helpers, so that the spawned writer processes
+# archbench.models.net (torch) is imported inside the helpers, so that the spawned writer processes
 # of the concurrency test import this module in a fraction of the time.
 
 PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
@@ -91,7 +91,7 @@ def store(url: str) -> Iterator[ResultsStore]:
 
 
 def make_spec(depth: int = 2, width: int = 16, block: str = "basic", name: str = "") -> NetSpec:
-    from archbench.net import NetSpec, StageSpec, StemSpec
+    from archbench.models.net import NetSpec, StageSpec, StemSpec
 
     return NetSpec(
         stem=StemSpec("cifar", width),

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-import archbench.train
+import archbench.training.train
 from archbench.cli import main
 from archbench.errors import SpecError
-from archbench.spec import load_spec, parse_spec
+from archbench.runner.spec import load_spec, parse_spec
+from archbench.runner.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
+from archbench.runner.worker import fail_stale_trials, study_progress, worker_threads
 from archbench.store import ResultsStore
-from archbench.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
-from archbench.worker import fail_stale_trials, study_progress, worker_threads
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -194,7 +194,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(
 ) -> None:
     db = tmp_path / "s.db"
     spec = write(tmp_path / "s.yaml", tiny(db))
-    real = archbench.train.train
+    real = archbench.training.train.train
     calls: list[int] = []
 
     def interrupted(*args: Any, on_epoch_end: Any, **kwargs: Any) -> Any:
@@ -208,7 +208,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(
 
         return real(*args, on_epoch_end=stop, **kwargs)
 
-    monkeypatch.setattr(archbench.train, "train", interrupted)
+    monkeypatch.setattr(archbench.training.train, "train", interrupted)
     code, _, err = run_cli("run", str(spec), *RUN)
     assert code == 130 and "interrupted" in err
     store = ResultsStore(db)
@@ -217,7 +217,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(
     failed = runs[runs["status"] == "failed"].iloc[0]
     assert len(store.epochs(run_ids=[int(failed["run_id"])])) == 1
 
-    monkeypatch.setattr(archbench.train, "train", real)
+    monkeypatch.setattr(archbench.training.train, "train", real)
     code, out, err = run_cli("run", str(spec), *RUN)
     assert code == 0, err
     assert "1 already done, 1 interrupted trial(s) re-queued" in out

@@ -11,13 +11,13 @@ import torchvision
 from torch import nn
 
 from archbench.errors import SpecError
-from archbench.net import build_net
-from archbench.presets import get_preset
-from archbench.registry import PRESETS
-from archbench.torchvision_compat import (
+from archbench.models.net import build_net
+from archbench.models.presets import get_preset
+from archbench.models.torchvision_compat import (
     load_torchvision_weights,
     torchvision_state_dict_to_archbench,
 )
+from archbench.registry import PRESETS
 
 ALL = [
     "resnet18",

@@ -15,10 +15,10 @@ from torch import nn
 from archbench.cli import main
 from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
-from archbench.presets import get_preset
-from archbench.recipe import LRSchedule, Recipe, build_optimizer, param_groups
-from archbench.train import EpochMetrics, seed_everything, select_device, train
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
+from archbench.models.presets import get_preset
+from archbench.training.recipe import LRSchedule, Recipe, build_optimizer, param_groups
+from archbench.training.train import EpochMetrics, seed_everything, select_device, train
 
 TIMING_FIELDS = {"epoch_time_s", "train_time_s", "images_per_s", "peak_mem_mb"}
 
@@ -183,7 +183,7 @@ def test_library_does_not_print(small_digits: LoadedData, capsys: pytest.Capture
 def test_amp_on_cpu_warns_and_trains_in_float32(
     small_digits: LoadedData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="archbench.train"):
+    with caplog.at_level(logging.WARNING, logger="archbench.training.train"):
         result = train(
             tiny_net(), small_digits, Recipe(epochs=1, batch_size=64, amp=True), progress=False
         )

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from archbench.blocks.base import conv1x1
-from archbench.blocks.resnext import ResNeXtBlock
-from archbench.blocks.wide import WideBlock
 from archbench.errors import SpecError
-from archbench.net import build_net
-from archbench.presets import get_family, get_preset
+from archbench.models.blocks.base import conv1x1
+from archbench.models.blocks.resnext import ResNeXtBlock
+from archbench.models.blocks.wide import WideBlock
+from archbench.models.net import build_net
+from archbench.models.presets import get_family, get_preset
 from archbench.registry import PRESETS
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from archbench.analysis.stats import t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
-from archbench.storage import ResolvedStorage, resolve_storage
+from archbench.store.storage import ResolvedStorage, resolve_storage
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def experiment_budget(frame: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFr
         frame.loc[:, "budget_metric"] = None
         frame.loc[:, ["budget_target", "budget_error"]] = np.nan
         return frame
-    from archbench.budget import parse_count
+    from archbench.models.budget import parse_count
 
     metric = str(budget.get("metric", "params"))
     try:
@@ -198,7 +198,7 @@ def load_study(resolved: ResolvedStorage, engine: sa.Engine, name: str) -> tuple
         return None, "the storage holds no Optuna tables"
     import optuna
 
-    from archbench.storage import optuna_storage
+    from archbench.store.storage import optuna_storage
 
     try:
         storage = optuna_storage(resolved)

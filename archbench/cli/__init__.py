@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(exc, SQLAlchemyError):
             raise
-        from archbench.storage import redact
+        from archbench.store.storage import redact
 
         detail = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0]
         print(f"archbench: error: database: {type(exc).__name__}: {detail}", file=sys.stderr)

@@ -91,7 +91,7 @@ def _load(args: argparse.Namespace) -> Any:
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise SpecError(f"no spec file {experiment!r}")
-        from archbench.spec import load_spec
+        from archbench.runner.spec import load_spec
 
         spec = load_spec(path, profile, check_budgets=False)
         experiment, profile = spec.name, spec.profile

@@ -43,7 +43,6 @@ import logging
 import math
 from typing import Any
 
-from archbench.budget import data_shape, parse_count, solve_depth, solve_width
 from archbench.cli.format import (
     Column,
     emit,
@@ -55,10 +54,11 @@ from archbench.cli.format import (
     signed_percent,
     to_json,
 )
-from archbench.complexity import ANALYTIC_NOTE, analytic, measure
 from archbench.errors import SpecError, UnknownNameError
-from archbench.net import NetSpec
-from archbench.presets import get_family, get_preset, pattern_examples
+from archbench.models.budget import data_shape, parse_count, solve_depth, solve_width
+from archbench.models.complexity import ANALYTIC_NOTE, analytic, measure
+from archbench.models.net import NetSpec
+from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
 
 log = logging.getLogger(__name__)

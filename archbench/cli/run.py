@@ -70,7 +70,7 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from archbench.study import RunnerOptions
+    from archbench.runner.study import RunnerOptions
 
     return RunnerOptions(
         storage=args.storage,
@@ -87,7 +87,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from archbench.spec import load_spec
+    from archbench.runner.spec import load_spec
 
     spec = load_spec(args.spec, args.profile)
     print(
@@ -100,9 +100,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _dry_run(spec: Any, as_json: bool) -> int:
     import json
 
-    from archbench.complexity import analytic_counts
-    from archbench.spec import dataset_shape
-    from archbench.variants import resolve_all
+    from archbench.models.complexity import analytic_counts
+    from archbench.runner.spec import dataset_shape
+    from archbench.runner.variants import resolve_all
 
     rows = []
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -158,8 +158,8 @@ def _quiet_optuna() -> None:
 
 def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
-    from archbench.spec import load_spec
-    from archbench.worker import run_worker, set_worker_threads
+    from archbench.runner.spec import load_spec
+    from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(workers, options.threads)
@@ -168,10 +168,10 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archbench.spec import load_spec
-    from archbench.storage import redact
-    from archbench.study import prepare_study
-    from archbench.worker import study_progress, worker_threads
+    from archbench.runner.spec import load_spec
+    from archbench.runner.study import prepare_study
+    from archbench.runner.worker import study_progress, worker_threads
+    from archbench.store.storage import redact
 
     spec = load_spec(args.spec, args.profile)
     if args.dry_run:
@@ -236,8 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from archbench.spec import load_spec
-    from archbench.study import prepare_study
+    from archbench.runner.spec import load_spec
+    from archbench.runner.study import prepare_study
 
     spec = load_spec(args.spec, args.profile)
     options = _options(args)
@@ -245,7 +245,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # The first process on a study sets it up (baselines); later ones just join.
     import optuna
 
-    from archbench.study import open_storage
+    from archbench.runner.study import open_storage
 
     storage, _store = open_storage(spec, options)
     names = optuna.get_all_study_names(storage)
@@ -269,7 +269,7 @@ def _experiment_and_storage(
 ) -> tuple[str, str]:
     """An experiment given as a spec file or a name, and where its results are."""
     if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
-        from archbench.spec import load_spec
+        from archbench.runner.spec import load_spec
 
         spec = load_spec(experiment, profile, check_budgets=False)
         return spec.name, storage or spec.storage
@@ -285,8 +285,8 @@ def _experiment_and_storage(
 
 
 def _open_store(storage: str) -> Any:
-    from archbench.storage import resolve_storage
     from archbench.store import ResultsStore
+    from archbench.store.storage import resolve_storage
 
     resolved = resolve_storage(storage)
     if resolved.kind == "sqlite":

@@ -32,14 +32,14 @@ from typing import Any
 
 import torch
 
-from archbench.checkpoint import LAST, load_checkpoint
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
-from archbench.net import NetSpec, build_net
-from archbench.presets import get_preset
-from archbench.recipe import Recipe
-from archbench.train import (
+from archbench.models.net import NetSpec, build_net
+from archbench.models.presets import get_preset
+from archbench.training.checkpoint import LAST, load_checkpoint
+from archbench.training.recipe import Recipe
+from archbench.training.train import (
     RESULT_SCHEMA,
     EpochMetrics,
     TrainResult,

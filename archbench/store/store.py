@@ -23,13 +23,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
-from archbench.storage import (
-    WRITE_OPTION,
-    ResolvedStorage,
-    create_engine,
-    redact,
-    resolve_storage,
-)
 from archbench.store import queries
 from archbench.store.schema import (
     DIAGNOSTIC_METRICS,
@@ -45,6 +38,13 @@ from archbench.store.schema import (
     metadata,
     runs,
     variants,
+)
+from archbench.store.storage import (
+    WRITE_OPTION,
+    ResolvedStorage,
+    create_engine,
+    redact,
+    resolve_storage,
 )
 from archbench.store.values import (
     SchemaVersionError,
@@ -100,7 +100,7 @@ class ResultsStore:
     """The results store at a URL, path, resolved storage or SQLAlchemy engine.
 
     ``create=False`` opens an existing store only (for readers), raising if there is none.
-    An engine passed in is used as it is: make it with :func:`archbench.storage.create_engine`
+    An engine passed in is used as it is: make it with :func:`archbench.store.storage.create_engine`
     to get the SQLite settings (WAL, busy timeout, BEGIN IMMEDIATE for writes).
     """
 

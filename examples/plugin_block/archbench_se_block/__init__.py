@@ -5,7 +5,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from archbench.blocks.resnet import BasicBlock
+from archbench.models.blocks.resnet import BasicBlock
 from archbench.registry import register_block
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from archbench.blocks.base import parse_params
-from archbench.blocks.resnext import EXPANSION, ResNeXtBlock, whole_step
-from archbench.net import NetSpec
-from archbench.presets import register_family, register_pattern, register_preset
-from archbench.presets.resnet import BOTTLENECK_DEPTH, cifar_spec, imagenet_resnet_spec
+from archbench.models.blocks.base import parse_params
+from archbench.models.blocks.resnext import EXPANSION, ResNeXtBlock, whole_step
+from archbench.models.net import NetSpec
+from archbench.models.presets import register_family, register_pattern, register_preset
+from archbench.models.presets.resnet import BOTTLENECK_DEPTH, cifar_spec, imagenet_resnet_spec
 
 
 def resnext_name(depth: int, width: int, cardinality: int, base_width: int) -> str:

@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.checkpoint import (
+from archbench.data import DeviceLoader, LoadedData, TensorSplit
+from archbench.errors import SpecError
+from archbench.training.checkpoint import (
     LAST,
     CheckpointError,
     capture_rng_state,
@@ -38,17 +40,15 @@ from archbench.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from archbench.data import DeviceLoader, LoadedData, TensorSplit
-from archbench.device import (
+from archbench.training.device import (
     derive_seed,
     environment_info,
     fork_rng,
     seed_everything,
     select_device,
 )
-from archbench.diagnostics import BlockDiagnostics, block_diagnostics
-from archbench.errors import SpecError
-from archbench.recipe import LRSchedule, Recipe, build_optimizer
+from archbench.training.diagnostics import BlockDiagnostics, block_diagnostics
+from archbench.training.recipe import LRSchedule, Recipe, build_optimizer
 
 __all__ = [
     "RESULT_SCHEMA",

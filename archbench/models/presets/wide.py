@@ -3,7 +3,7 @@
 Layout of the reference code: a bare 3x3 conv to 16 channels, three stages of ``n`` ``wide``
 blocks (stride 1, 2, 2), then BN-ReLU, global average pooling and a linear classifier. The
 ImageNet wide ResNets of torchvision (``wide_resnet50_2``, ...) are post-activation bottleneck
-nets and live with the other ImageNet presets in :mod:`archbench.presets.resnext`.
+nets and live with the other ImageNet presets in :mod:`archbench.models.presets.resnext`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from archbench.blocks.base import parse_params
-from archbench.blocks.wide import WideBlock
 from archbench.errors import SpecError
-from archbench.net import HeadSpec, NetSpec, StemSpec
-from archbench.presets import LinearDepth, register_family, register_pattern, register_preset
-from archbench.presets.resnet import staged_spec
+from archbench.models.blocks.base import parse_params
+from archbench.models.blocks.wide import WideBlock
+from archbench.models.net import HeadSpec, NetSpec, StemSpec
+from archbench.models.presets import LinearDepth, register_family, register_pattern, register_preset
+from archbench.models.presets.resnet import staged_spec
 
 WRN_DEPTH = LinearDepth(per_block=2, stages=3, extra=4)  # 6n+4
 STEM_WIDTH = 16  # the stem is 16 wide whatever k is (16 -> 16k in the first block)

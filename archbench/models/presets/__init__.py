@@ -1,6 +1,6 @@
 """Families (parametric architectures) and presets (published points in them).
 
-A **family** turns ``(depth, width, **params)`` into a :class:`~archbench.net.NetSpec`; the
+A **family** turns ``(depth, width, **params)`` into a :class:`~archbench.models.net.NetSpec`; the
 budget solver varies its ``width`` (or ``depth``) to meet a parameter or MAC target. What
 ``width`` means is the family's to say (usually the first stage's width) and is shown in
 listings. A **preset** is a named ``NetSpec``: data, not a class. Generic names such as
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archbench.errors import SpecError, UnknownNameError
-from archbench.net import NetSpec
+from archbench.models.net import NetSpec
 from archbench.registry import FAMILIES, PRESETS
 
 # -- depth rules ------------------------------------------------------------------------------
@@ -226,4 +226,4 @@ _PRESET_MODULES = [
 ]
 
 for _module in _PRESET_MODULES:
-    importlib.import_module(f"archbench.presets.{_module}")
+    importlib.import_module(f"archbench.models.presets.{_module}")

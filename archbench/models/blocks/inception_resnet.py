@@ -34,9 +34,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from archbench.blocks.base import Block, ResidualAdd, Stem
-from archbench.blocks.shortcuts import projection
 from archbench.errors import SpecError
+from archbench.models.blocks.base import Block, ResidualAdd, Stem
+from archbench.models.blocks.shortcuts import projection
 from archbench.registry import STEMS, register_block
 
 Version = Literal["v1", "v2"]

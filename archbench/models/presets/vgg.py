@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec
-from archbench.presets import TableDepth, register_family, register_preset
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec
+from archbench.models.presets import TableDepth, register_family, register_preset
 
 # Conv layers per group (paper Table 1: A=11, B=13, D=16, E=19).
 VGG_DEPTH = TableDepth(

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.blocks.preact import PreActBasicBlock
-from archbench.blocks.shortcuts import ShortcutOption
 from archbench.errors import SpecError
+from archbench.models.blocks.preact import PreActBasicBlock
+from archbench.models.blocks.shortcuts import ShortcutOption
 from archbench.registry import register_block
 
 

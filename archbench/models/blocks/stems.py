@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from archbench.blocks.base import ConvBNAct, Head, Stem, conv3x3
 from archbench.errors import SpecError
+from archbench.models.blocks.base import ConvBNAct, Head, Stem, conv3x3
 from archbench.registry import HEADS, STEMS
 
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 from typing import Any
 
 from archbench.errors import SpecError
-from archbench.net import HeadSpec, NetSpec, StemSpec
-from archbench.presets import register_family, register_pattern, register_preset
-from archbench.presets.resnet import BASIC_DEPTH, BOTTLENECK_DEPTH, cifar_spec, staged_spec
+from archbench.models.net import HeadSpec, NetSpec, StemSpec
+from archbench.models.presets import register_family, register_pattern, register_preset
+from archbench.models.presets.resnet import BASIC_DEPTH, BOTTLENECK_DEPTH, cifar_spec, staged_spec
 from archbench.registry import BLOCKS
 
 # block -> (stem pre_act, head pre_act): where the block leaves its activations.

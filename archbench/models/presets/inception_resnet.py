@@ -23,8 +23,8 @@ from fractions import Fraction
 from typing import Any
 
 from archbench.errors import SpecError
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec
-from archbench.presets import register_family, register_preset
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec
+from archbench.models.presets import register_family, register_preset
 
 
 @dataclass(frozen=True)

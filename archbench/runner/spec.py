@@ -117,7 +117,7 @@ class BudgetSection:
 
     @property
     def target_count(self) -> int:
-        from archbench.budget import parse_count
+        from archbench.models.budget import parse_count
 
         return parse_count(self.target)
 
@@ -212,7 +212,7 @@ class SearchSpace:
 class ExperimentSpec:
     name: str
     dataset: DatasetSection
-    recipe: Any  # archbench.recipe.Recipe
+    recipe: Any  # archbench.training.recipe.Recipe
     variants: tuple[VariantSection, ...]
     space: SearchSpace | None
     budget: BudgetSection | None
@@ -375,7 +375,7 @@ def parse_spec(
         raise SpecError(f"{where}: unknown profile {profile!r}; known profiles: {known}")
     spec = _build(merged, profile, where)
     if check_budgets:
-        from archbench.variants import resolve_all  # late import: builds on the spec
+        from archbench.runner.variants import resolve_all  # late import: builds on the spec
 
         try:
             resolve_all(spec, dataset_shape(spec))
@@ -399,9 +399,9 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
-    from archbench.presets import get_family, get_preset
-    from archbench.recipe import Recipe
+    from archbench.models.presets import get_family, get_preset
     from archbench.registry import DATASETS
+    from archbench.training.recipe import Recipe
 
     name = _require(data, "name", where)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -562,7 +562,7 @@ def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
 
 
 def _parse_space(raw: Any, where: str, recipe_cls: type) -> SearchSpace:
-    from archbench.presets import get_family
+    from archbench.models.presets import get_family
 
     data = _mapping(raw, where)
     unknown = sorted(set(data) - {"family", "depth", "width", "params", "recipe"})

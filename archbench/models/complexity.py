@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from archbench.errors import SpecError
-from archbench.net import Net, NetSpec, build_net
+from archbench.models.net import Net, NetSpec, build_net
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ ANALYTIC_NOTE = (
 
 @dataclass(frozen=True)
 class StageCount:
-    """Counts of one top-level part of a :class:`~archbench.net.Net`.
+    """Counts of one top-level part of a :class:`~archbench.models.net.Net`.
 
     ``name`` is ``"stem"``, ``"stages.<i>"`` or ``"head"``; ``output_shape`` includes the
     batch dimension (1).

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.blocks.base import Block, ResidualAdd, conv1x1, conv3x3
-from archbench.blocks.shortcuts import ShortcutOption, make_shortcut
 from archbench.errors import SpecError
+from archbench.models.blocks.base import Block, ResidualAdd, conv1x1, conv3x3
+from archbench.models.blocks.shortcuts import ShortcutOption, make_shortcut
 from archbench.registry import register_block
 
 

@@ -13,8 +13,8 @@ epoch checkpoint, so nothing recorded is lost or duplicated. A trial interrupted
 that marked it failed (Ctrl-C) is re-queued by the next ``archbench run``
 (:func:`prepare_study`).
 
-This module sets a study up (storage, sampler, pruner, queue); :mod:`archbench.objective`
-trains one trial; :mod:`archbench.worker` runs the trials until the study is done.
+This module sets a study up (storage, sampler, pruner, queue); :mod:`archbench.runner.objective`
+trains one trial; :mod:`archbench.runner.worker` runs the trials until the study is done.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import SpecError
-from archbench.spec import ExperimentSpec
+from archbench.runner.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
 
 def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
     """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
-    from archbench.storage import optuna_storage, resolve_storage
     from archbench.store import ResultsStore
+    from archbench.store.storage import optuna_storage, resolve_storage
 
     resolved = resolve_storage(options.storage or spec.storage)
     store = ResultsStore(resolved.store_url)
@@ -217,7 +217,7 @@ def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
 
 def _fixed_params(spec: ExperimentSpec, baseline: Any) -> dict[str, Any]:
     """Optuna params that make the define-by-run space produce ``baseline``."""
-    from archbench.presets import get_family
+    from archbench.models.presets import get_family
 
     assert spec.space is not None
     fam = baseline.family

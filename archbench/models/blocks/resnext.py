@@ -3,7 +3,7 @@
 Cardinality ``C`` groups of ``d`` channels each at a 64-wide bottleneck (``C x d``, the paper's
 naming); widths scale with the stage as in torchvision: the 3x3 conv has
 ``planes * d / 64 * C`` channels, ``planes = w_out / 4``. It reuses
-:class:`~archbench.blocks.resnet.BottleneckBlock`, so module names (and state dicts) are
+:class:`~archbench.models.blocks.resnet.BottleneckBlock`, so module names (and state dicts) are
 torchvision's ``Bottleneck``.
 """
 
@@ -13,10 +13,10 @@ import dataclasses
 import math
 from typing import Any
 
-from archbench.blocks.base import parse_params
-from archbench.blocks.resnet import BottleneckBlock
-from archbench.blocks.shortcuts import ShortcutOption
 from archbench.errors import SpecError
+from archbench.models.blocks.base import parse_params
+from archbench.models.blocks.resnet import BottleneckBlock
+from archbench.models.blocks.shortcuts import ShortcutOption
 from archbench.registry import register_block
 
 EXPANSION = 4

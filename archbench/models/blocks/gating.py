@@ -17,7 +17,7 @@ block                             Fig.   merge (before the final ReLU)          
 ``h(x)`` is the usual shortcut (``shortcut`` option A/B/C where the shape changes) and
 ``g(x) = sigmoid(conv1x1(x) + b)`` a per-channel, per-position gate computed from the block
 input; its bias starts at ``gate_bias`` (:class:`ShortcutGate`, applied in ``reset_special``).
-Every merge is a :class:`~archbench.blocks.base.ResidualAdd` (the gated one a subclass whose
+Every merge is a :class:`~archbench.models.blocks.base.ResidualAdd` (the gated one a subclass whose
 forward also takes the gate), so hooks see the shortcut and the branch.
 
 ``zero_init_last`` (inherited from ``basic``) silences the branch, so each block starts as
@@ -33,10 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
-from archbench.blocks.resnet import BasicBlock
-from archbench.blocks.shortcuts import GatedAdd, ShortcutGate, ShortcutOption
 from archbench.errors import SpecError
+from archbench.models.blocks.base import ResidualAdd
+from archbench.models.blocks.resnet import BasicBlock
+from archbench.models.blocks.shortcuts import GatedAdd, ShortcutGate, ShortcutOption
 from archbench.registry import register_block
 
 

@@ -20,9 +20,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.objective import Objective, _native_heartbeat, _needs_attr_heartbeat
-from archbench.spec import ExperimentSpec
-from archbench.study import (
+from archbench.runner.objective import Objective, _native_heartbeat, _needs_attr_heartbeat
+from archbench.runner.spec import ExperimentSpec
+from archbench.runner.study import (
     DONE_STATES,
     HEARTBEAT_ATTR,
     RunnerOptions,

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd, conv1x1
 from archbench.errors import SpecError
+from archbench.models.blocks.base import ResidualAdd, conv1x1
 
 ShortcutOption = Literal["A", "B", "C"]
 

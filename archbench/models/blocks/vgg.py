@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.blocks.base import Block, Head, Stem
 from archbench.errors import SpecError
+from archbench.models.blocks.base import Block, Head, Stem
 from archbench.registry import HEADS, STEMS, register_block
 
 

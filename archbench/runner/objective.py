@@ -20,15 +20,15 @@ from typing import Any
 import optuna
 
 from archbench.errors import SpecError
-from archbench.spec import ExperimentSpec, config_key, dataset_shape
-from archbench.study import (
+from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.runner.study import (
     HEARTBEAT_ATTR,
     WORKER_ID,
     RunnerOptions,
     grid_labels,
     results_dir,
 )
-from archbench.variants import ResolvedVariant, resolve
+from archbench.runner.variants import ResolvedVariant, resolve
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
 
 def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
     """The epoch a run's last checkpoint finished, or ``None`` without a readable one."""
-    from archbench.checkpoint import LAST, CheckpointError, load_checkpoint
+    from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
 
     path = ckpt_dir / LAST
     if not path.exists():
@@ -87,7 +87,7 @@ def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
 def _remove_checkpoint(ckpt_dir: Path) -> None:
     # Only the file, then empty folders: a duplicate trial of the same run (two workers on
     # one grid point) may be writing into this folder right now.
-    from archbench.checkpoint import LAST
+    from archbench.training.checkpoint import LAST
 
     (ckpt_dir / LAST).unlink(missing_ok=True)
     for folder in (ckpt_dir, ckpt_dir.parent, ckpt_dir.parent.parent):
@@ -170,7 +170,7 @@ class Objective:
         """Params, MACs and activations of a variant, by the analytic counter: fvcore's
         formulas on the meta device, equal to fvcore's trace (tests/test_complexity.py checks
         every registered block) at ~1/20 of its cost, and already cached by budget solving."""
-        from archbench.complexity import analytic
+        from archbench.models.complexity import analytic
 
         # The solver's own spec (before the label became its name) hits the count cache.
         return analytic(variant.budget.spec if variant.budget else variant.spec)
@@ -197,9 +197,9 @@ class Objective:
             return self._run(trial)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from archbench.device import environment_info, seed_everything, select_device
-        from archbench.net import build_net
-        from archbench.train import train
+        from archbench.models.net import build_net
+        from archbench.training.device import environment_info, seed_everything, select_device
+        from archbench.training.train import train
 
         spec = self.spec
         config = suggest_config(spec, trial)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from archbench.blocks.base import Block, Component, Head, ResidualAdd, Stem
+from archbench.models.blocks.base import Block, Component, Head, ResidualAdd, Stem
 
 _FAMILY_MODULES = [
     "stems",
@@ -22,6 +22,6 @@ _FAMILY_MODULES = [
 ]
 
 for _module in _FAMILY_MODULES:
-    importlib.import_module(f"archbench.blocks.{_module}")
+    importlib.import_module(f"archbench.models.blocks.{_module}")
 
 __all__ = ["Block", "Component", "Head", "ResidualAdd", "Stem"]

@@ -9,7 +9,7 @@ change the trained weights (tested).
 * ``grad_norm``: L2 norm of the gradients of all the block's parameters (unused ones count
   as zero); a vanishing value in early blocks is the plain-net degradation signature.
 * ``branch_ratio``: ``||branch_scale * F(x)|| / ||shortcut_scale * x||`` over the whole
-  batch at the block's :class:`~archbench.blocks.base.ResidualAdd` (the mean over several
+  batch at the block's :class:`~archbench.models.blocks.base.ResidualAdd` (the mean over several
   when a block has more than one); ``None`` for blocks without one (plain blocks).
 """
 
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.blocks.base import ResidualAdd
-from archbench.device import fork_rng
+from archbench.models.blocks.base import ResidualAdd
+from archbench.training.device import fork_rng
 
 
 @dataclass(frozen=True)

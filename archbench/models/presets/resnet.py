@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from archbench.net import HeadSpec, NetSpec, StageSpec, StemSpec
-from archbench.presets import (
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec
+from archbench.models.presets import (
     LinearDepth,
     TableDepth,
     register_family,

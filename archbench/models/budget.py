@@ -1,6 +1,6 @@
 """Budget matching: the width (or depth) at which a family meets a params or MACs target.
 
-Counts come from the fast analytic counter (:func:`archbench.complexity.analytic`, cached by
+Counts come from the fast analytic counter (:func:`archbench.models.complexity.analytic`, cached by
 spec), which the tests cross-check against fvcore. Widths are snapped to multiples of the
 family's ``width_step(params)``; depths come from the family's depth rule.
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from archbench.complexity import analytic, analytic_params
 from archbench.errors import BudgetError, SpecError
-from archbench.net import NetSpec
-from archbench.presets import Family, get_family
+from archbench.models.complexity import analytic, analytic_params
+from archbench.models.net import NetSpec
+from archbench.models.presets import Family, get_family
 
 Metric = Literal["params", "macs"]
 METRICS: tuple[str, ...] = ("params", "macs")

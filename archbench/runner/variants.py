@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.net import NetSpec
-from archbench.spec import BudgetSection, ExperimentSpec
+from archbench.models.net import NetSpec
+from archbench.runner.spec import BudgetSection, ExperimentSpec
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ResolvedVariant:
     label: str
     config: Mapping[str, Any]
     spec: NetSpec
-    budget: Any | None  # archbench.budget.BudgetMatch
+    budget: Any | None  # archbench.models.budget.BudgetMatch
 
     @property
     def family(self) -> str | None:
@@ -29,8 +29,8 @@ def resolve(
     config: Mapping[str, Any], shape: tuple[int, int, int], budget: BudgetSection | None
 ) -> ResolvedVariant:
     """Build the NetSpec of ``config`` for a dataset of ``shape`` = (classes, channels, size)."""
-    from archbench import budget as budget_mod
-    from archbench.presets import get_family, get_preset
+    from archbench.models import budget as budget_mod
+    from archbench.models.presets import get_family, get_preset
 
     num_classes, in_channels, input_size = shape
     label = config["label"]
@@ -78,7 +78,7 @@ def resolve_all(spec: ExperimentSpec, shape: tuple[int, int, int]) -> list[Resol
                 seen.add(key)
                 configs.append(config)
     else:
-        from archbench.spec import VariantSection, _variant_config
+        from archbench.runner.spec import VariantSection, _variant_config
 
         configs += [_variant_config(v) for v in spec.baselines]
         if spec.space is not None:

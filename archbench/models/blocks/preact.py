@@ -1,7 +1,7 @@
 """Activation orderings of He et al. 2016, "Identity Mappings in Deep Residual Networks", Fig. 4.
 
 Each ordering comes as a basic (3x3, 3x3) and a bottleneck (1x1, 3x3, 1x1) block with the
-same params and width semantics as ``basic`` / ``bottleneck`` in :mod:`archbench.blocks.resnet`:
+same params and width semantics as ``basic`` / ``bottleneck`` in :mod:`archbench.models.blocks.resnet`:
 
 ====  ========================  ======================================================
 Fig.  blocks                    layer order (``+``: the addition)
@@ -43,15 +43,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.blocks.base import Block, ResidualAdd, conv1x1, conv3x3
-from archbench.blocks.resnet import (
+from archbench.models.blocks.base import Block, ResidualAdd, conv1x1, conv3x3
+from archbench.models.blocks.resnet import (
     BasicBlock,
     BasicParams,
     BottleneckBlock,
     BottleneckParams,
     bottleneck_width,
 )
-from archbench.blocks.shortcuts import make_preact_shortcut
+from archbench.models.blocks.shortcuts import make_preact_shortcut
 from archbench.registry import register_block
 
 
