@@ -51,6 +51,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="experiment spec (YAML), e.g. experiments/quickstart.yaml")
     p.add_argument("--profile", help="named profile of the spec (default: its default_profile)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key after the profile is merged, e.g. --set recipe.epochs=3 "
+        "(dotted key path, YAML value; repeatable)",
+    )
+    p.add_argument(
+        "--dataset", help="shorthand for --set dataset.name=NAME (e.g. cifar10, fashion_mnist)"
+    )
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """--dataset first, so an explicit --set dataset.name=... wins."""
+    from archbench.runner.overrides import dataset_override
+
+    extra = [dataset_override(args.dataset)] if getattr(args, "dataset", None) else []
+    return extra + list(getattr(args, "overrides", []) or [])
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
@@ -89,10 +109,12 @@ def _options(args: argparse.Namespace) -> Any:
 def cmd_validate(args: argparse.Namespace) -> int:
     from archbench.runner.spec import load_spec
 
-    spec = load_spec(args.spec, args.profile)
+    overrides = _overrides(args)
+    spec = load_spec(args.spec, args.profile, overrides=overrides)
+    note = f", overrides: {', '.join(overrides)}" if overrides else ""
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
+        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage}{note})"
     )
     return 0
 
@@ -156,14 +178,20 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
+def _worker_main(
+    spec_path: str,
+    profile: str | None,
+    options: Any,
+    workers: int,
+    overrides: tuple[str, ...] = (),
+) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
     from archbench.runner.spec import load_spec
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(workers, options.threads)
-    spec = load_spec(spec_path, profile, check_budgets=False)
+    spec = load_spec(spec_path, profile, check_budgets=False, overrides=overrides)
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
@@ -173,7 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from archbench.runner.worker import study_progress, worker_threads
     from archbench.store.storage import redact
 
-    spec = load_spec(args.spec, args.profile)
+    overrides = tuple(_overrides(args))
+    spec = load_spec(args.spec, args.profile, overrides=overrides)
     if args.dry_run:
         return _dry_run(spec, args.json)
     if args.workers < 1:
@@ -205,11 +234,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if args.workers == 1:
-        _worker_main(args.spec, args.profile, options, 1)
+        _worker_main(args.spec, args.profile, options, 1, overrides)
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_worker_main, args=(args.spec, args.profile, options, args.workers))
+            ctx.Process(
+                target=_worker_main,
+                args=(args.spec, args.profile, options, args.workers, overrides),
+            )
             for _ in range(args.workers)
         ]
         for proc in procs:
@@ -239,7 +271,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
 
-    spec = load_spec(args.spec, args.profile)
+    overrides = tuple(_overrides(args))
+    spec = load_spec(args.spec, args.profile, overrides=overrides)
     options = _options(args)
     _quiet_optuna()
     # The first process on a study sets it up (baselines); later ones just join.
@@ -251,7 +284,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     names = optuna.get_all_study_names(storage)
     if spec.study_name not in names:
         prepare_study(spec, options)
-    _worker_main(args.spec, args.profile, options, 1)
+    _worker_main(args.spec, args.profile, options, 1, overrides)
     return 0
 
 

@@ -17,7 +17,7 @@ import itertools
 import json
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -332,9 +332,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def load_spec(
-    path: str | Path, profile: str | None = None, *, check_budgets: bool = True
+    path: str | Path,
+    profile: str | None = None,
+    *,
+    check_budgets: bool = True,
+    overrides: Sequence[str] = (),
 ) -> ExperimentSpec:
-    """Read, merge the profile into, and validate an experiment spec file."""
+    """Read, merge the profile into, and validate an experiment spec file.
+
+    ``overrides``: ``KEY.PATH=VALUE`` strings applied after the profile
+    (:mod:`archbench.runner.overrides`).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -344,7 +352,9 @@ def load_spec(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_spec(data, profile, where=str(path), check_budgets=check_budgets)
+    return parse_spec(
+        data, profile, where=str(path), check_budgets=check_budgets, overrides=overrides
+    )
 
 
 def parse_spec(
@@ -353,6 +363,7 @@ def parse_spec(
     *,
     where: str = "spec",
     check_budgets: bool = True,
+    overrides: Sequence[str] = (),
 ) -> ExperimentSpec:
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: the spec must be a mapping of keys, got {type(data).__name__}")
@@ -373,6 +384,13 @@ def parse_spec(
     elif profile != "default":
         known = ", ".join(sorted(profiles)) or "none defined"
         raise SpecError(f"{where}: unknown profile {profile!r}; known profiles: {known}")
+    if overrides:
+        from archbench.runner.overrides import apply_overrides
+
+        try:
+            merged = apply_overrides(merged, overrides)
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
     spec = _build(merged, profile, where)
     if check_budgets:
         from archbench.runner.variants import resolve_all  # late import: builds on the spec
