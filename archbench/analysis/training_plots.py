@@ -207,8 +207,11 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
     diag = _diagnostics(data, "grad_norm", "gradient norm")
     roles = _roles(data)
     groups = _group_order(diag["group"], roles)[:4]
+    if options.family:  # --family a,b,c: the (up to 4) families to compare
+        wanted = [g.strip() for g in options.family.split(",")]
+        groups = [g for g in wanted if g in set(diag["group"])][:4] or groups
     notes = []
-    if len(set(diag["group"])) > 4:
+    if len(set(diag["group"])) > len(groups):
         notes.append(f"showing families {', '.join(groups)}")
     epochs = sorted({int(diag["epoch"].min()), int(diag["epoch"].max())})
     picks = {}

@@ -43,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(PLOT_KINDS)}, or 'all'")
     _common(p)
     p.add_argument("--out", help="output folder (default results/plots/<experiment>/<profile>)")
-    p.add_argument("--family", help="family of the depth x width heatmap (default: fullest grid)")
+    p.add_argument(
+        "--family",
+        help="family of the depth x width heatmap (default: fullest grid); for gradflow, "
+        "a comma-separated list of up to 4 families to compare",
+    )
     p.set_defaults(func=cmd_plot)
 
     p = subparsers.add_parser(
