@@ -463,12 +463,14 @@ class ResultsStore:
         final: Mapping[str, Any] | None = None,
         wall_time_s: float | None = None,
         diverged_at: Mapping[str, Any] | None = None,
+        error: str | None = None,
     ) -> None:
         """Close a run with its status and final metrics.
 
         ``final`` has ``FINAL_METRICS`` keys, or is the last epoch's metrics (a mapping or
         ``EpochMetrics``): its ``epoch`` becomes ``epochs_done``; the per-epoch columns that are
-        not final metrics are in the epochs table already.
+        not final metrics are in the epochs table already. ``error`` (why a failed run failed)
+        goes into the run's ``env`` record as ``env["error"]``.
         """
         run_id = to_int(run_id, "run_id")
         if status not in FINISHED_STATUSES:
@@ -497,12 +499,19 @@ class ResultsStore:
             diverged_at=to_json(diverged_at, "diverged_at", optional=True),
         )
 
+        if error is not None:
+            error = str(error)[:2000]
+
         def write(conn: sa.Connection) -> None:
             now = _now()
+            extra: dict[str, Any] = {}
+            if error is not None:
+                env = conn.execute(sa.select(runs.c.env).where(runs.c.run_id == run_id)).scalar()
+                extra["env"] = {**(env or {}), "error": error}
             result = conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
-                .values(**values, finished_at=now, heartbeat_at=now)
+                .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
             if result.rowcount == 0:
                 raise StoreError(f"unknown run_id {run_id}")
