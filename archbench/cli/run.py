@@ -293,7 +293,7 @@ def _open_store(storage: str) -> Any:
         path = Path(resolved.store_url.removeprefix("sqlite:///"))
         if not path.exists():
             raise ArchbenchError(f"no results database at {path}")
-    return ResultsStore(resolved.store_url)
+    return ResultsStore(resolved.store_url, create=False)  # a reader never creates tables
 
 
 _RUN_COLUMNS = (

@@ -183,6 +183,24 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def sqlite_table_names(path: str | Path) -> set[str]:
+    """The tables of the SQLite file at ``path``, read through a read-only connection.
+
+    Unlike an engine from :func:`create_engine` (which switches the file to WAL mode), this
+    never changes the file: readers use it to look before they open a store.
+    """
+    uri = f"{Path(path).expanduser().resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable file
+        raise StorageError(f"{path} is not a readable SQLite database ({exc})") from None
+    return {str(name) for (name,) in rows}
+
+
 def tune_sqlite_engine(engine: Engine) -> Engine:
     """Install archbench's SQLite connection settings on ``engine`` (before it connects)."""
     if engine.dialect.name == "sqlite" and not getattr(engine, "_archbench_tuned", False):

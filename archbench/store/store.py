@@ -42,9 +42,11 @@ from archbench.store.schema import (
 from archbench.store.storage import (
     WRITE_OPTION,
     ResolvedStorage,
+    StorageError,
     create_engine,
     redact,
     resolve_storage,
+    sqlite_table_names,
 )
 from archbench.store.values import (
     SchemaVersionError,
@@ -88,6 +90,26 @@ def _transient(exc: DBAPIError) -> bool:
     return False
 
 
+def _check_sqlite_store(path: Path) -> None:
+    """Refuse, before connecting, a SQLite file that holds no results store: a reader's
+    engine would switch it to WAL mode and opening would otherwise go on to create tables."""
+    try:
+        names = sqlite_table_names(path)
+    except StorageError as exc:
+        raise StoreError(f"no archbench results store in {path}: {exc}") from None
+    if any(name.startswith(PREFIX) for name in names):
+        return  # ours (the version check says more if it is damaged or another version)
+    what = (
+        f"it holds other tables ({', '.join(sorted(names)[:5])}), none of archbench's"
+        if names
+        else "it is an empty database"
+    )
+    raise StoreError(
+        f"no archbench results store in {path}: {what}; reading never creates one "
+        "(give the storage an `archbench run` wrote)"
+    )
+
+
 def _main_block(spec: Any) -> str:
     """The block type of most blocks (the first stage's on a tie)."""
     counts: Counter[str] = Counter()
@@ -118,6 +140,8 @@ class ResultsStore:
                 path = sa.engine.make_url(target.store_url).database
                 if path and not Path(path).exists():
                     raise StoreError(f"no results store at {path} (file does not exist)")
+                if path:
+                    _check_sqlite_store(Path(path))
             self.engine = create_engine(target)
             self._owns_engine = True
         self.url = redact(self.engine.url)
