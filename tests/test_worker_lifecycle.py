@@ -5,10 +5,6 @@ once; workers of a killed ``archbench run --workers N`` exit with it. Tiny specs
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 

@@ -20,7 +20,7 @@ import yaml
 
 from archbench.analysis.stats import t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
-from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.store.storage import ResolvedStorage, redact, resolve_storage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def load_experiment(
         url = store.url
     spec_text = None
     if study is not None:
-        spec_text = study.user_attrs.get("spec") or None
+        # Redacted again: a study stored by an older archbench may hold a password.
+        spec_text = redact(study.user_attrs.get("spec") or "") or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:

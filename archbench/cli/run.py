@@ -88,11 +88,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from archbench.runner.spec import load_spec
+    from archbench.store.storage import redact
 
     spec = load_spec(args.spec, args.profile)
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
+        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {redact(spec.storage)})"
     )
     return 0
 

@@ -381,7 +381,18 @@ def parse_spec(
             resolve_all(spec, dataset_shape(spec))
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
-    return dataclasses.replace(spec, source=yaml.safe_dump(merged, sort_keys=False))
+    return dataclasses.replace(spec, source=_source_text(merged))
+
+
+def _source_text(merged: Mapping[str, Any]) -> str:
+    """The spec as YAML for studies and reports, with any password in its storage URL
+    redacted (``${NAME}`` references are kept: they are expanded only to connect)."""
+    from archbench.store.storage import redact
+
+    shown = dict(merged)
+    if isinstance(shown.get("storage"), str):
+        shown["storage"] = redact(shown["storage"])
+    return yaml.safe_dump(shown, sort_keys=False)
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:

@@ -198,12 +198,14 @@ def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
             f"{[d.name.lower() for d in study.directions]}, the spec asks for "
             f"{spec.directions}; use another experiment name, profile or storage"
         )
+    from archbench.store.storage import redact
+
     wanted = fingerprint(spec)
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
     if stored is None:
         study.set_user_attr("experiment", spec.name)
         study.set_user_attr("profile", spec.profile)
-        study.set_user_attr("spec", spec.source)
+        study.set_user_attr("spec", redact(spec.source))  # never a password in the database
         study.set_user_attr(FINGERPRINT_ATTR, wanted)
     elif stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
