@@ -10,9 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from archbench.cli import main
-from archbench.store import ResultsStore, StoreError
+from archbench.store import ResultsStore
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -72,9 +73,10 @@ def test_read_only_commands_never_create_tables(
 def test_a_reader_store_refuses_a_non_database_file(tmp_path: Path) -> None:
     junk = tmp_path / "notes.db"
     junk.write_text("not a database " * 100)
-    with pytest.raises(StoreError, match="not a readable SQLite database"):
+    with pytest.raises(sa.exc.DatabaseError, match="file is not a database"):
         ResultsStore(junk, create=False)
     assert junk.read_text() == "not a database " * 100
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.db"]
 
 
 def test_a_reader_still_opens_a_real_store(tmp_path: Path) -> None:

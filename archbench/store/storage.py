@@ -240,8 +240,9 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def sqlite_table_names(path: str | Path) -> set[str]:
-    """The tables of the SQLite file at ``path``, read through a read-only connection.
+def sqlite_table_names(path: str | Path) -> set[str] | None:
+    """The tables of the SQLite file at ``path``, read through a read-only connection, or
+    ``None`` if it cannot be read as one (not a database: opening it says why).
 
     Unlike an engine from :func:`create_engine` (which switches the file to WAL mode), this
     never changes the file: readers use it to look before they open a store.
@@ -254,7 +255,8 @@ def sqlite_table_names(path: str | Path) -> set[str]:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable file
-        raise StorageError(f"{path} is not a readable SQLite database ({exc})") from None
+        log.debug("cannot read %s as SQLite: %s", path, exc)
+        return None
     return {str(name) for (name,) in rows}
 
 

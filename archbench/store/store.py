@@ -42,7 +42,6 @@ from archbench.store.schema import (
 from archbench.store.storage import (
     WRITE_OPTION,
     ResolvedStorage,
-    StorageError,
     create_engine,
     redact,
     resolve_storage,
@@ -93,12 +92,11 @@ def _transient(exc: DBAPIError) -> bool:
 def _check_sqlite_store(path: Path) -> None:
     """Refuse, before connecting, a SQLite file that holds no results store: a reader's
     engine would switch it to WAL mode and opening would otherwise go on to create tables."""
-    try:
-        names = sqlite_table_names(path)
-    except StorageError as exc:
-        raise StoreError(f"no archbench results store in {path}: {exc}") from None
-    if any(name.startswith(PREFIX) for name in names):
-        return  # ours (the version check says more if it is damaged or another version)
+    names = sqlite_table_names(path)
+    if names is None or any(name.startswith(PREFIX) for name in names):
+        # Not SQLite (connecting raises the database's own error), or ours (the version
+        # check says more if it is damaged or another version).
+        return
     what = (
         f"it holds other tables ({', '.join(sorted(names)[:5])}), none of archbench's"
         if names
