@@ -4,7 +4,10 @@ once; workers of a killed ``archbench run --workers N`` exit with it. Tiny specs
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ from archbench.store import ResultsStore
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-FAMILIES = ("resnet", "plain", "preact", "wrn")
+VARIANTS = (("resnet", 8), ("plain", 8), ("preact", 8), ("resnet", 14), ("plain", 14))
+LOG_ERRORS = ("Traceback", "error:", "already exists", "UNIQUE constraint", "locked")
 
 
 def write_spec(path: Path, storage: str, *, variants: int, epochs: int = 1, width: int = 4) -> Path:
@@ -26,7 +30,7 @@ def write_spec(path: Path, storage: str, *, variants: int, epochs: int = 1, widt
         "name": "w",
         "dataset": {"name": "digits", "val_size": 200},
         "recipe": {"epochs": epochs, "batch_size": 64, "lr": 0.1, "schedule": "cosine"},
-        "variants": [{"family": f, "depth": 8, "width": width} for f in FAMILIES[:variants]],
+        "variants": [{"family": f, "depth": d, "width": width} for f, d in VARIANTS[:variants]],
         "seeds": [0],
         "storage": storage,
     }
@@ -65,3 +69,67 @@ def test_a_net_that_cannot_be_built_fails_its_run_with_the_reason(
     )
     trial = optuna.load_study(study_name="w:default", storage=f"sqlite:///{db}").trials[0]
     assert trial.state == TrialState.FAIL
+
+
+# -- workers started at the same moment ------------------------------------------------------
+
+
+def _cli_at_barrier(
+    argv: list[str], log: str, barrier: multiprocessing.synchronize.Barrier
+) -> None:
+    """One `archbench ...` process, its imports done, released together with the others."""
+    import archbench.cli
+    import archbench.runner.worker
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    barrier.wait(timeout=120)
+    sys.exit(archbench.cli.main(argv))
+
+
+def start_together(argvs: list[list[str]], logs: list[Path]) -> list[int]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(argvs))
+    procs = [
+        ctx.Process(target=_cli_at_barrier, args=(argv, str(log), barrier))
+        for argv, log in zip(argvs, logs)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join(240)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    return [proc.exitcode for proc in procs]
+
+
+@pytest.mark.parametrize(
+    ("command", "n_workers"), [("worker", 4), pytest.param("run", 6, marks=pytest.mark.slow)]
+)
+def test_workers_started_together_on_a_new_store_start_cleanly_and_queue_once(
+    tmp_path: Path, command: str, n_workers: int
+) -> None:
+    """Before the setup lock, most rounds had a worker exit 2 ("table studies already
+    exists", a duplicate alembic_version row) or a grid point queued twice."""
+    n_configs = 4
+    db = tmp_path / "new.db"
+    spec = write_spec(tmp_path / "w.yaml", str(db), variants=n_configs)
+    argv = [command, str(spec), "--quiet", "--threads", "1", "--heartbeat", "2"]
+    logs = [tmp_path / f"worker{i}.log" for i in range(n_workers)]
+    codes = start_together([argv] * n_workers, logs)
+    texts = [log.read_text() for log in logs]
+    for code, text in zip(codes, texts):
+        assert code == 0, text
+        assert not any(e in text for e in LOG_ERRORS), text
+    trials = optuna.load_study(study_name="w:default", storage=f"sqlite:///{db}").trials
+    assert len(trials) == n_configs, [(t.number, t.params, t.state) for t in trials]
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert len({t.params["config"] for t in trials}) == n_configs
+    with ResultsStore(db, create=False) as store:
+        runs = store.runs(experiment="w")
+    assert len(runs) == n_configs and set(runs["status"]) == {"completed"}

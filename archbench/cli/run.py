@@ -243,15 +243,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.profile)
     options = _options(args)
     _quiet_optuna()
-    # The first process on a study sets it up (baselines); later ones just join.
+    # The first process on a study sets it up (baselines); later ones just join. Under the
+    # setup lock: workers started together would all see no study and all queue it.
     import optuna
 
-    from archbench.runner.study import open_storage
+    from archbench.runner.study import open_storage, study_setup
 
-    storage, _store = open_storage(spec, options)
-    names = optuna.get_all_study_names(storage)
-    if spec.study_name not in names:
-        prepare_study(spec, options)
+    with study_setup(spec, options):
+        storage, store = open_storage(spec, options)
+        store.close()
+        if spec.study_name not in optuna.get_all_study_names(storage):
+            prepare_study(spec, options)
     _worker_main(args.spec, args.profile, options, 1)
     return 0
 

@@ -71,10 +71,23 @@ def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
 def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
     """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
     from archbench.store import ResultsStore
-    from archbench.store.storage import optuna_storage, resolve_storage
+    from archbench.store.setup_lock import setup_lock
+    from archbench.store.storage import resolve_storage
 
     resolved = resolve_storage(options.storage or spec.storage)
-    store = ResultsStore(resolved.store_url)
+    with setup_lock(resolved):  # both create their tables on a new store
+        store = ResultsStore(resolved.store_url)
+        try:
+            storage = _optuna_storage(resolved, options)
+        except BaseException:
+            store.close()
+            raise
+    return storage, store
+
+
+def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
+    from archbench.store.storage import optuna_storage
+
     heartbeat: dict[str, Any] = {}
     if resolved.kind in ("sqlite", "postgresql", "other"):
         heartbeat = {
@@ -87,7 +100,7 @@ def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any
     storage = optuna_storage(resolved, **heartbeat)
     if resolved.kind == "sqlite":
         _serialize_sqlite_transactions(storage)
-    return storage, store
+    return storage
 
 
 def _serialize_sqlite_transactions(storage: Any) -> None:
@@ -281,8 +294,23 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     A grid study gets one queued trial per configuration not yet done, running or queued, in
     the spec's order. A sampled study gets its baselines. Either gets its interrupted trials
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
-    Call once per ``archbench run``, not in every worker: two workers would queue twice.
+    Call once per ``archbench run``, not in every worker. Runs under the storage's setup
+    lock (:func:`study_setup`), so two started together queue once: the second finds the
+    first's queue.
     """
+    with study_setup(spec, options):
+        return _prepare_study(spec, options)
+
+
+def study_setup(spec: ExperimentSpec, options: RunnerOptions) -> Any:
+    """The storage's setup lock (a context manager): hold it to create or queue a study."""
+    from archbench.store.setup_lock import setup_lock
+    from archbench.store.storage import resolve_storage
+
+    return setup_lock(resolve_storage(options.storage or spec.storage))
+
+
+def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.Study, int]:
     storage, store = open_storage(spec, options)
     store.close()  # only the Optuna side is needed here
     study = create_study(spec, storage)
