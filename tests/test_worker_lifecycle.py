@@ -7,7 +7,10 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +136,73 @@ def test_workers_started_together_on_a_new_store_start_cleanly_and_queue_once(
     with ResultsStore(db, create=False) as store:
         runs = store.runs(experiment="w")
     assert len(runs) == n_configs and set(runs["status"]) == {"completed"}
+
+
+# -- a killed parent takes its workers along ---------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited: only its reaping is left
+
+
+def _worker_pids(db: Path) -> set[int]:
+    if not db.exists():
+        return set()
+    try:
+        with ResultsStore(db, create=False) as store:
+            runs = store.runs(experiment="w")
+    except Exception:  # the schema may be mid-creation
+        return set()
+    return {int(str(env["worker"]).rsplit(":", 1)[1]) for env in runs["env"]}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_run_with_workers_stops_the_workers_and_a_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "k.db"
+    spec = write_spec(tmp_path / "k.yaml", str(db), variants=2, epochs=3, width=8)
+    args = [sys.executable, "-m", "archbench", "run", str(spec), "--quiet", "--threads", "1"]
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        [*args, "--workers", "2", "--heartbeat", "1"], stdout=log, stderr=subprocess.STDOUT, env=ENV
+    )
+    pids: set[int] = set()
+    try:
+        end = time.monotonic() + 240
+        while len(pids) < 2 and time.monotonic() < end and first.poll() is None:
+            time.sleep(0.2)
+            pids = _worker_pids(db)
+        assert len(pids) == 2, (tmp_path / "first.log").read_text()
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+        end = time.monotonic() + 45
+        while any(_alive(p) for p in pids) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert not [p for p in pids if _alive(p)], "workers outlived their killed parent"
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        for pid in pids:  # before the fix they train on: do not leave them behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    with ResultsStore(db, create=False) as store:
+        stopped = store.runs(experiment="w")
+    # Stopped as on Ctrl-C: no row left 'running' for a rerun to wait on.
+    assert "running" not in set(stopped["status"]), stopped[["status", "env"]]
+
+    second = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2/2 trial(s) finished" in second.stdout
+    with ResultsStore(db, create=False) as store:
+        runs = store.runs(experiment="w")
+    assert len(runs) == 2 and set(runs["status"]) == {"completed"}
+    assert (runs["epochs_done"] == 3).all()
+    trials = optuna.load_study(study_name="w:default", storage=f"sqlite:///{db}").trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and len({t.params["config"] for t in complete}) == 2

@@ -168,6 +168,18 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
+def _spawned_worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
+    """Entry point of a worker process of ``run --workers N``: it stops with its parent."""
+    from archbench.runner.lifeline import exit_with_parent
+
+    exit_with_parent()
+    try:
+        _worker_main(spec_path, profile, options, workers)
+    except KeyboardInterrupt:
+        print("worker interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
@@ -210,7 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_worker_main, args=(args.spec, args.profile, options, args.workers))
+            ctx.Process(
+                target=_spawned_worker_main,
+                args=(args.spec, args.profile, options, args.workers),
+            )
             for _ in range(args.workers)
         ]
         for proc in procs:
