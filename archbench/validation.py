@@ -75,3 +75,34 @@ def _check_type(owner: str, name: str, value: Any, hint: Any, noun: str) -> Any:
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def check_tree(data: Any, where: str, *, max_values: int = 100_000, max_depth: int = 50) -> None:
+    """Refuse a parsed document too big or too deep to be a spec, or one that contains itself.
+
+    YAML aliases share one object between places, so a few lines can stand for billions of
+    values (``&a [*a, ...]`` nested): count values as if every alias were written out.
+    """
+    count = 0
+
+    def walk(value: Any, depth: int, ancestors: frozenset[int]) -> None:
+        nonlocal count
+        count += 1
+        if count > max_values:
+            raise SpecError(
+                f"{where}: the YAML expands to more than {max_values:,} values (nested "
+                "aliases?); a spec is a few dozen keys"
+            )
+        if not isinstance(value, Mapping | list | tuple):
+            return
+        if id(value) in ancestors:
+            raise SpecError(f"{where}: the YAML contains itself through an alias (&a ... *a)")
+        if depth > max_depth:
+            raise SpecError(f"{where}: the YAML nests deeper than {max_depth} levels")
+        inner = ancestors | {id(value)}
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            walk(key, depth + 1, inner)
+            walk(item, depth + 1, inner)
+
+    walk(data, 0, frozenset())

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.validation import parse_params
+from archbench.validation import check_tree, parse_params
 
 OBJECTIVES = {
     "val_acc": "maximize",  # validation top-1 accuracy of the final epoch, mean over seeds
@@ -343,7 +343,10 @@ def load_spec(
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: the YAML nests too deep to be a spec") from None
+    check_tree(data, str(path))  # alias bombs and self-references, before anything copies it
     return parse_spec(data, profile, where=str(path), check_budgets=check_budgets)
 
 
