@@ -131,6 +131,11 @@ def load_dataset(
     n_full = len(train_full)
     n_val = _val_count(val_size, train_subset if train_subset is not None else n_full, name)
     n_train = train_subset if train_subset is not None else n_full - n_val
+    if train_subset is None and n_train < 1:
+        raise SpecError(
+            f"dataset {name!r}: val_size {val_size!r} ({n_val} images) is not smaller than the "
+            f"{n_full} training images it is carved from; no training images would be left"
+        )
     if n_val + n_train > n_full or n_train < 1:
         raise SpecError(
             f"dataset {name!r}: val_size {val_size!r} ({n_val} images) plus train_subset "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from archbench.data.base import DatasetInfo, TensorSplit
-from archbench.errors import DataError
+from archbench.errors import DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,27 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
     )
 
 
-def not_found(req: ReadRequest, looked: list[str], reason: str, how: list[str]) -> DataError:
-    """The one error for a dataset that is nowhere: every place looked and how to get it."""
+def not_found(
+    req: ReadRequest,
+    looked: list[str],
+    reason: str,
+    how: list[str],
+    *,
+    local_how: int | None = None,
+    downloadable: bool = False,
+) -> DataNotFoundError:
+    """The one error for a dataset that is nowhere: every place looked and how to get it.
+
+    ``how[:local_how]`` are the ways that need no download (pre-trial checks show only those).
+    """
     places = "; ".join(looked) if looked else "nowhere"
-    return DataError(
-        f"dataset {req.name!r} not found. Looked in: {places} "
-        f"(data root {req.root} from {req.root_origin}). {reason}. To get it: " + "; or ".join(how)
+    places += f" (data root {req.root} from {req.root_origin})"
+    return DataNotFoundError(
+        f"dataset {req.name!r} not found. Looked in: {places}. {reason}. To get it: "
+        + "; or ".join(how),
+        places=places,
+        how="; or ".join(how[:local_how]),
+        downloadable=downloadable,
     )
 
 
@@ -142,8 +157,9 @@ def locate(
         "point root= (CLI: --data-root) or ARCHBENCH_DATA_ROOT at a folder that has them",
         *extra_how,
     ]
+    local = len(how)
     if download is not None and req.download:
         how.append("connect to the internet and try again (torchvision downloads them)")
     elif download is not None:
         how.append("run with download=True and internet access (torchvision downloads them)")
-    raise not_found(req, looked, reason, how)
+    raise not_found(req, looked, reason, how, local_how=local, downloadable=download is not None)
