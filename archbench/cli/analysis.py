@@ -106,6 +106,16 @@ def _load(args: argparse.Namespace) -> Any:
         raise
 
 
+def _check_folder(value: str | None, flag: str) -> None:
+    """An output folder: may be created, but not where a file is."""
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise SpecError(f"{flag} {value!r}: {str(p)!r} is a file, not a folder")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from archbench.analysis.plots import PlotOptions, make_plots, plot_kinds
     from archbench.errors import UnknownNameError
@@ -113,6 +123,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     kinds = plot_kinds()
     if args.kind != "all" and args.kind not in kinds:
         raise UnknownNameError(f"unknown plot kind {args.kind!r}; known: {', '.join(kinds)}, all")
+    _check_folder(args.out, "--out")
     data = _load(args)
     out = Path(args.out or Path("results") / "plots" / data.experiment / data.profile)
     options = PlotOptions(metric=args.metric, family=args.family)
@@ -142,6 +153,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from archbench.analysis.plots import PlotOptions
     from archbench.analysis.report import write_report
 
+    if args.out is not None:
+        if Path(args.out).is_dir():
+            raise SpecError(f"--out {args.out!r} is a folder; give an HTML file name")
+        _check_folder(str(Path(args.out).parent), "--out")
     data = _load(args)
     out = Path(args.out or Path("results") / f"{data.experiment}-{data.profile}-report.html")
     result = write_report(
@@ -164,6 +179,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         to_text,
     )
 
+    _check_folder(args.csv, "--csv")
     data = _load(args)
     facts = fairness_facts(data)
     summary = summary_table(data, args.metric)

@@ -43,6 +43,7 @@ import logging
 import math
 from typing import Any
 
+from archbench.cli.args import number_in, positive_int
 from archbench.cli.format import (
     Column,
     emit,
@@ -112,11 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="width",
         help="what to solve for (default: width)",
     )
-    p.add_argument("--depth", type=int, help="fixed depth when solving the width")
-    p.add_argument("--width", type=int, help="fixed width when solving the depth")
+    p.add_argument("--depth", type=positive_int, help="fixed depth when solving the width")
+    p.add_argument("--width", type=positive_int, help="fixed width when solving the depth")
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=number_in(0, 1),
         default=0.01,
         help="largest allowed |achieved - target| / target (default 0.01)",
     )
@@ -137,9 +138,9 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _shape_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-size", type=int, metavar="N", help="input height = width")
-    p.add_argument("--num-classes", type=int, metavar="K", help="number of classes")
-    p.add_argument("--in-channels", type=int, metavar="C", help="input channels")
+    p.add_argument("--input-size", type=positive_int, metavar="N", help="input height = width")
+    p.add_argument("--num-classes", type=positive_int, metavar="K", help="number of classes")
+    p.add_argument("--in-channels", type=positive_int, metavar="C", help="input channels")
 
 
 # -- blocks / families ------------------------------------------------------------------------
@@ -324,6 +325,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         input_size=args.input_size,
     )
     spec.validate()  # a shape error reads better before fvcore's trace
+    from archbench.runner.preflight import describe_check
+
+    describe_check(spec)  # before allocating a net that cannot fit
     result = measure(spec)
     check = analytic(spec)
     agrees = (check.params, check.macs, check.acts) == (result.params, result.macs, result.acts)

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from archbench.cli.args import finite_float, nonnegative_int, positive_int
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
@@ -44,20 +46,25 @@ from archbench.training.train import (
     EpochMetrics,
     TrainResult,
     seed_everything,
-    select_device,
     train,
 )
 
 # (flag, Recipe field, type, help); flags left out keep the Recipe default.
+# Types check the form; Recipe.validate checks the ranges (naming the field).
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--epochs", "epochs", int, "training epochs"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--lr", "lr", float, "peak learning rate"),
-    ("--momentum", "momentum", float, "SGD momentum"),
-    ("--weight-decay", "weight_decay", float, "L2 weight decay"),
-    ("--warmup-epochs", "warmup_epochs", float, "warm-up length in epochs (may be fractional)"),
-    ("--warmup-lr", "warmup_lr", float, "warm-up start (linear) or hold (constant) rate"),
-    ("--label-smoothing", "label_smoothing", float, "label smoothing of the training loss"),
+    ("--epochs", "epochs", positive_int, "training epochs"),
+    ("--batch-size", "batch_size", positive_int, "training batch size"),
+    ("--lr", "lr", finite_float(), "peak learning rate"),
+    ("--momentum", "momentum", finite_float(), "SGD momentum"),
+    ("--weight-decay", "weight_decay", finite_float(), "L2 weight decay"),
+    (
+        "--warmup-epochs",
+        "warmup_epochs",
+        finite_float(),
+        "warm-up length in epochs (fractional ok)",
+    ),
+    ("--warmup-lr", "warmup_lr", finite_float(), "warm-up start (linear) or hold (constant) rate"),
+    ("--label-smoothing", "label_smoothing", finite_float(), "label smoothing of the loss"),
 ]
 RECIPE_SWITCHES: list[tuple[str, str, str]] = [
     ("--nesterov", "nesterov", "Nesterov momentum"),
@@ -96,21 +103,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="no weight decay on normalisation parameters and biases",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of init, data order, dropout")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of init, data order, dropout"
+    )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda[:i], mps")
     p.add_argument("--data-root", help="dataset folder (default $ARCHBENCH_DATA_ROOT or ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
-    p.add_argument("--train-subset", type=int, help="train on a stratified subset of this size")
-    p.add_argument("--test-subset", type=int, help="test on a stratified subset of this size")
+    p.add_argument(
+        "--train-subset", type=positive_int, help="train on a stratified subset of this size"
+    )
+    p.add_argument(
+        "--test-subset", type=positive_int, help="test on a stratified subset of this size"
+    )
     p.add_argument(
         "--val-size", type=_val_size, default=0.1, help="validation carve: fraction or count"
     )
-    p.add_argument("--image-size", type=int, help="resize images once at load")
+    p.add_argument("--image-size", type=positive_int, help="resize images once at load")
     p.add_argument("--checkpoint-dir", help="write last.pt there each epoch and resume from it")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--diagnostics-every",
-        type=int,
+        type=nonnegative_int,
         default=1,
         help="per-block gradient norms / branch ratios every N epochs (0: off; default 1)",
     )
@@ -120,13 +133,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _val_size(text: str) -> int | float:
+    value: int | float
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            value = math.nan
+        ok = 0.0 <= value < 1.0  # a fraction
+    else:
+        ok = value >= 0  # a count
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"must be a count >= 0 or a fraction in [0, 1), got {text!r}"
+        )
+    return value
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Output paths that cannot be written fail now, not after the training they record."""
+    if args.checkpoint_dir:
+        folder = Path(args.checkpoint_dir)
+        if folder.exists() and not folder.is_dir():
+            raise SpecError(f"--checkpoint-dir {str(folder)!r} is a file; give a folder")
+        if any(p.exists() and not p.is_dir() for p in folder.parents):
+            raise SpecError(f"--checkpoint-dir {str(folder)!r}: a parent of it is a file")
+    if args.json_path:
+        path = Path(args.json_path)
+        if path.is_dir():
+            raise SpecError(f"--json {str(path)!r} is a folder; give a file name")
+        if any(p.exists() and not p.is_dir() for p in path.parents):
+            raise SpecError(f"--json {str(path)!r}: a parent of it is a file")
 
 
 def load_spec(model: str, data: LoadedData) -> NetSpec:
@@ -145,6 +183,12 @@ def load_spec(model: str, data: LoadedData) -> NetSpec:
             raise SpecError(f"spec file {model!r} does not exist") from None
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec file {model!r} is not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise SpecError(f"cannot read spec file {model!r}: {exc.strerror}") from None
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(f"spec file {model!r} is not a NetSpec: {exc!r}") from None
         spec = spec.replace(**shape)
     else:
         spec = get_preset(model, **shape)
@@ -166,7 +210,16 @@ def run(args: argparse.Namespace) -> int:
     fields = [name for _, name, _, _ in RECIPE_FLAGS] + [n for _, n, _ in RECIPE_SWITCHES]
     fields += ["schedule", "warmup", "wd_on_norm_and_bias"]
     recipe = Recipe.from_dict({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
-    device = select_device(args.device)
+    _check_paths(args)
+    from archbench.runner.preflight import (
+        check_device,
+        check_fits,
+        data_bytes,
+        estimate_memory,
+        memory_limit,
+    )
+
+    device = check_device(args.device)
     data = load_dataset(
         args.dataset,
         root=args.data_root,
@@ -177,6 +230,16 @@ def run(args: argparse.Namespace) -> int:
         download=not args.no_download,
     )
     spec = load_spec(args.model, data)
+    estimate = estimate_memory(
+        spec, recipe.batch_size, amp=recipe.amp and device.type == "cuda", data=data_bytes(data)
+    )
+    check_fits(
+        estimate,
+        device,
+        memory_limit(device),
+        f"model {spec.name or args.model!r}",
+        "Give a smaller model or --batch-size.",
+    )
     seed_everything(args.seed)
     net = build_net(spec)
     params = sum(p.numel() for p in net.parameters())

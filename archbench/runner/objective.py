@@ -193,8 +193,17 @@ class Objective:
         beat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if _needs_attr_heartbeat(trial.study):
             beat = _AttrHeartbeat(trial.study, trial, self.options.heartbeat_interval)
-        with beat:
-            return self._run(trial)
+        try:
+            with beat:
+                return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", reason)
+            raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from archbench.models.net import build_net

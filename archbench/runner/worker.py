@@ -162,7 +162,7 @@ def _work(
         label = trial.user_attrs.get("label", trial.params)
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         value = f" val_acc {trial.values[0]:.4f}" if trial.values else ""
-        reason = trial.system_attrs.get("fail_reason")
+        reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
         why = f" [{reason.splitlines()[0][:200]}]" if reason else ""
         progress = study_progress(spec, study.get_trials(deepcopy=False))
         on_event(
@@ -207,7 +207,7 @@ def _work(
             continue
         break  # nothing running, nothing to start: what is left failed for good
     if progress.missing:
-        log.warning(
+        log.info(  # the CLI lists them, with the reasons
             "%d configuration(s) failed and were not retried: %s (rerun to retry them)",
             len(progress.missing),
             ", ".join(progress.missing),
