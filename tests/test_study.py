@@ -434,3 +434,60 @@ def test_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert 1 <= worker_threads(1) <= len(os.sched_getaffinity(0))
     assert worker_threads(64) == 1
+
+
+# -- samplers and pruners: the class each spec name really gets ---------------------------------
+
+# Written out here, not read from the runner's table: the test pins what each name must mean.
+EXPECTED_SAMPLERS = {
+    # grid enqueues every configuration itself; the sampler is never asked (see make_sampler)
+    "grid": optuna.samplers.RandomSampler,
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
+EXPECTED_PRUNERS = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+}
+
+
+def _sampled(tmp_path: Path, sampler: str, pruner: str = "none") -> dict[str, Any]:
+    if sampler == "grid":
+        return tiny(tmp_path / "x.db", pruner={"name": pruner})
+    objectives = ["val_acc", "params"] if sampler == "nsga2" else ["val_acc"]
+    return tiny(
+        tmp_path / "x.db",
+        variants=[],
+        space={"family": "resnet", "depth": [8], "width": [4]},
+        sampler={"name": sampler, "seed": 3},
+        trials=2,
+        objectives=objectives,
+        pruner={"name": pruner},
+    )
+
+
+def test_every_sampler_and_pruner_name_is_tested() -> None:
+    from archbench.runner.algorithms import PRUNERS, SAMPLERS
+
+    assert set(SAMPLERS) == set(EXPECTED_SAMPLERS)
+    assert set(PRUNERS) == set(EXPECTED_PRUNERS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SAMPLERS))
+def test_the_study_gets_the_sampler_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.sampler) is EXPECTED_SAMPLERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PRUNERS))
+def test_the_study_gets_the_pruner_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, "tpe", name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.pruner) is EXPECTED_PRUNERS[name]

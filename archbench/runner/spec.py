@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.algorithms import PRUNERS, SAMPLERS, one_of
 from archbench.validation import parse_params
 
 OBJECTIVES = {
@@ -32,8 +33,6 @@ OBJECTIVES = {
     "params": "minimize",
     "macs": "minimize",
 }
-SAMPLERS = ("grid", "random", "tpe", "nsga2")
-PRUNERS = ("none", "median", "hyperband")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -124,17 +123,25 @@ class BudgetSection:
 
 @dataclass(frozen=True)
 class SamplerSection:
-    name: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    name: str = "grid"  # a key of archbench.runner.algorithms.SAMPLERS
     seed: int = 0
+
+    def validate(self) -> None:
+        problem = one_of(SAMPLERS, self.name)
+        if problem:
+            raise SpecError(problem)
 
 
 @dataclass(frozen=True)
 class PrunerSection:
-    name: Literal["none", "median", "hyperband"] = "none"
+    name: str = "none"  # a key of archbench.runner.algorithms.PRUNERS
     warmup_epochs: int = 1  # median: epochs before pruning can happen
     startup_trials: int = 2  # median: trials before pruning can happen
 
     def validate(self) -> None:
+        problem = one_of(PRUNERS, self.name)
+        if problem:
+            raise SpecError(problem)
         if self.warmup_epochs < 0 or self.startup_trials < 0:
             raise SpecError("keys 'warmup_epochs' and 'startup_trials' must be >= 0")
 
