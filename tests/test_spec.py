@@ -165,8 +165,7 @@ def test_budget_solves_each_variant_width() -> None:
             budget={"target": "50K", "tolerance": 0.1},
         )
     )
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     resolved = resolve_all(spec, dataset_shape(spec))
     assert [v.label for v in resolved] == ["resnet8", "plain14"]

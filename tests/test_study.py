@@ -491,3 +491,42 @@ def test_the_study_gets_the_pruner_the_spec_names(tmp_path: Path, name: str) -> 
     spec = parse_spec(_sampled(tmp_path, "tpe", name))
     study = create_study(spec, optuna.storages.InMemoryStorage())
     assert type(study.pruner) is EXPECTED_PRUNERS[name]
+
+
+# -- datasets whose shape comes from their files ----------------------------------------------
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
+    """train/ and test/ with ``classes`` class folders of 12x16 single-colour PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    for split, n in (("train", per_class), ("test", 2)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                arr = np.full((12, 16, 3), 40 * c + i, dtype=np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_three_class_image_folder_runs_end_to_end(tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "images")
+    data = tiny(
+        tmp_path / "f.db",
+        name="folder",
+        dataset={"name": "image_folder", "val_size": 3, "options": {"path": str(folder)}},
+        recipe={"epochs": 1, "batch_size": 4},
+        variants=[{"family": "resnet", "depth": 8, "width": 4}],
+        seeds=[0],
+    )
+    code, _, err = run_cli("run", str(write(tmp_path / "f.yaml", data)), *RUN)
+    assert code == 0, err
+    with ResultsStore(tmp_path / "f.db") as store:
+        runs = store.runs(experiment="folder")
+        variants = store.variants()
+    assert runs["status"].tolist() == ["completed"]
+    spec = json.loads(variants["spec_json"].iloc[0])
+    # 3 classes, RGB, 12 px: the shorter side of the first training image
+    assert (spec["num_classes"], spec["in_channels"], spec["input_size"]) == (3, 3, 12)

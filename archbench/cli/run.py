@@ -101,8 +101,7 @@ def _dry_run(spec: Any, as_json: bool) -> int:
     import json
 
     from archbench.models.complexity import analytic_counts
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     rows = []
     for variant in resolve_all(spec, dataset_shape(spec)):

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from archbench.errors import SpecError
-from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
     WORKER_ID,
@@ -28,7 +28,7 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
-from archbench.runner.variants import ResolvedVariant, resolve
+from archbench.runner.variants import ResolvedVariant, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
 

@@ -382,10 +382,10 @@ def parse_spec(
         raise SpecError(f"{where}: unknown profile {profile!r}; known profiles: {known}")
     spec = _build(merged, profile, where)
     if check_budgets:
-        from archbench.runner.variants import resolve_all  # late import: builds on the spec
+        from archbench.runner import variants  # late import: builds on the spec
 
         try:
-            resolve_all(spec, dataset_shape(spec))
+            variants.resolve_all(spec, variants.dataset_shape(spec))
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
     return dataclasses.replace(spec, source=yaml.safe_dump(merged, sort_keys=False))
@@ -642,22 +642,3 @@ def _check_dataset_options(dataset: DatasetSection, where: str) -> None:
         _options(dataset.name, DATASETS.get(dataset.name), dataset.options)
     except ArchbenchError as exc:
         raise SpecError(f"{where}: {exc}") from None
-
-
-def dataset_shape(spec: ExperimentSpec) -> tuple[int, int, int]:
-    """(num_classes, in_channels, input_size) of the spec's dataset, without loading it.
-
-    From the registered nominal info, with the shape options a dataset may take
-    (``num_classes``/``channels``/``image_size`` of ``synthetic``, CIFAR-100's coarse labels).
-    """
-    from archbench.registry import DATASETS
-
-    entry = DATASETS.get(spec.dataset.name)
-    info = entry.info
-    options = {**getattr(entry, "options", {}), **spec.dataset.options}
-    classes = options.get("num_classes", info.num_classes)
-    if options.get("labels") == "coarse":
-        classes = 20
-    channels = options.get("channels", info.channels)
-    size = spec.dataset.image_size or options.get("image_size", info.image_size)
-    return int(classes), int(channels), int(size)

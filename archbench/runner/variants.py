@@ -25,6 +25,15 @@ class ResolvedVariant:
         return self.config.get("family")
 
 
+def dataset_shape(spec: ExperimentSpec) -> tuple[int, int, int]:
+    """(num_classes, in_channels, input_size) of the spec's dataset, without loading it: the
+    dataset entry tells, given its options (an image folder counts its class folders)."""
+    from archbench.data.load import dataset_shape as shape_of
+
+    d = spec.dataset
+    return tuple(shape_of(d.name, root=d.root, image_size=d.image_size, options=d.options))
+
+
 def resolve(
     config: Mapping[str, Any], shape: tuple[int, int, int], budget: BudgetSection | None
 ) -> ResolvedVariant:
