@@ -211,7 +211,6 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            budget=_budget_dict(variant),
             depth=config.get("depth"),
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
@@ -250,6 +249,7 @@ class Objective:
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,
+                budget=_budget_dict(variant),
             )
             run_ids.append(run_id)
             previous = self.store.run(run_id)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
-from archbench.store import queries
+from archbench.store import migrate, queries
 from archbench.store.schema import (
     DIAGNOSTIC_METRICS,
     EPOCH_METRICS,
@@ -175,11 +175,26 @@ class ResultsStore:
 
     # -- schema -----------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
+        if self._read(self._stored_version) is not None:
+            self._write(self._upgrade)
         if self._read(self._check_version):
             return
         if not create:
             raise StoreError(f"no archbench results store in {self.url}")
         self._write(self._create_schema, race=True)
+
+    def _stored_version(self, conn: sa.Connection) -> int | None:
+        """The schema version of an older store that :mod:`.migrate` can upgrade, else None."""
+        if meta.name not in sa.inspect(conn).get_table_names():
+            return None
+        version = conn.execute(sa.select(meta.c.schema_version)).scalar()
+        return version if version is not None and migrate.upgradable(version) else None
+
+    def _upgrade(self, conn: sa.Connection) -> None:
+        version = self._stored_version(conn)  # again: another process may have upgraded it
+        if version is not None:
+            migrate.upgrade(conn, version, __version__)
+            log.info("upgraded results store %s from schema %d", self.url, version)
 
     def _check_version(self, conn: sa.Connection) -> bool:
         """True when the schema exists at this version; raises on another version."""
@@ -230,7 +245,6 @@ class ResultsStore:
         *,
         family: str,
         complexity: Any,
-        budget: Mapping[str, Any] | None = None,
         depth: int | None = None,
         width: float | None = None,
         name: str | None = None,
@@ -238,9 +252,8 @@ class ResultsStore:
         """Store a variant once and return its ``spec_hash``.
 
         ``complexity`` gives ``params``, ``macs``, ``acts`` (a mapping or an object with those
-        attributes); ``budget`` is ``{"metric": "params"|"macs", "target": n}`` (``tolerance``
-        allowed). ``depth``/``width`` are the family's parameters (default: the number of
-        blocks and the first stage's width). Re-recording the same variant is a no-op; the same
+        attributes). ``depth``/``width`` are the family's parameters (default: the number of
+        blocks and the first stage's width). A budget belongs to a run (``start_run``). Re-recording the same variant is a no-op; the same
         hash with other counts raises :class:`StoreError` (a drift in the complexity count).
         """
         for attr in ("canonical_json", "spec_hash", "stages"):
@@ -250,22 +263,6 @@ class ResultsStore:
             raise StoreError("record_variant: the spec has no stages")
         spec_hash = spec.spec_hash()
         counts = self._counts(complexity)
-        metric = target = error = None
-        if budget is not None:
-            data = as_mapping(budget, "budget")
-            check_keys(data, ("metric", "target", "tolerance", "error"), "budget")
-            metric = data.get("metric")
-            if metric not in BUDGET_METRICS:
-                raise StoreError(f"budget metric {metric!r} is not one of {list(BUDGET_METRICS)}")
-            target = to_float(data.get("target"), "budget target")
-            if target is None or target <= 0:
-                raise StoreError(f"budget target must be a positive number, got {target!r}")
-            # Stored from the counts stored beside it; a caller's own figure may come from
-            # another (e.g. analytic) count, so a difference is only logged.
-            error = (counts[metric] - target) / target
-            given = to_float(data.get("error"), "budget error")
-            if given is not None and abs(given - error) > 1e-3:
-                log.debug("budget error %.4f given, %.4f from the stored counts", given, error)
         num_blocks = int(spec.depth)
         row = {
             "spec_hash": spec_hash,
@@ -278,9 +275,6 @@ class ResultsStore:
             "num_blocks": num_blocks,
             **counts,
             "flops": 2 * counts["macs"],
-            "budget_metric": metric,
-            "budget_target": target,
-            "budget_error": error,
         }
 
         def write(conn: sa.Connection) -> None:
@@ -297,24 +291,6 @@ class ResultsStore:
                     f"variant {spec_hash} ({old['name']}) is already stored with {was}; now "
                     f"{now}. The same architecture counted differently means the complexity "
                     "code or a block changed: use a new storage path for the new counts"
-                )
-            if old["budget_metric"] is None and metric is not None:
-                conn.execute(
-                    variants.update()
-                    .where(variants.c.spec_hash == spec_hash)
-                    .values(budget_metric=metric, budget_target=target, budget_error=error)
-                )
-            elif metric is not None and (old["budget_metric"], old["budget_target"]) != (
-                metric,
-                target,
-            ):
-                log.warning(
-                    "variant %s already stored with budget %s=%s; keeping it (asked: %s=%s)",
-                    old["name"],
-                    old["budget_metric"],
-                    old["budget_target"],
-                    metric,
-                    target,
                 )
 
         self._write(write, race=True)
@@ -349,6 +325,7 @@ class ResultsStore:
         recipe: Mapping[str, Any] | None = None,
         device: str | None = None,
         env: Mapping[str, Any] | None = None,
+        budget: Mapping[str, Any] | None = None,
         rerun_completed: bool = False,
     ) -> int:
         """Open (or reopen) the run of one configuration and seed; return its ``run_id``.
@@ -358,6 +335,10 @@ class ResultsStore:
         A run already 'completed' is returned untouched, so a rerun can skip it (check
         ``run(run_id)["status"]``), unless ``rerun_completed``. ``config_key`` defaults to the
         variant hash plus a hash of ``recipe`` and ``hyperparameters``.
+
+        ``budget`` is ``{"metric": "params"|"macs", "target": n}`` (``tolerance`` and a
+        caller's ``error`` allowed) when the variant was solved to one: the run stores the
+        metric, the target and the signed error of the variant's stored count.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
         hp = to_json(hyperparameters, "hyperparameters")
@@ -379,14 +360,21 @@ class ResultsStore:
             "device": None if device is None else str(device),
             "env": to_json(env, "env"),
         }
+        metric, target = parse_budget(budget)
         cleared = dict.fromkeys((*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at"))
 
         def write(conn: sa.Connection) -> int:
             known = conn.execute(
-                sa.select(variants.c.spec_hash).where(variants.c.spec_hash == spec_hash)
+                sa.select(variants.c.params, variants.c.macs).where(
+                    variants.c.spec_hash == spec_hash
+                )
             ).first()
             if known is None:
                 raise StoreError(f"start_run: unknown variant {spec_hash!r}; record_variant first")
+            # The error from the count stored beside it (a caller's figure may come from
+            # another count, e.g. the analytic one).
+            error = None if metric is None else (known._mapping[metric] - target) / target
+            fields.update(budget_metric=metric, budget_target=target, budget_error=error)
             where = sa.and_(*(runs.c[k] == v for k, v in key.items()))
             old = conn.execute(
                 sa.select(runs.c.run_id, runs.c.spec_hash, runs.c.attempts, runs.c.status).where(
@@ -724,6 +712,22 @@ class ResultsStore:
                     f"Parquet export needs pyarrow ({exc}); pip install 'archbench[parquet]'"
                 ) from None
         return path
+
+
+def parse_budget(budget: Mapping[str, Any] | None) -> tuple[str | None, float | None]:
+    """(metric, target) of a run's budget mapping, checked; (None, None) without one."""
+    if budget is None:
+        return None, None
+    data = as_mapping(budget, "budget")
+    check_keys(data, ("metric", "target", "tolerance", "error"), "budget")
+    metric = data.get("metric")
+    if metric not in BUDGET_METRICS:
+        raise StoreError(f"budget metric {metric!r} is not one of {list(BUDGET_METRICS)}")
+    target = to_float(data.get("target"), "budget target")
+    if target is None or target <= 0:
+        raise StoreError(f"budget target must be a positive number, got {target!r}")
+    to_float(data.get("error"), "budget error")  # checked, not stored: see start_run
+    return metric, target
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[str] | None:
