@@ -61,7 +61,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 
 def load_study(spec_path: Path, storage: str | None = None) -> optuna.Study:
-    spec = load_spec(spec_path, check_budgets=False)
+    spec = load_spec(spec_path)
     url = storage or f"sqlite:///{spec.storage}"
     return optuna.load_study(study_name=spec.study_name, storage=url)
 

@@ -28,7 +28,7 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
-from archbench.runner.variants import ResolvedVariant, dataset_shape, resolve
+from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class Objective:
         *,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = bind(spec)  # idempotent: the registries' names, default depths
         self.store = store
         self.options = options
         self.on_event = on_event or (lambda message: None)

@@ -263,6 +263,9 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
     Call once per ``archbench run``, not in every worker: two workers would queue twice.
     """
+    from archbench.runner.variants import bind
+
+    spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     store.close()  # only the Optuna side is needed here
     study = create_study(spec, storage)
