@@ -115,9 +115,9 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     things with the same messages, before anything is written.
     """
     from archbench.runner.preflight import preflight
-    from archbench.runner.spec import load_spec
+    from archbench.runner.variants import load_checked
 
-    spec = load_spec(args.spec, args.profile)
+    spec = load_checked(args.spec, args.profile)
     options = _options(args)
     return spec, options, preflight(spec, options, where=args.spec)
 
@@ -147,8 +147,7 @@ def _dry_run(spec: Any, as_json: bool) -> int:
     import json
 
     from archbench.models.complexity import analytic_counts
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     rows = []
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -219,23 +218,23 @@ class _UserErrorFilter(logging.Filter):
 
 def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
-    from archbench.runner.spec import load_spec
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(workers, options.threads)
-    spec = load_spec(spec_path, profile, check_budgets=False)
+    spec = load_checked(spec_path, profile, budgets=False)  # run checked the budgets
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import study_progress, worker_threads
     from archbench.store.storage import redact
 
     if args.dry_run:
-        return _dry_run(load_spec(args.spec, args.profile), args.json)
+        return _dry_run(load_checked(args.spec, args.profile), args.json)
     spec, options, checked = _checked(args)
     # Decided once, here: workers starting together would count each other as busy cores.
     options = _replace(options, threads=worker_threads(args.workers, options.threads))
@@ -367,7 +366,7 @@ def _experiment_and_storage(
     if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
         from archbench.runner.spec import load_spec
 
-        spec = load_spec(experiment, profile, check_budgets=False)
+        spec = load_spec(experiment, profile)
         return spec.name, storage or spec.storage
     if storage is None:
         default = Path("results") / f"{experiment}.db"

@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from archbench.errors import ArchbenchError, DataNotFoundError, SpecError
-from archbench.runner.spec import ExperimentSpec, dataset_shape
+from archbench.runner.spec import ExperimentSpec
+from archbench.runner.variants import dataset_shape
 
 log = logging.getLogger(__name__)
 
