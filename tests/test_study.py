@@ -24,7 +24,12 @@ from archbench.cli import main
 from archbench.errors import SpecError
 from archbench.runner.spec import load_spec, parse_spec
 from archbench.runner.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
-from archbench.runner.worker import fail_stale_trials, study_progress, worker_threads
+from archbench.runner.worker import (
+    DEFAULT_THREADS,
+    fail_stale_trials,
+    study_progress,
+    worker_threads,
+)
 from archbench.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -423,14 +428,33 @@ def test_progress_counts_distinct_grid_configurations(tmp_path: Path) -> None:
     assert progress.can_start and progress.waiting == 1 and progress.missing == ()
 
 
-def test_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert worker_threads(4, 3) == 3
-    with pytest.raises(SpecError):
-        worker_threads(1, 0)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert worker_threads(1) == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    import os
+def test_worker_threads_default_is_fixed_not_load_dependent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pinned old behaviour changed (issue 12): the default was "idle cores / workers", so
+    # machine load changed results. It is now a fixed count, whatever the load or env.
+    assert worker_threads(3) == 3
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(SpecError, match="threads must be an integer >= 1"):
+            worker_threads(bad)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert worker_threads() == DEFAULT_THREADS == 1
 
-    assert 1 <= worker_threads(1) <= len(os.sched_getaffinity(0))
-    assert worker_threads(64) == 1
+
+def test_default_run_is_reproducible_and_records_its_threads(tmp_path: Path) -> None:
+    """Same spec, seed, thread count and device: bit-identical metrics in two studies."""
+    finals = []
+    for name in ("a", "b"):
+        data = tiny(
+            tmp_path / f"{name}.db", variants=[{"family": "resnet", "depth": 8, "width": 4}]
+        )
+        data["seeds"] = [0]
+        code, _, err = run_cli("run", str(write(tmp_path / f"{name}.yaml", data)), "--quiet")
+        assert code == 0, err
+        store = ResultsStore(tmp_path / f"{name}.db")
+        runs = store.runs(experiment="s")
+        assert [env["cpu_threads"] for env in runs["env"]] == [DEFAULT_THREADS]
+        epochs = store.epochs(experiment="s")
+        finals.append(epochs[["epoch", "train_loss", "val_err", "test_err"]].to_dict("list"))
+        store.close()
+    assert finals[0] == finals[1]

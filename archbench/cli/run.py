@@ -64,7 +64,8 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads per worker (default: OMP_NUM_THREADS, else idle cores / workers)",
+        help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
+        "on the machine's load; recorded with each run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -162,7 +163,7 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
-    set_worker_threads(workers, options.threads)
+    set_worker_threads(options.threads)
     spec = load_spec(spec_path, profile, check_budgets=False)
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
@@ -179,8 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SpecError(f"--workers must be >= 1, got {args.workers}")
     options = _options(args)
-    # Decided once, here: workers starting together would count each other as busy cores.
-    options = _replace(options, threads=worker_threads(args.workers, options.threads))
+    options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
         options = _replace(options, progress=False)  # N bars on one terminal are unreadable
     storage = options.storage or spec.storage

@@ -45,7 +45,8 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    """How (not what) to run: these never change results, so they are not in the spec."""
+    """How (not what) to run, so not in the spec. Only ``threads`` and ``device`` can change
+    results, in their last bits (reduction order); both are recorded with every run."""
 
     storage: str | None = None  # overrides the spec's storage
     results_dir: str | None = None  # checkpoints; default: beside a SQLite file, else results/
@@ -55,7 +56,7 @@ class RunnerOptions:
     max_retry: int = 3
     keep_checkpoints: bool = False
     progress: bool | None = None  # None: progress bars on a terminal only
-    threads: int | None = None  # torch CPU threads per worker; None: see set_worker_threads
+    threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
 
 
 # -- storage ----------------------------------------------------------------------------------
