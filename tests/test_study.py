@@ -192,6 +192,15 @@ def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     target = tmp_path / "epochs.csv"
     assert run_cli("export", spec, "--table", "epochs", "--out", str(target))[0] == 0
     assert len(pd.read_csv(target)) == 8
+    # The format follows the file name (issue 12: a .parquet file used to get CSV text) ...
+    target = tmp_path / "epochs.parquet"
+    assert run_cli("export", spec, "--table", "epochs", "--out", str(target))[0] == 0
+    assert len(pd.read_parquet(target)) == 8
+    # ... and a format contradicting it is refused in one line, writing nothing.
+    target = tmp_path / "x.parquet"
+    code, _, err = run_cli("export", spec, "--format", "csv", "--out", str(target))
+    assert code == 2 and "does not match the file name 'x.parquet'" in err
+    assert err.count("\n") == 1 and not target.exists()
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(

@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the results store to CSV or Parquet")
     p.add_argument("experiment", help="an experiment spec file, or an experiment name")
     p.add_argument("--storage", help="database (default: the spec's storage)")
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="file format (default: from the --out suffix, .csv or .parquet)",
+    )
     p.add_argument("--table", choices=("runs", "epochs", "variants", "diagnostics"), default="runs")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
