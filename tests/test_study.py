@@ -170,6 +170,53 @@ def test_optuna_cli_lists_the_study(grid_study: dict[str, Any]) -> None:
     assert len(rows) == 2 and {r["state"] for r in rows} == {"COMPLETE"}
 
 
+def test_optuna_views_see_the_architecture(grid_study: dict[str, Any]) -> None:
+    """Issue 12: named objective, family/depth/width/block as params and user attrs, so
+    optuna-dashboard's importance, slice and parallel-coordinate views mean something."""
+    study = load_study(grid_study["spec"])
+    assert study.metric_names == ["val_acc"]
+    assert list(study.trials_dataframe().filter(like="value").columns) == ["value_val_acc"]
+    by_config = {t.params["config"]: t for t in study.trials}
+    expected = {
+        "resnet8_w4": {"family": "resnet", "block": "basic", "depth": 8, "width": 4},
+        "plain8_w4": {"family": "plain", "block": "plain_basic", "depth": 8, "width": 4},
+    }
+    for config, facts in expected.items():
+        trial = by_config[config]
+        assert trial.params == {"config": config, **facts}
+        assert {k: trial.user_attrs[k] for k in facts} == facts
+        assert trial.user_attrs["budget"] is None and trial.user_attrs["threads"] == 1
+        assert trial.distributions["family"] == optuna.distributions.CategoricalDistribution(
+            ["plain", "resnet"]
+        )
+    importances = optuna.importance.get_param_importances(study)
+    assert {"config", "family", "block", "depth", "width"} == set(importances)
+    assert importances["width"] == importances["depth"] == 0.0  # the same for every trial
+    # The store's hyperparameters stay what was sampled.
+    runs = ResultsStore(grid_study["db"]).runs(experiment="s")
+    assert {json.dumps(hp, sort_keys=True) for hp in runs["hyperparameters"]} == {
+        json.dumps({"config": c}) for c in expected
+    }
+
+
+def test_optuna_studies_shows_short_user_attrs(grid_study: dict[str, Any]) -> None:
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    url = f"sqlite:///{grid_study['db']}"
+    listed = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    (row,) = json.loads(listed.stdout)
+    assert row["user_attrs"] == {"experiment": "s", "profile": "default"}
+    # The spec itself is kept where `optuna studies` does not print it.
+    study = load_study(grid_study["spec"])
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert yaml.safe_load(system["archbench:spec"])["name"] == "s"
+
+
 def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     spec, db = str(grid_study["spec"]), str(grid_study["db"])
     code, out, _ = run_cli("results", spec)
@@ -283,23 +330,35 @@ def test_tpe_study_starts_with_the_baselines(tmp_path: Path) -> None:
     study = load_study(spec)
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    # (Changed for issue 12: trials also carry the derived params depth and width, one name
+    # across families, for Optuna's views.)
     assert trials[0].params == {
         "family": "plain",
         "plain.depth": 8,
         "plain.width": 4,
         "recipe.lr": 0.1,  # the spec's recipe, inside the space
+        "depth": 8,
+        "width": 4,
     }
     assert trials[1].params == {
         "family": "resnet",
         "resnet.depth": 8,
         "resnet.width": 8,
         "recipe.lr": 0.1,
+        "depth": 8,
+        "width": 8,
     }
+    assert trials[1].distributions["width"] == optuna.distributions.IntDistribution(4, 8)
+    assert (
+        trials[1].user_attrs["block"] == "basic" and trials[0].user_attrs["block"] == "plain_basic"
+    )
     assert "recipe.lr" in trials[2].params
     runs = ResultsStore(db).runs(experiment="b")
     assert len(runs) == 3 and set(runs["status"]) == {"completed"}
     first = runs.sort_values("trial_number")["name"].tolist()[:2]
     assert first == ["plain8_w4", "resnet8_w8"]
+    # The store's hyperparameters are what was sampled, not the derived params.
+    assert all("depth" not in hp and "family" in hp for hp in runs["hyperparameters"])
     # A rerun neither trains nor enqueues the baselines again.
     code, out, _ = run_cli("run", str(spec), *RUN)
     assert code == 0 and "already complete: 3/3" in out
@@ -324,6 +383,7 @@ def test_nsga2_study_exposes_the_pareto_front(tmp_path: Path) -> None:
     assert code == 0, err
     study = load_study(spec)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["val_acc", "params"]
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3
     front = study.best_trials

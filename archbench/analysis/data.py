@@ -114,7 +114,9 @@ def load_experiment(
         url = store.url
     spec_text = None
     if study is not None:
-        spec_text = study.user_attrs.get("spec") or None
+        # archbench.runner.study.SPEC_ATTR; older studies kept the spec in the user attrs.
+        system = study._storage.get_study_system_attrs(study._study_id)
+        spec_text = system.get("archbench:spec") or study.user_attrs.get("spec") or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:
