@@ -161,7 +161,8 @@ def thin(store_path: Path):
 
 def test_load_experiment(sweep, budget, thin) -> None:
     assert sweep.profile == "cpu" and budget.profile == "default"
-    assert sweep.study is not None and "objectives" in sweep.spec
+    assert sweep.study is not None and "objectives" in sweep.spec  # from the system attrs
+    assert budget.spec.get("budget")  # an older study: the spec in its user attrs
     assert thin.study is None and "no Optuna study named" in thin.study_note
     roles = dict(zip(sweep.runs["family"], sweep.runs["role"]))
     assert roles == {"plain": "plain", "resnet": "residual", "preact": "preact"}
