@@ -10,6 +10,7 @@ import math
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib as mpl
@@ -49,6 +50,37 @@ def test_t_interval_one_value_has_no_interval() -> None:
     s = stats.t_interval([0.3, float("nan")])
     assert s.n == 1 and s.mean == 0.3
     assert math.isnan(s.std) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
+
+
+def test_error_intervals_respect_0_and_100_percent() -> None:
+    # Two seeds: t(0.975, 1 df) = 12.7, so the raw interval of 2% and 40% error runs from
+    # below -100% to above 100%; bounded, it is clipped to the possible range and says so.
+    raw = stats.t_interval([0.02, 0.40])
+    assert raw.ci_low < -1 and raw.ci_high > 1
+    s = stats.t_interval([0.02, 0.40], bounds=stats.ERROR_BOUNDS)
+    assert (s.ci_low, s.ci_high, s.clipped) == (0.0, 1.0, True)
+    assert (s.mean, s.std) == (raw.mean, raw.std)
+    inside = stats.t_interval([0.30, 0.31, 0.32], bounds=stats.ERROR_BOUNDS)
+    assert not inside.clipped and inside.ci_low > 0.25
+    caption = stats.interval_caption([2, 3], 0.95)
+    assert "t-interval over seeds, clipped to 0-100%" in caption and "too few" in caption
+    assert "too few" not in stats.interval_caption([3, 5], 0.95)
+    assert stats.interval_caption([1], 0.95) == "1 seed per point: no confidence interval"
+
+
+def test_config_intervals_and_report_table_stay_within_bounds(sweep) -> None:
+    runs = sweep.runs[sweep.runs["seed"].isin([0, 1])].copy()
+    key = runs["config_key"].iloc[0]
+    mask = runs["config_key"] == key
+    assert mask.sum() == 2
+    runs.loc[mask, "test_err"] = [0.02, 0.40]
+    table = config_stats(runs, "test_err")
+    assert table["ci_low"].min() >= 0 and table["ci_high"].max() <= 1
+    row = table[table["config_key"] == key].iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)
+    shown = display(summary_table(replace(sweep, runs=runs)))
+    assert shown["95% CI %"].str.endswith("few seeds").all()  # 2 seeds everywhere
+    assert "[0.00, 100.00] few seeds" in set(shown["95% CI %"])
 
 
 def test_paired_difference_matches_scipy_on_shared_seeds() -> None:
