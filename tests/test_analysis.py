@@ -6,6 +6,7 @@ report, the CLI, and (when Chromium is installed) a headless-browser render of t
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import shutil
@@ -536,6 +537,17 @@ def test_cli_stats(store_path: Path, tmp_path: Path, capsys) -> None:
     assert "FLOPs = 2 x MACs" in out
     for name in ("facts", "summary", "comparisons"):
         assert (tmp_path / f"{BUDGET}-default-{name}.csv").stat().st_size > 100
+
+
+def test_cli_stats_json(store_path: Path, capsys) -> None:
+    assert main(["stats", BUDGET, "--storage", str(store_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "archbench.stats/1" and data["experiment"] == BUDGET
+    assert "clipped to 0-100%" in data["facts"]["statistics"]
+    rows = data["configurations"]
+    assert {r["variant"] for r in rows} >= {"plain14", "resnet14"}
+    assert all(0 <= r["test_err_ci95_low_pct"] <= r["test_err_ci95_high_pct"] <= 100 for r in rows)
+    assert data["comparisons"] and "verdict" in data["comparisons"][0]
 
 
 def test_cli_plot_and_report(store_path: Path, tmp_path: Path, capsys) -> None:

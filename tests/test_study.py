@@ -226,6 +226,26 @@ def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     assert {line.split()[1] for line in lines[2:]} == {"resnet8_w4", "plain8_w4"}
     code, out, _ = run_cli("results", "s", "--storage", db, "--runs")
     assert code == 0 and len(out.splitlines()) == 2 + 4
+    code, out, _ = run_cli("results", spec, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["schema"] == "archbench.results/1" and data["experiment"] == "s"
+    assert {r["name"] for r in data["rows"]} == {"resnet8_w4", "plain8_w4"}
+    assert all(0 <= r["val_err_mean"] <= 1 for r in data["rows"])  # fractions, not percent
+    code, out, _ = run_cli("results", spec, "--runs", "--json")
+    assert code == 0 and len(json.loads(out)["rows"]) == 4
+    code, out, _ = run_cli("validate", spec, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "schema": "archbench.validate/1",
+        "spec": spec,
+        "valid": True,
+        "experiment": "s",
+        "profile": "default",
+        "trials": 2,
+        "seeds": [0, 1],
+        "storage": str(grid_study["db"]),
+    }
     code, _, err = run_cli("results", "nope", "--storage", db)
     assert code == 2 and "no results for experiment 'nope'" in err and "s" in err
 

@@ -1,4 +1,20 @@
-"""``archbench validate | run | worker | results | export``: experiments on Optuna."""
+"""``archbench validate | run | worker | results | export``: experiments on Optuna.
+
+``--json`` output (a ``"schema"`` key first; keys are only added within a version):
+
+``archbench.validate/1``::
+
+    {"schema", "spec", "valid": true, "experiment", "profile", "trials", "seeds", "storage"}
+
+``archbench.results/1``::
+
+    {"schema", "experiment", "profile", "rows": [{column: value}]}   (errors as fractions)
+
+``archbench.dry_run/1`` (``run --dry-run --json``)::
+
+    {"schema", "variants": [{"variant", "family", "depth", "width", "params", "macs",
+      "budget_error"}]}
+"""
 
 from __future__ import annotations
 
@@ -15,6 +31,7 @@ from archbench.errors import ArchbenchError, SpecError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check an experiment spec; run nothing, write nothing")
     _spec_args(p)
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run an experiment spec (an Optuna study) to completion")
@@ -37,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="profile (default: every profile)")
     p.add_argument("--storage", help="database (default: the spec's storage)")
     p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
+    p.add_argument(
+        "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
+    )
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("export", help="export the results store to CSV or Parquet")
@@ -95,6 +115,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from archbench.runner.spec import load_spec
 
     spec = load_spec(args.spec, args.profile)
+    if args.json:
+        from archbench.cli.format import emit, to_json
+
+        payload = {
+            "spec": args.spec,
+            "valid": True,  # an invalid spec is an error: one line on stderr, exit code 2
+            "experiment": spec.name,
+            "profile": spec.profile,
+            "trials": spec.n_trials(),
+            "seeds": list(spec.seeds),
+            "storage": spec.storage,
+        }
+        emit(to_json("archbench.validate/1", payload))
+        return 0
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
         f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
@@ -328,7 +362,9 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
-def _print_results(experiment: str, profile: str | None, storage: str, *, runs: bool) -> int:
+def _print_results(
+    experiment: str, profile: str | None, storage: str, *, runs: bool, as_json: bool = False
+) -> int:
     with _open_store(storage) as store:
         known = store.experiments()
         names = sorted(set(known["experiment"])) if len(known) else []
@@ -345,6 +381,12 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
             table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
             if "val_err_mean" in table.columns:
                 table = table.sort_values("val_err_mean")
+    if as_json:
+        from archbench.cli.format import emit, frame_records, to_json
+
+        payload = {"experiment": experiment, "profile": profile, "rows": frame_records(table)}
+        emit(to_json("archbench.results/1", payload))
+        return 0
     from archbench.cli.format import frame_table
 
     print(frame_table(_as_percent(table)))
@@ -353,7 +395,7 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
 
 def cmd_results(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
-    return _print_results(experiment, args.profile, storage, runs=args.runs)
+    return _print_results(experiment, args.profile, storage, runs=args.runs, as_json=args.json)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
