@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
     WORKER_ID,
@@ -29,7 +29,7 @@ from archbench.runner.study import (
     results_dir,
 )
 from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
-from archbench.runner.variants import ResolvedVariant, resolve
+from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Objective:
         *,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = bind(spec)  # idempotent: the registries' names, default depths
         self.store = store
         self.options = options
         self.on_event = on_event or (lambda message: None)
@@ -229,7 +229,6 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            budget=_budget_dict(variant),
             depth=config.get("depth"),
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
@@ -271,6 +270,7 @@ class Objective:
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,
+                budget=_budget_dict(variant),
             )
             run_ids.append(run_id)
             previous = self.store.run(run_id)

@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.variants import ResolvedVariant
-from archbench.store.store import _main_block as main_block
+from archbench.store.rows import main_block
 
 log = logging.getLogger(__name__)
 
