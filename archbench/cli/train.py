@@ -26,7 +26,6 @@ when training completed, 1 when it diverged, 2 for a user error.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from archbench.cli.args import finite_float, nonnegative_int, positive_int
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
-from archbench.models.net import NetSpec, build_net
+from archbench.models.net import NetSpec, build_net, is_spec_file, read_spec_file
 from archbench.models.presets import get_preset
 from archbench.training.checkpoint import LAST, load_checkpoint
 from archbench.training.recipe import Recipe
@@ -175,19 +174,14 @@ def load_spec(model: str, data: LoadedData) -> NetSpec:
         "in_channels": info.channels,
         "input_size": info.image_size,
     }
-    path = Path(model)
-    if model.endswith(".json") or path.is_file():
+    if is_spec_file(model):
         try:
-            spec = NetSpec.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise SpecError(f"spec file {model!r} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec file {model!r} is not valid JSON: {exc}") from None
+            spec = read_spec_file(model)
+        except SpecError:
+            raise
         except OSError as exc:
             raise SpecError(f"cannot read spec file {model!r}: {exc.strerror}") from None
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            if isinstance(exc, SpecError):
-                raise
             raise SpecError(f"spec file {model!r} is not a NetSpec: {exc!r}") from None
         spec = spec.replace(**shape)
     else:

@@ -153,6 +153,33 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_spec_file(name: str) -> bool:
+    """Whether a model argument names a NetSpec JSON file rather than a preset."""
+    from pathlib import Path
+
+    return name.endswith(".json") or Path(name).is_file()
+
+
+def read_spec_file(path: str) -> NetSpec:
+    """A NetSpec from a JSON file: the spec itself (``NetSpec.to_dict``), or the output of
+    ``archbench describe --json`` or ``archbench train --json``, which carry it."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "stages" not in data:
+        data = data["model"]  # a train result
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
+        data = data["spec"]  # a describe result
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {path!r}: expected a JSON object (a NetSpec)")
+    return NetSpec.from_dict(data)
+
+
 def _check_positive(what: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(f"{what} must be a positive integer, got {value!r}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 
-from archbench.errors import SpecError
+from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
@@ -28,6 +28,7 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
+from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class Objective:
         self.shape = dataset_shape(spec)
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
+        self._derived: dict[str, Any] | None = None
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -205,7 +207,23 @@ class Objective:
                 trial.set_user_attr("fail_reason", reason)
             raise
 
+    @property
+    def derived(self) -> dict[str, Any]:
+        """The derived params of this study's trials (:mod:`archbench.runner.trial_facts`)."""
+        if self._derived is None:
+            variants = []
+            if self.spec.sampler.name == "grid":  # solved now, then cached for the trials
+                for config in self.spec.grid():
+                    try:
+                        variants.append(self.resolve(config))
+                    except ArchbenchError as exc:  # its own trial fails with this message
+                        log.debug("%s: %s", config["label"], exc)
+            self._derived = derived_distributions(self.spec, variants)
+        return self._derived
+
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        import torch
+
         from archbench.models.net import build_net
         from archbench.training.device import environment_info, seed_everything, select_device
         from archbench.training.train import train
@@ -225,6 +243,9 @@ class Objective:
             name=variant.label,
         )
         ckey = config_key(config, recipe, budget=spec.budget, dataset=spec.dataset)
+        hyperparameters = dict(trial.params)  # what was sampled, before the derived params
+        facts = {**architecture_facts(variant, spec), "threads": torch.get_num_threads()}
+        record_facts(trial, facts, self.derived)
         for key, value in {
             "label": variant.label,
             "spec_hash": spec_hash,
@@ -254,7 +275,7 @@ class Objective:
                 spec_hash=spec_hash,
                 seed=seed,
                 config_key=ckey,
-                hyperparameters=dict(trial.params),
+                hyperparameters=hyperparameters,
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,
