@@ -21,6 +21,7 @@ import yaml
 from archbench.analysis.stats import t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
 from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.units import human_count
 
 log = logging.getLogger(__name__)
 
@@ -368,10 +369,6 @@ def fixed_quantity(row: Mapping[str, Any]) -> str:
 
 
 def format_count(value: float) -> str:
-    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes)."""
-    value = float(value)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= div:
-            text = f"{value / div:.3g}"
-            return f"{text}{suffix}"
-    return f"{value:.0f}"
+    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes): :func:`archbench.units.human_count`
+    with trailing zeros trimmed, the style of budget targets and count axes."""
+    return human_count(float(value), trim=True)

@@ -7,7 +7,7 @@ Each plot kind turns an :class:`ExperimentData` into a Figure; the kinds live in
 
 A plot that lacks its data (one seed, no diagnostics, a single depth, ...) raises
 :class:`PlotSkipped` with the reason; :func:`make_plots` records the reason and goes on.
-Errors are plotted in percent; counts on log axes with engineering labels (75k, 1.2M).
+Errors are plotted in percent; counts on log axes with count labels (75K, 1.2M).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from archbench.cli.format import (
     to_json,
 )
 from archbench.errors import SpecError, UnknownNameError
-from archbench.models.budget import data_shape, parse_count, solve_depth, solve_width
+from archbench.models.budget import data_shape, parse_count, solve
 from archbench.models.complexity import ANALYTIC_NOTE, analytic, measure
 from archbench.models.net import NetSpec
 from archbench.models.presets import get_family, get_preset, pattern_examples
@@ -432,30 +432,21 @@ def cmd_match(args: argparse.Namespace) -> int:
         "in_channels": args.in_channels,
         "input_size": args.input_size,
     }
-    if args.vary == "width":
-        if args.width is not None:
-            raise SpecError("--width fixes the width: use it with --vary depth")
-        match = solve_width(
-            args.family,
-            target,
-            metric=metric,
-            depth=args.depth,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
-    else:
-        if args.depth is not None:
-            raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
-        match = solve_depth(
-            args.family,
-            target,
-            metric=metric,
-            width=args.width,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
+    if args.vary == "width" and args.width is not None:
+        raise SpecError("--width fixes the width: use it with --vary depth")
+    if args.vary == "depth" and args.depth is not None:
+        raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
+    match = solve(
+        args.family,
+        target,
+        vary=args.vary,
+        metric=metric,
+        depth=args.depth,
+        width=args.width,
+        tolerance=args.tolerance,
+        params=params,
+        **shape,
+    )
     if args.json:
         emit(to_json("archbench.match/1", {"match": match.to_dict()}))
         return 0
