@@ -177,11 +177,10 @@ class Objective:
 
     def resolve(self, config: dict[str, Any]) -> ResolvedVariant:
         """The budget-matched variant of ``config`` (cached: solving a budget takes counts)."""
-        import json
+        from archbench.canonical import canonical_json
 
-        key = json.dumps(
+        key = canonical_json(
             {k: config.get(k) for k in ("preset", "family", "depth", "width", "params")},
-            sort_keys=True,
             default=str,
         )
         if key not in self._variants:

@@ -20,6 +20,7 @@ from torch import nn
 
 from archbench.errors import SpecError
 from archbench.validation import _check_type as check_type
+from archbench.validation import is_positive_int
 
 Schedule = Literal["step", "cosine", "constant"]
 Warmup = Literal["linear", "constant"]
@@ -68,7 +69,7 @@ class Recipe:
 
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise bad(name, "a positive integer")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "a finite number > 0")
