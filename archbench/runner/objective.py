@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from archbench.errors import SpecError
+from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
@@ -325,9 +326,7 @@ class Objective:
         acc = sum(accs) / len(accs)
         trial.set_user_attr("val_acc_per_seed", accs)
         trial.set_user_attr("run_ids", run_ids)
-        values: list[float] = [acc]
-        for objective in spec.objectives[1:]:
-            values.append(float(getattr(cost, objective)))
+        values = objective_values(spec.objectives, TrialOutcome(val_acc=acc, cost=cost))
         return values[0] if len(values) == 1 else tuple(values)
 
 

@@ -25,13 +25,9 @@ from typing import Any, Literal
 import yaml
 
 from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.metrics import DIRECTIONS as OBJECTIVES
 from archbench.validation import parse_params
 
-OBJECTIVES = {
-    "val_acc": "maximize",  # validation top-1 accuracy of the final epoch, mean over seeds
-    "params": "minimize",
-    "macs": "minimize",
-}
 SAMPLERS = ("grid", "random", "tpe", "nsga2")
 PRUNERS = ("none", "median", "hyperband")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
