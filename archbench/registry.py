@@ -1,8 +1,8 @@
 """Name -> object registries with decorator registration and entry-point plugins.
 
-``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS`` and ``DATASETS`` are all instances of
-:class:`Registry`. Registering a duplicate name raises; looking up an unknown name raises
-:class:`~archbench.errors.UnknownNameError` with the closest known names.
+``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS``, ``DATASETS`` and ``PLOTS`` are
+all instances of :class:`Registry`. Registering a duplicate name raises; looking up an unknown
+name raises :class:`~archbench.errors.UnknownNameError` with the closest known names.
 
 Third-party blocks: a distribution that declares an entry point in the group
 ``archbench.blocks`` (its value a module, or a callable taking no arguments) is imported the
@@ -174,6 +174,8 @@ HEADS: Registry[Any] = Registry("head", builtins="archbench.models.blocks")
 FAMILIES: Registry[Any] = Registry("family", builtins="archbench.models.presets")
 PRESETS: Registry[Any] = Registry("preset", builtins="archbench.models.presets")
 DATASETS: Registry[Any] = Registry("dataset", builtins="archbench.data")
+# Plot kinds (``archbench.analysis.plots.PlotKind``), registered with ``register_plot``.
+PLOTS: Registry[Any] = Registry("plot kind", builtins="archbench.analysis.plots.builtin")
 
 
 def register_block(
