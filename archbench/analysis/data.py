@@ -237,9 +237,18 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
         f"{fam}:{blk}" if fam in split else fam
         for fam, blk in zip(frame["family"], frame[block_col])
     ]
-    roles = {
-        (fam, blk): block_role(blk, fam) for fam, blk in set(zip(frame["family"], frame[block_col]))
-    }
+    if "block_family" in frame:  # recorded by the store: no need to import the model stack
+        roles = {
+            (fam, blk): ROLES.get(bfam, bfam) if isinstance(bfam, str) else block_role(blk, fam)
+            for fam, blk, bfam in zip(frame["family"], frame[block_col], frame["block_family"])
+        }
+    else:
+        # Asking the block registry imports every block, hence torch. TODO(store): record
+        # each variant's block family so the analysis never needs the model stack.
+        roles = {
+            (fam, blk): block_role(blk, fam)
+            for fam, blk in set(zip(frame["family"], frame[block_col]))
+        }
     frame["role"] = [roles[(f, b)] for f, b in zip(frame["family"], frame[block_col])]
     return frame
 
