@@ -216,29 +216,6 @@ def test_config_stats_and_selection(sweep) -> None:
     assert picked.index.tolist() == [1] and "validation" in notes[0]
 
 
-def test_budget_columns_follow_the_experiments_spec() -> None:
-    import pandas as pd
-
-    from archbench.analysis.data import experiment_budget
-
-    # Variant 0 was first stored by another experiment with a 20K budget; 1 has none.
-    frame = pd.DataFrame(
-        {
-            "params": [21_000, 50_000],
-            "macs": [1, 2],
-            "budget_metric": ["params", None],
-            "budget_target": [20_000.0, np.nan],
-            "budget_error": [0.05, np.nan],
-        }
-    )
-    cleared = experiment_budget(frame, {"name": "sweep"})
-    assert cleared["budget_target"].isna().all() and cleared["budget_metric"].isna().all()
-    other = experiment_budget(frame, {"budget": {"metric": "params", "target": "25K"}})
-    assert other.loc[0, "budget_target"] == 25_000
-    assert other.loc[0, "budget_error"] == pytest.approx((21_000 - 25_000) / 25_000)
-    assert pd.isna(other.loc[1, "budget_target"])  # never budgeted (e.g. a preset)
-
-
 def test_variant_names_follow_the_experiments_trials() -> None:
     from types import SimpleNamespace
 

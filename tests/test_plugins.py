@@ -68,3 +68,48 @@ def test_broken_plugin_is_logged_not_fatal(
     monkeypatch.syspath_prepend(str(tmp_path))
     assert BLOCKS.load_plugins() == []
     assert "could not load block plugin 'broken' from broken-plugin" in caplog.text
+
+
+def test_plugin_block_runs_in_an_experiment_through_resnet_variant(
+    installed_plugin: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The variant families take any basic-shaped block: what they need to know (does the
+    stem or head need pre-activation) is on the block class, plugins included."""
+    import contextlib
+    import io
+    import json
+
+    import yaml
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    monkeypatch.setattr(BLOCKS, "_loaded", False)
+    spec = {
+        "name": "plugin",
+        "dataset": {"name": "digits", "val_size": 100, "train_subset": 200},
+        "recipe": {"epochs": 1, "batch_size": 64},
+        "variants": [
+            {"family": "resnet_variant", "depth": 8, "width": 4, "params": {"block": "se_basic"}}
+        ],
+        "storage": str(tmp_path / "p.db"),
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["run", str(path), "--quiet", "--threads", "1"])
+    assert code == 0, err.getvalue()
+    with ResultsStore(tmp_path / "p.db") as store:
+        runs = store.runs(experiment="plugin")
+    assert runs["status"].tolist() == ["completed"]
+    assert runs["block"].tolist() == ["se_basic"]
+    net = json.loads(store_spec_json(tmp_path / "p.db"))
+    assert net["stem"]["params"] == {} and net["head"]["params"] == {}  # post-activation
+
+
+def store_spec_json(db: Path) -> str:
+    from archbench.store import ResultsStore
+
+    with ResultsStore(db) as store:
+        return str(store.variants()["spec_json"].iloc[0])

@@ -61,7 +61,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 
 def load_study(spec_path: Path, storage: str | None = None) -> optuna.Study:
-    spec = load_spec(spec_path, check_budgets=False)
+    spec = load_spec(spec_path)
     url = storage or f"sqlite:///{spec.storage}"
     return optuna.load_study(study_name=spec.study_name, storage=url)
 
@@ -434,3 +434,99 @@ def test_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert 1 <= worker_threads(1) <= len(os.sched_getaffinity(0))
     assert worker_threads(64) == 1
+
+
+# -- samplers and pruners: the class each spec name really gets ---------------------------------
+
+# Written out here, not read from the runner's table: the test pins what each name must mean.
+EXPECTED_SAMPLERS = {
+    # grid enqueues every configuration itself; the sampler is never asked (see make_sampler)
+    "grid": optuna.samplers.RandomSampler,
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
+EXPECTED_PRUNERS = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+}
+
+
+def _sampled(tmp_path: Path, sampler: str, pruner: str = "none") -> dict[str, Any]:
+    if sampler == "grid":
+        return tiny(tmp_path / "x.db", pruner={"name": pruner})
+    objectives = ["val_acc", "params"] if sampler == "nsga2" else ["val_acc"]
+    return tiny(
+        tmp_path / "x.db",
+        variants=[],
+        space={"family": "resnet", "depth": [8], "width": [4]},
+        sampler={"name": sampler, "seed": 3},
+        trials=2,
+        objectives=objectives,
+        pruner={"name": pruner},
+    )
+
+
+def test_every_sampler_and_pruner_name_is_tested() -> None:
+    from archbench.runner.algorithms import PRUNERS, SAMPLERS
+
+    assert set(SAMPLERS) == set(EXPECTED_SAMPLERS)
+    assert set(PRUNERS) == set(EXPECTED_PRUNERS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SAMPLERS))
+def test_the_study_gets_the_sampler_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.sampler) is EXPECTED_SAMPLERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PRUNERS))
+def test_the_study_gets_the_pruner_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, "tpe", name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.pruner) is EXPECTED_PRUNERS[name]
+
+
+# -- datasets whose shape comes from their files ----------------------------------------------
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
+    """train/ and test/ with ``classes`` class folders of 12x16 single-colour PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    for split, n in (("train", per_class), ("test", 2)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                arr = np.full((12, 16, 3), 40 * c + i, dtype=np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_three_class_image_folder_runs_end_to_end(tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "images")
+    data = tiny(
+        tmp_path / "f.db",
+        name="folder",
+        dataset={"name": "image_folder", "val_size": 3, "options": {"path": str(folder)}},
+        recipe={"epochs": 1, "batch_size": 4},
+        variants=[{"family": "resnet", "depth": 8, "width": 4}],
+        seeds=[0],
+    )
+    code, _, err = run_cli("run", str(write(tmp_path / "f.yaml", data)), *RUN)
+    assert code == 0, err
+    with ResultsStore(tmp_path / "f.db") as store:
+        runs = store.runs(experiment="folder")
+        variants = store.variants()
+    assert runs["status"].tolist() == ["completed"]
+    spec = json.loads(variants["spec_json"].iloc[0])
+    # 3 classes, RGB, 12 px: the shorter side of the first training image
+    assert (spec["num_classes"], spec["in_channels"], spec["input_size"]) == (3, 3, 12)

@@ -123,10 +123,6 @@ def load_experiment(
             spec = loaded if isinstance(loaded, dict) else {}
         except yaml.YAMLError as exc:
             log.warning("study %s: its 'spec' attribute is not YAML (%s)", experiment, exc)
-    if spec:
-        runs, epochs, diagnostics = (
-            experiment_budget(f, spec) for f in (runs, epochs, diagnostics)
-        )
     if study is not None:
         labels = trial_labels(study)
         runs, epochs, diagnostics = (relabel(f, labels) for f in (runs, epochs, diagnostics))
@@ -152,38 +148,6 @@ def relabel(frame: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
         return frame
     frame = frame.copy()
     frame["name"] = [labels.get(h, n) for h, n in zip(frame["spec_hash"], frame["name"])]
-    return frame
-
-
-def experiment_budget(frame: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
-    """The budget columns as *this* experiment's spec defines them.
-
-    The store keeps one budget per variant (the first experiment that recorded it with a
-    budget), so an architecture shared by two experiments can carry another experiment's
-    budget. With the spec at hand: no ``budget`` section clears the columns; a budget
-    replaces the target of the budgeted rows and recomputes their error from the stored
-    params/MACs. (Rows stored without a budget, e.g. presets, stay without one.)
-    """
-    frame = frame.copy()
-    budget = spec.get("budget")
-    has = frame["budget_target"].notna() & frame["budget_metric"].notna()
-    if not isinstance(budget, Mapping):
-        frame.loc[:, "budget_metric"] = None
-        frame.loc[:, ["budget_target", "budget_error"]] = np.nan
-        return frame
-    from archbench.models.budget import parse_count
-
-    metric = str(budget.get("metric", "params"))
-    try:
-        target = float(parse_count(budget.get("target")))
-    except ArchbenchError as exc:
-        log.warning("spec budget target unreadable (%s); keeping the stored budgets", exc)
-        return frame
-    if metric not in ("params", "macs"):
-        return frame
-    frame.loc[has, "budget_metric"] = metric
-    frame.loc[has, "budget_target"] = target
-    frame.loc[has, "budget_error"] = (frame.loc[has, metric].astype(float) - target) / target
     return frame
 
 

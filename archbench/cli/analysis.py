@@ -97,7 +97,7 @@ def _load(args: argparse.Namespace) -> Any:
             raise SpecError(f"no spec file {experiment!r}")
         from archbench.runner.spec import load_spec
 
-        spec = load_spec(path, profile, check_budgets=False)
+        spec = load_spec(path, profile)
         experiment, profile = spec.name, spec.profile
         storage = storage or spec.storage
     default = storage is None

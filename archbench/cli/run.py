@@ -87,9 +87,9 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
+    from archbench.runner.variants import load_checked
 
-    spec = load_spec(args.spec, args.profile)
+    spec = load_checked(args.spec, args.profile)
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
         f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
@@ -101,8 +101,7 @@ def _dry_run(spec: Any, as_json: bool) -> int:
     import json
 
     from archbench.models.complexity import analytic_counts
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     rows = []
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -158,22 +157,22 @@ def _quiet_optuna() -> None:
 
 def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
-    from archbench.runner.spec import load_spec
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(workers, options.threads)
-    spec = load_spec(spec_path, profile, check_budgets=False)
+    spec = load_checked(spec_path, profile, budgets=False)  # run checked the budgets
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import study_progress, worker_threads
     from archbench.store.storage import redact
 
-    spec = load_spec(args.spec, args.profile)
+    spec = load_checked(args.spec, args.profile)
     if args.dry_run:
         return _dry_run(spec, args.json)
     if args.workers < 1:
@@ -236,10 +235,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
+    from archbench.runner.variants import load_checked
 
-    spec = load_spec(args.spec, args.profile)
+    spec = load_checked(args.spec, args.profile)
     options = _options(args)
     _quiet_optuna()
     # The first process on a study sets it up (baselines); later ones just join.
@@ -271,7 +270,7 @@ def _experiment_and_storage(
     if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
         from archbench.runner.spec import load_spec
 
-        spec = load_spec(experiment, profile, check_budgets=False)
+        spec = load_spec(experiment, profile)
         return spec.name, storage or spec.storage
     if storage is None:
         default = Path("results") / f"{experiment}.db"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.data.base import AUGMENTS, DatasetInfo, LoadedData, TensorSplit
-from archbench.data.registry import DatasetEntry, ReadRequest
+from archbench.data.registry import DatasetEntry, DatasetShape, ReadRequest
 from archbench.data.seeds import generator
 from archbench.data.splits import resize_uint8, stratified_pick
 from archbench.errors import DataError, SpecError
@@ -81,6 +81,36 @@ def _options(name: str, entry: DatasetEntry, options: Mapping[str, Any] | None) 
     return {**entry.options, **given}, common
 
 
+def _entry(name: str) -> DatasetEntry:
+    entry = DATASETS.get(name)
+    if not isinstance(entry, DatasetEntry):
+        raise DataError(
+            f"dataset {name!r} is registered as {type(entry).__name__}, not DatasetEntry"
+        )
+    return entry
+
+
+def check_options(name: str, options: Mapping[str, Any] | None) -> None:
+    """Raise (naming the option and the allowed ones) for unknown or bad dataset options."""
+    _options(name, _entry(name), options)
+
+
+def dataset_shape(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    image_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> DatasetShape:
+    """(num_classes, channels, image_size) of a dataset as ``load_dataset`` would return it,
+    without reading it: from the registered info, or the entry's probe (an image folder
+    counts its class folders and opens one image)."""
+    entry = _entry(name)
+    own, _common = _options(name, entry, options)
+    base_root, origin = resolve_root(root)
+    return entry.shape(ReadRequest(name, base_root, origin, False, own, image_size))
+
+
 def load_dataset(
     name: str,
     *,
@@ -110,11 +140,7 @@ def load_dataset(
       ``augment`` ("crop_flip" | "crop" | "none") and ``pad`` overriding the standard
       augmentation.
     """
-    entry = DATASETS.get(name)
-    if not isinstance(entry, DatasetEntry):
-        raise DataError(
-            f"dataset {name!r} is registered as {type(entry).__name__}, not DatasetEntry"
-        )
+    entry = _entry(name)
     if image_size is not None and not is_positive_int(image_size):
         raise SpecError(f"image_size must be None or a positive int, got {image_size!r}")
     if not _is_int(split_seed) or split_seed < 0:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -49,15 +49,38 @@ class RawData:
     source: str
 
 
+class DatasetShape(NamedTuple):
+    """What a net for a dataset must be built for, in the order ``resolve`` takes it."""
+
+    num_classes: int
+    channels: int
+    image_size: int
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registered dataset: its nominal info (computed stats are filled in at load time for
-    datasets whose info depends on options) and the function that reads it."""
+    datasets whose info depends on options), the function that reads it and, for datasets
+    whose shape depends on their options or files, the function that tells that shape
+    without reading the data."""
 
     info: DatasetInfo
     read: Callable[[ReadRequest], RawData]
     options: Mapping[str, Any] = field(default_factory=dict)  # allowed options -> defaults
     locations: str = ""  # where it is looked for, for listings
+    probe: Callable[[ReadRequest], DatasetShape] | None = None
+
+    def shape(self, req: ReadRequest) -> DatasetShape:
+        """(classes, channels, size) the data will have when read with ``req``."""
+        if self.probe is not None:
+            return self.probe(req)
+        # Without a probe: the nominal info, with the shape options a dataset may declare.
+        opts, info = req.options, self.info
+        return DatasetShape(
+            int(opts.get("num_classes", info.num_classes)),
+            int(opts.get("channels", info.channels)),
+            int(req.image_size or opts.get("image_size", info.image_size)),
+        )
 
 
 def split_from_numpy(images: np.ndarray, labels: np.ndarray) -> TensorSplit:

@@ -21,7 +21,7 @@ import optuna
 
 from archbench.errors import SpecError
 from archbench.runner.metrics import TrialOutcome, objective_values
-from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
     WORKER_ID,
@@ -29,7 +29,7 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
-from archbench.runner.variants import ResolvedVariant, resolve
+from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Objective:
         *,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = bind(spec)  # idempotent: the registries' names, default depths
         self.store = store
         self.options = options
         self.on_event = on_event or (lambda message: None)
@@ -211,7 +211,6 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            budget=_budget_dict(variant),
             depth=config.get("depth"),
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
@@ -250,6 +249,7 @@ class Objective:
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,
+                budget=_budget_dict(variant),
             )
             run_ids.append(run_id)
             previous = self.store.run(run_id)

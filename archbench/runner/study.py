@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import SpecError
+from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -131,30 +132,11 @@ def results_dir(spec: ExperimentSpec, options: RunnerOptions) -> Path:
 
 
 def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
-    seed = spec.sampler.seed
-    name = spec.sampler.name
-    if name in ("grid", "random"):
-        # A grid study enqueues every configuration (prepare_study), in the spec's order:
-        # workers pop them one at a time, so no two workers ever get the same one and the
-        # sampler is never asked. (Optuna's GridSampler shuffles the grid and, with several
-        # workers, can hand out a point twice.)
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.NSGAIISampler(seed=seed)
+    return SAMPLERS[spec.sampler.name].build(spec)
 
 
 def make_pruner(spec: ExperimentSpec) -> optuna.pruners.BasePruner:
-    p = spec.pruner
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
-        )
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.recipe.epochs)
-    return optuna.pruners.NopPruner()
+    return PRUNERS[spec.pruner.name].build(spec)
 
 
 def grid_labels(spec: ExperimentSpec) -> list[str]:
@@ -281,6 +263,9 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
     Call once per ``archbench run``, not in every worker: two workers would queue twice.
     """
+    from archbench.runner.variants import bind
+
+    spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     store.close()  # only the Optuna side is needed here
     study = create_study(spec, storage)

@@ -32,6 +32,7 @@ from archbench.runner.study import (
     open_storage,
     trial_config,
 )
+from archbench.runner.variants import bind
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def run_worker(
     trials than asked for); otherwise it waits for the running ones, so two workers do not
     train the same grid point at the end of a study.
     """
+    spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     try:
         study = create_study(spec, storage)

@@ -13,14 +13,15 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from archbench.errors import SpecError
 from archbench.validation import _check_type as check_type
 from archbench.validation import is_positive_int
+
+if TYPE_CHECKING:  # a Recipe is plain data: parsing a spec must not import torch
+    import torch
+    from torch import nn
 
 Schedule = Literal["step", "cosine", "constant"]
 Warmup = Literal["linear", "constant"]
@@ -149,6 +150,8 @@ def param_groups(net: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
 
 def build_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD with the recipe's momentum, Nesterov flag and weight decay (per group)."""
+    import torch
+
     return torch.optim.SGD(
         param_groups(net, recipe),
         lr=recipe.lr,
