@@ -56,7 +56,7 @@ from archbench.cli.format import (
 )
 from archbench.errors import SpecError, UnknownNameError
 from archbench.models.budget import data_shape, parse_count, solve
-from archbench.models.complexity import ANALYTIC_NOTE, analytic, measure
+from archbench.models.complexity import ANALYTIC_NOTE, AnalyticCounts, Complexity, analytic, measure
 from archbench.models.net import NetSpec
 from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
@@ -341,6 +341,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
         f"{spec.name or args.name}  (spec {result.spec_hash}; input 1x{result.in_channels}x"
         f"{result.input_size}x{result.input_size}, {result.num_classes} classes; eval mode)"
     )
+    pairs = _describe_pairs(result, check, agrees)
+    emit("\n".join([head, render_kv(pairs, indent=2), "", _parts_table(result)]))
+    return 0
+
+
+def _describe_pairs(
+    result: Complexity, check: AnalyticCounts, agrees: bool
+) -> list[tuple[str, str]]:
+    """The key/value block of ``describe``: totals, op coverage, the analytic cross-check."""
     counted = ", ".join(
         f"{op} {human_count(v)}"
         for op, v in sorted(result.macs_by_operator.items(), key=lambda kv: -kv[1])
@@ -379,6 +388,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "module hooks cannot see?)",
         ),
     ]
+    return pairs
+
+
+def _parts_table(result: Complexity) -> str:
+    """``describe``'s table: params, MACs (and their share) and output shape per part."""
     rows = [
         {
             "name": s.name,
@@ -398,8 +412,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         Column("acts", "acts", ">", human_count),
         Column("shape", "output", ">"),
     ]
-    emit("\n".join([head, render_kv(pairs, indent=2), "", render_table(rows, columns)]))
-    return 0
+    return render_table(rows, columns)
 
 
 # -- match ------------------------------------------------------------------------------------
