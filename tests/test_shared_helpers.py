@@ -53,3 +53,20 @@ def test_seed_derivations_keep_their_numbers() -> None:
     assert derive_seed(0, "data") != derive_seed(0, "dropout") != derive_seed(1, "data")
     assert mix_seed(0, 1) == 8514611595815388268
     assert mix_seed(0, 1) != mix_seed(1, 0)
+
+
+def test_config_key_hashes_through_the_canonical_hash() -> None:
+    from archbench.runner.spec import config_key, parse_spec
+
+    spec = parse_spec(
+        {
+            "name": "t",
+            "dataset": {"name": "digits", "val_size": 200},
+            "recipe": {"epochs": 1},
+            "variants": [{"family": "resnet", "depth": 8, "width": 8}],
+            "budget": {"target": "20K", "tolerance": 0.5},
+        }
+    )
+    config = {"family": "resnet", "depth": 8, "width": 8, "params": {}}
+    key = config_key(config, spec.recipe, budget=spec.budget, dataset=spec.dataset)
+    assert key == "232ebb896e80666a"  # unchanged by moving its hash to archbench.canonical
