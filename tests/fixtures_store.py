@@ -218,7 +218,8 @@ def _sweep(store: Any, storage: Any, rng: np.random.Generator) -> None:
     )
     study.set_user_attr("experiment", SWEEP)
     study.set_user_attr("profile", "cpu")
-    study.set_user_attr("spec", SWEEP_SPEC)
+    # Where archbench keeps it (the budget study below keeps the older user-attr layout).
+    study._storage.set_study_system_attr(study._study_id, "archbench:spec", SWEEP_SPEC)
     seed_effect = {s: rng.normal(0, 0.004) for s in SWEEP_SEEDS}  # shared by all variants
     trial = 0
     for family in SWEEP_FAMILIES:

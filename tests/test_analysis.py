@@ -6,10 +6,12 @@ report, the CLI, and (when Chromium is installed) a headless-browser render of t
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib as mpl
@@ -56,6 +58,37 @@ def test_t_interval_one_value_has_no_interval() -> None:
     s = stats.t_interval([0.3, float("nan")])
     assert s.n == 1 and s.mean == 0.3
     assert math.isnan(s.std) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
+
+
+def test_error_intervals_respect_0_and_100_percent() -> None:
+    # Two seeds: t(0.975, 1 df) = 12.7, so the raw interval of 2% and 40% error runs from
+    # below -100% to above 100%; bounded, it is clipped to the possible range and says so.
+    raw = stats.t_interval([0.02, 0.40])
+    assert raw.ci_low < -1 and raw.ci_high > 1
+    s = stats.t_interval([0.02, 0.40], bounds=stats.ERROR_BOUNDS)
+    assert (s.ci_low, s.ci_high, s.clipped) == (0.0, 1.0, True)
+    assert (s.mean, s.std) == (raw.mean, raw.std)
+    inside = stats.t_interval([0.30, 0.31, 0.32], bounds=stats.ERROR_BOUNDS)
+    assert not inside.clipped and inside.ci_low > 0.25
+    caption = stats.interval_caption([2, 3], 0.95)
+    assert "t-interval over seeds, clipped to 0-100%" in caption and "too few" in caption
+    assert "too few" not in stats.interval_caption([3, 5], 0.95)
+    assert stats.interval_caption([1], 0.95) == "1 seed per point: no confidence interval"
+
+
+def test_config_intervals_and_report_table_stay_within_bounds(sweep) -> None:
+    runs = sweep.runs[sweep.runs["seed"].isin([0, 1])].copy()
+    key = runs["config_key"].iloc[0]
+    mask = runs["config_key"] == key
+    assert mask.sum() == 2
+    runs.loc[mask, "test_err"] = [0.02, 0.40]
+    table = config_stats(runs, "test_err")
+    assert table["ci_low"].min() >= 0 and table["ci_high"].max() <= 1
+    row = table[table["config_key"] == key].iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)
+    shown = display(summary_table(replace(sweep, runs=runs)))
+    assert shown["95% CI %"].str.endswith("few seeds").all()  # 2 seeds everywhere
+    assert "[0.00, 100.00] few seeds" in set(shown["95% CI %"])
 
 
 def test_paired_difference_matches_scipy_on_shared_seeds() -> None:
@@ -168,7 +201,8 @@ def thin(store_path: Path):
 
 def test_load_experiment(sweep, budget, thin) -> None:
     assert sweep.profile == "cpu" and budget.profile == "default"
-    assert sweep.study is not None and "objectives" in sweep.spec
+    assert sweep.study is not None and "objectives" in sweep.spec  # from the system attrs
+    assert budget.spec.get("budget")  # an older study: the spec in its user attrs
     assert thin.study is None and "no Optuna study named" in thin.study_note
     roles = dict(zip(sweep.runs["family"], sweep.runs["role"]))
     assert roles == {"plain": "plain", "resnet": "residual", "preact": "preact"}
@@ -510,6 +544,17 @@ def test_cli_stats(store_path: Path, tmp_path: Path, capsys) -> None:
     assert "FLOPs = 2 x MACs" in out
     for name in ("facts", "summary", "comparisons"):
         assert (tmp_path / f"{BUDGET}-default-{name}.csv").stat().st_size > 100
+
+
+def test_cli_stats_json(store_path: Path, capsys) -> None:
+    assert main(["stats", BUDGET, "--storage", str(store_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "archbench.stats/1" and data["experiment"] == BUDGET
+    assert "clipped to 0-100%" in data["facts"]["statistics"]
+    rows = data["configurations"]
+    assert {r["variant"] for r in rows} >= {"plain14", "resnet14"}
+    assert all(0 <= r["test_err_ci95_low_pct"] <= r["test_err_ci95_high_pct"] <= 100 for r in rows)
+    assert data["comparisons"] and "verdict" in data["comparisons"][0]
 
 
 def test_cli_plot_and_report(store_path: Path, tmp_path: Path, capsys) -> None:

@@ -543,6 +543,9 @@ def test_export_csv_and_parquet(store: ResultsStore, tmp_path: Path) -> None:
     assert pd.read_csv(summary)["test_err_mean"].iloc[0] == 0.3
     with pytest.raises(StoreError, match=r"export format 'xlsx' is not one of"):
         store.export(tmp_path / "runs.xlsx")
+    with pytest.raises(StoreError, match=r"format 'csv' does not match the file name 'r.parquet'"):
+        store.export(tmp_path / "r.parquet", format="csv")
+    assert not (tmp_path / "r.parquet").exists()
     with pytest.raises(StoreError, match=r"export table 'trials' is not one of"):
         store.export(tmp_path / "runs.csv", table="trials")
 

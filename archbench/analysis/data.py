@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
-from archbench.analysis.stats import t_interval
+from archbench.analysis.stats import ERROR_BOUNDS, t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
 from archbench.store.storage import ResolvedStorage, resolve_storage
 from archbench.units import human_count
@@ -115,7 +115,9 @@ def load_experiment(
         url = store.url
     spec_text = None
     if study is not None:
-        spec_text = study.user_attrs.get("spec") or None
+        # archbench.runner.study.SPEC_ATTR; older studies kept the spec in the user attrs.
+        system = study._storage.get_study_system_attrs(study._study_id)
+        spec_text = system.get("archbench:spec") or study.user_attrs.get("spec") or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:
@@ -239,7 +241,8 @@ CONFIG_COLUMNS = (
 
 
 def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.95) -> pd.DataFrame:
-    """One row per configuration: metric mean/std/t-interval over its completed seeds.
+    """One row per configuration: metric mean/std/t-interval (clipped to 0..1) over its
+    completed seeds.
 
     Also ``val_mean`` (for model selection), ``seeds`` (completed, sorted), ``epochs`` and
     counts of runs that diverged, were pruned or failed. ``label`` is the variant name, made
@@ -252,7 +255,7 @@ def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.
         first = group.iloc[0]
         done = group[group["status"] == "completed"]
         values = done[metric].astype(float)
-        summary = t_interval(values.tolist(), level)
+        summary = t_interval(values.tolist(), level, bounds=ERROR_BOUNDS)  # errors: 0..1
         val = done["val_err"].astype(float).dropna()
         row = {c: first[c] for c in CONFIG_COLUMNS if c not in ("config_key", "label")}
         epochs_done = done["epochs_done"].dropna()

@@ -80,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="each configuration vs the best by validation error, or all pairs",
     )
     p.add_argument("--csv", metavar="DIR", help="also write facts/summary/comparisons CSVs here")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print facts, per-configuration rows and comparisons as JSON (archbench.stats/1)",
+    )
     p.set_defaults(func=cmd_stats)
 
 
@@ -180,14 +185,29 @@ def cmd_stats(args: argparse.Namespace) -> int:
     facts = fairness_facts(data)
     summary = summary_table(data, args.metric)
     comparisons = comparisons_table(data, args.metric, args.pairs)
-    print(f"== {data.title}: fairness facts")
-    width = int(facts["fact"].str.len().max())
-    for fact, value in zip(facts["fact"], facts["value"]):
-        print(f"{fact:>{width}s}  {value}")
-    print(f"\n== per configuration ({args.metric}, percent; best first)")
-    print(to_text(summary))
-    print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
-    print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
+    if args.json:
+        # archbench.stats/1: {"schema", "experiment", "profile", "metric", "facts": {fact:
+        # value}, "configurations": [row], "comparisons": [row]}; percent columns end in _pct.
+        from archbench.cli.format import emit, frame_records, to_json
+
+        payload = {
+            "experiment": data.experiment,
+            "profile": data.profile,
+            "metric": args.metric,
+            "facts": dict(zip(facts["fact"], facts["value"])),
+            "configurations": frame_records(summary),
+            "comparisons": frame_records(comparisons),
+        }
+        emit(to_json("archbench.stats/1", payload))
+    else:
+        print(f"== {data.title}: fairness facts")
+        width = int(facts["fact"].str.len().max())
+        for fact, value in zip(facts["fact"], facts["value"]):
+            print(f"{fact:>{width}s}  {value}")
+        print(f"\n== per configuration ({args.metric}, percent; best first)")
+        print(to_text(summary))
+        print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
+        print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
     if args.csv:
         out = Path(args.csv)
         out.mkdir(parents=True, exist_ok=True)
@@ -199,5 +219,5 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for name, frame in frames.items():
             path = out / f"{data.experiment}-{data.profile}-{name}.csv"
             frame.to_csv(path, index=False)
-            print(f"wrote {path}")
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)  # JSON stays clean
     return 0

@@ -57,7 +57,7 @@ from archbench.cli.format import (
 from archbench.errors import SpecError, UnknownNameError
 from archbench.models.budget import data_shape, parse_count, solve
 from archbench.models.complexity import ANALYTIC_NOTE, AnalyticCounts, Complexity, analytic, measure
-from archbench.models.net import NetSpec
+from archbench.models.net import NetSpec, is_spec_file, read_spec_file
 from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
 
@@ -89,9 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="params, MACs, FLOPs, activations and op coverage of one model",
         description="Trace one model with fvcore (eval mode, batch 1) and cross-check it "
         "against the analytic count. NAME: a preset (archbench models), a generic name "
-        "(e.g. resnet<6n+2>, wrn_<d>_<k>) or a family (its default depth and width).",
+        "(e.g. resnet<6n+2>, wrn_<d>_<k>), a family (its default depth and width) or a "
+        "NetSpec JSON file (as for 'archbench train'; describe/train --json output works too).",
     )
-    p.add_argument("name", help="preset, generic name or family")
+    p.add_argument("name", help="preset, generic name, family or spec.json")
     _shape_flags(p)
     _json_flag(p)
     p.set_defaults(func=cmd_describe)
@@ -303,7 +304,12 @@ def resolve_model(
     in_channels: int | None = None,
     input_size: int | None = None,
 ) -> NetSpec:
-    """A preset or generic name; failing that a family at its default depth and width."""
+    """A NetSpec JSON file, a preset or generic name, or a family at its default depth and
+    width; the shape arguments given override the spec's."""
+    shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+    if is_spec_file(name):
+        spec = read_spec_file(name)
+        return spec.replace(**{k: v for k, v in shape.items() if v is not None})
     try:
         return get_preset(
             name, num_classes=num_classes, in_channels=in_channels, input_size=input_size

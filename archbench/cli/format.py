@@ -85,6 +85,11 @@ def to_json(schema: str, payload: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, default=_jsonable)
 
 
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-able rows: NaN as null, numpy scalars as numbers."""
+    return json.loads(frame.to_json(orient="records"))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)

@@ -1,4 +1,20 @@
-"""``archbench validate | run | worker | results | export``: experiments on Optuna."""
+"""``archbench validate | run | worker | results | export``: experiments on Optuna.
+
+``--json`` output (a ``"schema"`` key first; keys are only added within a version):
+
+``archbench.validate/1``::
+
+    {"schema", "spec", "valid": true, "experiment", "profile", "trials", "seeds", "storage"}
+
+``archbench.results/1``::
+
+    {"schema", "experiment", "profile", "rows": [{column: value}]}   (errors as fractions)
+
+``archbench.dry_run/1`` (``run --dry-run --json``)::
+
+    {"schema", "variants": [{"variant", "family", "depth", "width", "params", "macs",
+      "budget_error"}]}
+"""
 
 from __future__ import annotations
 
@@ -15,6 +31,7 @@ from archbench.errors import ArchbenchError, SpecError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check an experiment spec; run nothing, write nothing")
     _spec_args(p)
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run an experiment spec (an Optuna study) to completion")
@@ -37,12 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="profile (default: every profile)")
     p.add_argument("--storage", help="database (default: the spec's storage)")
     p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
+    p.add_argument(
+        "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
+    )
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("export", help="export the results store to CSV or Parquet")
     p.add_argument("experiment", help="an experiment spec file, or an experiment name")
     p.add_argument("--storage", help="database (default: the spec's storage)")
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="file format (default: from the --out suffix, .csv or .parquet)",
+    )
     p.add_argument("--table", choices=("runs", "epochs", "variants", "diagnostics"), default="runs")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
@@ -64,7 +88,8 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads per worker (default: OMP_NUM_THREADS, else idle cores / workers)",
+        help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
+        "on the machine's load; recorded with each run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -90,6 +115,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from archbench.runner.variants import load_checked
 
     spec = load_checked(args.spec, args.profile)
+    if args.json:
+        from archbench.cli.format import emit, to_json
+
+        payload = {
+            "spec": args.spec,
+            "valid": True,  # an invalid spec is an error: one line on stderr, exit code 2
+            "experiment": spec.name,
+            "profile": spec.profile,
+            "trials": spec.n_trials(),
+            "seeds": list(spec.seeds),
+            "storage": spec.storage,
+        }
+        emit(to_json("archbench.validate/1", payload))
+        return 0
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
         f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
@@ -161,7 +200,7 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
-    set_worker_threads(workers, options.threads)
+    set_worker_threads(options.threads)
     spec = load_checked(spec_path, profile, budgets=False)  # run checked the budgets
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
@@ -178,8 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SpecError(f"--workers must be >= 1, got {args.workers}")
     options = _options(args)
-    # Decided once, here: workers starting together would count each other as busy cores.
-    options = _replace(options, threads=worker_threads(args.workers, options.threads))
+    options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
         options = _replace(options, progress=False)  # N bars on one terminal are unreadable
     storage = options.storage or spec.storage
@@ -323,7 +361,9 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
-def _print_results(experiment: str, profile: str | None, storage: str, *, runs: bool) -> int:
+def _print_results(
+    experiment: str, profile: str | None, storage: str, *, runs: bool, as_json: bool = False
+) -> int:
     with _open_store(storage) as store:
         known = store.experiments()
         names = sorted(set(known["experiment"])) if len(known) else []
@@ -340,6 +380,12 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
             table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
             if "val_err_mean" in table.columns:
                 table = table.sort_values("val_err_mean")
+    if as_json:
+        from archbench.cli.format import emit, frame_records, to_json
+
+        payload = {"experiment": experiment, "profile": profile, "rows": frame_records(table)}
+        emit(to_json("archbench.results/1", payload))
+        return 0
     from archbench.cli.format import frame_table
 
     print(frame_table(_as_percent(table)))
@@ -348,7 +394,7 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
 
 def cmd_results(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
-    return _print_results(experiment, args.profile, storage, runs=args.runs)
+    return _print_results(experiment, args.profile, storage, runs=args.runs, as_json=args.json)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

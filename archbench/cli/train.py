@@ -26,7 +26,6 @@ when training completed, 1 when it diverged, 2 for a user error.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,7 @@ import torch
 
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.data import LoadedData, load_dataset
-from archbench.errors import SpecError
-from archbench.models.net import NetSpec, build_net
+from archbench.models.net import NetSpec, build_net, is_spec_file, read_spec_file
 from archbench.models.presets import get_preset
 from archbench.training.checkpoint import LAST, load_checkpoint
 from archbench.training.recipe import Recipe
@@ -137,15 +135,8 @@ def load_spec(model: str, data: LoadedData) -> NetSpec:
         "in_channels": info.channels,
         "input_size": info.image_size,
     }
-    path = Path(model)
-    if model.endswith(".json") or path.is_file():
-        try:
-            spec = NetSpec.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise SpecError(f"spec file {model!r} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec file {model!r} is not valid JSON: {exc}") from None
-        spec = spec.replace(**shape)
+    if is_spec_file(model):
+        spec = read_spec_file(model).replace(**shape)
     else:
         spec = get_preset(model, **shape)
     spec.validate()

@@ -8,6 +8,7 @@ hash of that JSON is the variant's identity in the results store.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,33 @@ class NetSpec:
     def validate(self) -> None:
         """Check names, sizes and strides without allocating a model."""
         build_net(self, device="meta")
+
+
+def is_spec_file(name: str) -> bool:
+    """Whether a model argument names a NetSpec JSON file rather than a preset."""
+    from pathlib import Path
+
+    return name.endswith(".json") or Path(name).is_file()
+
+
+def read_spec_file(path: str) -> NetSpec:
+    """A NetSpec from a JSON file: the spec itself (``NetSpec.to_dict``), or the output of
+    ``archbench describe --json`` or ``archbench train --json``, which carry it."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "stages" not in data:
+        data = data["model"]  # a train result
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
+        data = data["spec"]  # a describe result
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {path!r}: expected a JSON object (a NetSpec)")
+    return NetSpec.from_dict(data)
 
 
 def _check_positive(what: str, value: Any) -> None:

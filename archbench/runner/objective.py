@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 
-from archbench.errors import SpecError
+from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
@@ -29,6 +29,7 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
+from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class Objective:
         self.shape = dataset_shape(spec)
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
+        self._derived: dict[str, Any] | None = None
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -196,7 +198,23 @@ class Objective:
         with beat:
             return self._run(trial)
 
+    @property
+    def derived(self) -> dict[str, Any]:
+        """The derived params of this study's trials (:mod:`archbench.runner.trial_facts`)."""
+        if self._derived is None:
+            variants = []
+            if self.spec.sampler.name == "grid":  # solved now, then cached for the trials
+                for config in self.spec.grid():
+                    try:
+                        variants.append(self.resolve(config))
+                    except ArchbenchError as exc:  # its own trial fails with this message
+                        log.debug("%s: %s", config["label"], exc)
+            self._derived = derived_distributions(self.spec, variants)
+        return self._derived
+
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        import torch
+
         from archbench.models.net import build_net
         from archbench.training.device import environment_info, seed_everything, select_device
         from archbench.training.train import train
@@ -216,6 +234,9 @@ class Objective:
             name=variant.label,
         )
         ckey = config_key(config, recipe, budget=spec.budget, dataset=spec.dataset)
+        hyperparameters = dict(trial.params)  # what was sampled, before the derived params
+        facts = {**architecture_facts(variant, spec), "threads": torch.get_num_threads()}
+        record_facts(trial, facts, self.derived)
         for key, value in {
             "label": variant.label,
             "spec_hash": spec_hash,
@@ -245,7 +266,7 @@ class Objective:
                 spec_hash=spec_hash,
                 seed=seed,
                 config_key=ckey,
-                hyperparameters=dict(trial.params),
+                hyperparameters=hyperparameters,
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,

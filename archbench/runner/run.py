@@ -33,6 +33,6 @@ def run_spec(
     if unknown:
         raise TypeError(f"unknown runner option(s) {unknown}; allowed: {', '.join(sorted(known))}")
     runner = RunnerOptions(**{"progress": False, **options})
-    set_worker_threads(1, runner.threads)
+    set_worker_threads(runner.threads)
     prepare_study(spec, runner)
     return run_worker(spec, runner, on_event=on_event)

@@ -20,6 +20,8 @@ from archbench.store.values import StoreError, to_int
 
 T = TypeVar("T")
 
+EXPORT_FORMATS = ("csv", "parquet")
+
 
 class StoreReads:
     """Queries over the store (DataFrames with stable columns and dtypes)."""
@@ -87,14 +89,22 @@ class StoreReads:
     ) -> Path:
         """Write one table (``queries.EXPORT_TABLES``) as CSV or Parquet; returns the path.
 
-        ``format`` defaults to the file's suffix. JSON columns are written as JSON text.
+        ``format`` defaults to the file's suffix; a format that contradicts a ``.csv`` or
+        ``.parquet`` suffix is refused (a CSV file named .parquet would mislead every reader).
+        JSON columns are written as JSON text.
         """
         path = Path(path)
-        fmt = format or path.suffix.lstrip(".").lower()
-        if fmt not in ("csv", "parquet"):
+        suffix = path.suffix.lstrip(".").lower()
+        fmt = format or suffix
+        if fmt not in EXPORT_FORMATS:
             raise StoreError(
-                f"export format {fmt or path.name!r} is not one of ['csv', 'parquet'] "
-                "(give format= or a .csv/.parquet file name)"
+                f"export format {fmt or path.name!r} is not one of {list(EXPORT_FORMATS)} "
+                "(give the format or a .csv/.parquet file name)"
+            )
+        if suffix in EXPORT_FORMATS and suffix != fmt:
+            raise StoreError(
+                f"export format {fmt!r} does not match the file name {path.name!r}; "
+                f"name it .{fmt} or leave the format out to write {suffix}"
             )
         if table not in queries.EXPORT_TABLES:
             raise StoreError(f"export table {table!r} is not one of {list(queries.EXPORT_TABLES)}")

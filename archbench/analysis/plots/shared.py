@@ -99,11 +99,9 @@ def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
 
 
 def _seed_note(table: pd.DataFrame, level: float) -> str:
-    lo, hi = int(table["n"].min()), int(table["n"].max())
-    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    if hi < 2:
-        return "1 seed per point: no confidence interval"
-    return f"mean of {seeds} seeds, {level:.0%} t-interval"
+    from archbench.analysis.stats import interval_caption
+
+    return interval_caption(table["n"].tolist(), level)
 
 
 def _band(ax, x, sub: pd.DataFrame, colour, label: str, ls: str = "-", marker: str = "o") -> None:

@@ -41,7 +41,7 @@ MIN_EDF_CONFIGS = 3
     "depth",
     "Depth trade-off",
     "Final error vs depth, one line per family at a fixed width (or at a fixed budget, when "
-    "the width was solved to one); the band is the t-interval of the mean over seeds. "
+    "the width was solved to one); the band is the t-interval of the mean over seeds, clipped to 0-100%. "
     "Depth is the family's depth parameter (20 for resnet20).",
     order=10,
 )
@@ -68,7 +68,7 @@ def plot_depth(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list
     "Width trade-off",
     "Final error vs width, one line per family and depth; width is the family's width "
     "parameter (first-stage channels; the widening factor's 16k for wrn). Band: t-interval "
-    "over seeds.",
+    "over seeds, clipped to 0-100%.",
     order=20,
 )
 def plot_width(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
@@ -168,7 +168,7 @@ def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, li
     "cost",
     "Cost trade-off",
     "Final error vs parameters and vs MACs per image (log axes), one colour per family, "
-    "error bars the t-interval over seeds; the black staircase is the Pareto front (no other "
+    "error bars the t-interval over seeds (clipped to 0-100%); the black staircase is the Pareto front (no other "
     "configuration is both cheaper and better).",
     order=40,
 )
@@ -219,7 +219,7 @@ def plot_cost(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[
     "budget",
     "Equal-budget comparison",
     "Each variant solved to the same parameter (or MAC) budget: the mean final error with its "
-    "t-interval over seeds (dots: single seeds), and below it the achieved budget error "
+    "t-interval over seeds, clipped to 0-100% (dots: single seeds), and below it the achieved budget error "
     "(achieved - target, % of target) with the spec's tolerance band.",
     order=50,
 )
