@@ -1,8 +1,8 @@
 """Name -> object registries with decorator registration and entry-point plugins.
 
-``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS`` and ``DATASETS`` are all instances of
-:class:`Registry`. Registering a duplicate name raises; looking up an unknown name raises
-:class:`~archbench.errors.UnknownNameError` with the closest known names.
+``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS``, ``DATASETS`` and ``PLOTS`` are
+all instances of :class:`Registry`. Registering a duplicate name raises; looking up an unknown
+name raises :class:`~archbench.errors.UnknownNameError` with the closest known names.
 
 Plugins: each registry has an entry-point group (:data:`PLUGIN_GROUPS`: ``archbench.blocks``,
 ``archbench.families``, ``archbench.presets``, ``archbench.stems``, ``archbench.heads``,
@@ -188,6 +188,9 @@ HEADS = _registry("head", "archbench.models.blocks")
 FAMILIES = _registry("family", "archbench.models.presets")
 PRESETS = _registry("preset", "archbench.models.presets")
 DATASETS = _registry("dataset", "archbench.data")
+# Plot kinds (``archbench.analysis.plots.PlotKind``), registered with ``register_plot``; no
+# entry-point group of their own (a plugin registers them from any group's entry point).
+PLOTS: Registry[Any] = Registry("plot kind", builtins="archbench.analysis.plots.builtin")
 
 
 def register_block(

@@ -12,6 +12,12 @@ from typing import Any
 from archbench.errors import SpecError
 
 
+def is_positive_int(value: Any) -> bool:
+    """An ``int`` >= 1 (``True`` is not a count). The one positive-integer check: callers
+    word their own error, since they know what the value is."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def parse_params(
     owner: str, params_cls: type, params: Mapping[str, Any], *, noun: str = "param"
 ) -> Any:

@@ -20,9 +20,16 @@ import pytest
 from fixtures_store import BUDGET, BUDGET_SEEDS, BUDGET_VARIANTS, SWEEP, THIN, build_fixture_store
 from scipy import stats as sps
 
-from archbench.analysis import PLOT_KINDS, stats
+from archbench.analysis import stats
 from archbench.analysis.data import config_stats, load_experiment, select_best
-from archbench.analysis.plots import PlotOptions, make_plots, plot_kinds, render
+from archbench.analysis.plots import (
+    PlotOptions,
+    PlotSkipped,
+    make_plots,
+    plot_kinds,
+    register_plot,
+    render,
+)
 from archbench.analysis.report import build_html, write_report
 from archbench.analysis.tables import (
     comparisons_table,
@@ -32,7 +39,7 @@ from archbench.analysis.tables import (
     to_text,
 )
 from archbench.cli import main
-from archbench.errors import UnknownNameError
+from archbench.errors import ArchbenchError, UnknownNameError
 
 # -- statistics -------------------------------------------------------------------------------
 
@@ -263,6 +270,10 @@ def test_variant_names_follow_the_experiments_trials() -> None:
 
 # -- plots ------------------------------------------------------------------------------------
 
+# Every registered kind in report order: the expectations below derive from the registry, so
+# a new kind needs no edit here unless it draws from a fixture it should skip.
+PLOT_KINDS = tuple(plot_kinds())
+
 EXPECTED_DRAWN = {
     SWEEP: set(PLOT_KINDS) - {"budget"},
     BUDGET: {"cost", "budget", "preact", "optuna-history"},
@@ -284,8 +295,27 @@ LEGEND = {
 PERCENT_Y = {"depth", "width", "cost", "budget", "degradation", "preact"}
 
 
-def test_plot_kinds_registry() -> None:
-    assert tuple(plot_kinds()) == PLOT_KINDS
+def test_plot_kinds_registry(thin) -> None:
+    from archbench.registry import PLOTS
+
+    assert set(plot_kinds()) == set(PLOTS.names()) and len(PLOT_KINDS) >= 13
+    orders = [PLOTS.get(k).order for k in PLOT_KINDS]
+    assert orders == sorted(orders)  # report order is each kind's own ``order``
+    assert PLOT_KINDS[:2] == ("depth", "width") and PLOT_KINDS[-1] == "optuna-pareto"
+
+    # A new kind is one decorated function: listed last, rendered, and removed again.
+    def draw(data, options):
+        raise PlotSkipped("nothing to draw")
+
+    try:
+        register_plot("test-kind", "Test", "A kind registered by a test.")(draw)
+        assert plot_kinds()[-1] == "test-kind"
+        assert render(thin, "test-kind").skipped == "nothing to draw"
+        with pytest.raises(ArchbenchError, match="already registered"):
+            register_plot("test-kind", "Test", "again")(draw)
+    finally:
+        PLOTS.remove("test-kind")
+    assert "test-kind" not in plot_kinds()
 
 
 def _check_figure(kind: str, fig) -> None:

@@ -21,6 +21,7 @@ import yaml
 from archbench.analysis.stats import ERROR_BOUNDS, t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
 from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.units import human_count
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,18 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
         f"{fam}:{blk}" if fam in split else fam
         for fam, blk in zip(frame["family"], frame[block_col])
     ]
-    roles = {
-        (fam, blk): block_role(blk, fam) for fam, blk in set(zip(frame["family"], frame[block_col]))
-    }
+    if "block_family" in frame:  # recorded by the store: no need to import the model stack
+        roles = {
+            (fam, blk): ROLES.get(bfam, bfam) if isinstance(bfam, str) else block_role(blk, fam)
+            for fam, blk, bfam in zip(frame["family"], frame[block_col], frame["block_family"])
+        }
+    else:
+        # Asking the block registry imports every block, hence torch. TODO(store): record
+        # each variant's block family so the analysis never needs the model stack.
+        roles = {
+            (fam, blk): block_role(blk, fam)
+            for fam, blk in set(zip(frame["family"], frame[block_col]))
+        }
     frame["role"] = [roles[(f, b)] for f, b in zip(frame["family"], frame[block_col])]
     return frame
 
@@ -335,10 +345,6 @@ def fixed_quantity(row: Mapping[str, Any]) -> str:
 
 
 def format_count(value: float) -> str:
-    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes)."""
-    value = float(value)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= div:
-            text = f"{value / div:.3g}"
-            return f"{text}{suffix}"
-    return f"{value:.0f}"
+    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes): :func:`archbench.units.human_count`
+    with trailing zeros trimmed, the style of budget targets and count axes."""
+    return human_count(float(value), trim=True)

@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archbench.analysis import PLOT_KINDS
 from archbench.errors import SpecError
 
 METRIC_CHOICES = ("test_err", "val_err", "train_err", "test_top5_err")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="experiment name, or its spec YAML file")
+def _common(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument(
+        "experiment", nargs="?" if optional else None, help="experiment name, or its spec YAML file"
+    )
     p.add_argument(
         "--storage",
         help="results storage: a SQLite path, sqlite:///..., journal:path.log or "
@@ -38,10 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plot",
         help="draw trade-off plots from a results store",
-        description="Draw one plot kind (or all) as PNG files. Kinds: " + ", ".join(PLOT_KINDS),
+        # The kinds come from the plot registry, read only when the command runs (importing
+        # the plot modules loads matplotlib and seaborn: too slow for every CLI start).
+        description="Draw one plot kind (or all) as PNG files; 'archbench plot list' lists "
+        "the kinds.",
     )
-    p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(PLOT_KINDS)}, or 'all'")
-    _common(p)
+    p.add_argument("kind", metavar="KIND", help="a plot kind, 'all', or 'list' (print the kinds)")
+    _common(p, optional=True)  # 'archbench plot list' needs no experiment
     p.add_argument("--out", help="output folder (default results/plots/<experiment>/<profile>)")
     p.add_argument("--family", help="family of the depth x width heatmap (default: fullest grid)")
     p.set_defaults(func=cmd_plot)
@@ -126,6 +130,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from archbench.errors import UnknownNameError
 
     kinds = plot_kinds()
+    if args.kind == "list":
+        from archbench.registry import PLOTS
+
+        width = max(map(len, kinds))
+        print("\n".join(f"{k.ljust(width)}  {PLOTS.get(k).title}" for k in kinds))
+        return 0
+    if args.experiment is None:
+        raise SpecError("archbench plot KIND EXPERIMENT: give the experiment (or its spec YAML)")
     if args.kind != "all" and args.kind not in kinds:
         raise UnknownNameError(f"unknown plot kind {args.kind!r}; known: {', '.join(kinds)}, all")
     _check_folder(args.out, "--out")

@@ -56,8 +56,8 @@ from archbench.cli.format import (
     to_json,
 )
 from archbench.errors import SpecError, UnknownNameError
-from archbench.models.budget import data_shape, parse_count, solve_depth, solve_width
-from archbench.models.complexity import ANALYTIC_NOTE, analytic, measure
+from archbench.models.budget import data_shape, parse_count, solve
+from archbench.models.complexity import ANALYTIC_NOTE, AnalyticCounts, Complexity, analytic, measure
 from archbench.models.net import NetSpec, is_spec_file, read_spec_file
 from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
@@ -351,6 +351,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
         f"{spec.name or args.name}  (spec {result.spec_hash}; input 1x{result.in_channels}x"
         f"{result.input_size}x{result.input_size}, {result.num_classes} classes; eval mode)"
     )
+    pairs = _describe_pairs(result, check, agrees)
+    emit("\n".join([head, render_kv(pairs, indent=2), "", _parts_table(result)]))
+    return 0
+
+
+def _describe_pairs(
+    result: Complexity, check: AnalyticCounts, agrees: bool
+) -> list[tuple[str, str]]:
+    """The key/value block of ``describe``: totals, op coverage, the analytic cross-check."""
     counted = ", ".join(
         f"{op} {human_count(v)}"
         for op, v in sorted(result.macs_by_operator.items(), key=lambda kv: -kv[1])
@@ -389,6 +398,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "module hooks cannot see?)",
         ),
     ]
+    return pairs
+
+
+def _parts_table(result: Complexity) -> str:
+    """``describe``'s table: params, MACs (and their share) and output shape per part."""
     rows = [
         {
             "name": s.name,
@@ -408,8 +422,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         Column("acts", "acts", ">", human_count),
         Column("shape", "output", ">"),
     ]
-    emit("\n".join([head, render_kv(pairs, indent=2), "", render_table(rows, columns)]))
-    return 0
+    return render_table(rows, columns)
 
 
 # -- match ------------------------------------------------------------------------------------
@@ -442,30 +455,21 @@ def cmd_match(args: argparse.Namespace) -> int:
         "in_channels": args.in_channels,
         "input_size": args.input_size,
     }
-    if args.vary == "width":
-        if args.width is not None:
-            raise SpecError("--width fixes the width: use it with --vary depth")
-        match = solve_width(
-            args.family,
-            target,
-            metric=metric,
-            depth=args.depth,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
-    else:
-        if args.depth is not None:
-            raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
-        match = solve_depth(
-            args.family,
-            target,
-            metric=metric,
-            width=args.width,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
+    if args.vary == "width" and args.width is not None:
+        raise SpecError("--width fixes the width: use it with --vary depth")
+    if args.vary == "depth" and args.depth is not None:
+        raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
+    match = solve(
+        args.family,
+        target,
+        vary=args.vary,
+        metric=metric,
+        depth=args.depth,
+        width=args.width,
+        tolerance=args.tolerance,
+        params=params,
+        **shape,
+    )
     if args.json:
         emit(to_json("archbench.match/1", {"match": match.to_dict()}))
         return 0

@@ -242,25 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = args.quiet
     if not quiet:
-        emit(
-            render_kv(
-                [
-                    (
-                        "model",
-                        f"{spec.name or args.model}: {params:,} params, hash {spec.spec_hash()}",
-                    ),
-                    ("data", data.summary()),
-                    ("recipe", _recipe_line(recipe)),
-                    ("device", f"{device}, seed {args.seed}"),
-                ]
-            )
-            + "\n"
-        )
-        # Rows are printed as epochs end (a long run shows its progress in a log file too),
-        # so the columns have fixed widths rather than render_table's fitted ones.
-        emit(_row(HEADER) + "\n" + _row(tuple("-" * w for w in WIDTHS)))
-        for metrics in _restored_epochs(args):
-            emit(_row(_cells(metrics)) + "  (checkpoint)")
+        _print_header(args, spec, params, data, recipe, device)
 
     def on_epoch_end(metrics: EpochMetrics, _diags: list) -> bool:
         if not quiet:
@@ -281,30 +263,54 @@ def run(args: argparse.Namespace) -> int:
     )
     emit(final_line(result))
     if args.json_path:
-        out = result.to_dict()
-        out["model"] = {
-            "name": spec.name or args.model,
-            "spec_hash": spec.spec_hash(),
-            "params": params,
-            "spec": spec.to_dict(),
-        }
-        info = data.info
-        out["dataset"] = {
-            "name": info.name,
-            "train": len(data.train),
-            "val": len(data.val) if data.val is not None else 0,
-            "test": len(data.test),
-            "image_size": info.image_size,
-            "channels": info.channels,
-            "num_classes": info.num_classes,
-            "source": data.source,
-        }
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(to_json(RESULT_SCHEMA, out) + "\n")
+        path = _write_json(Path(args.json_path), result, spec, args.model, params, data)
         if not quiet:
             emit(f"wrote {path}")
     return 1 if result.status == "diverged" else 0
+
+
+def _print_header(
+    args: argparse.Namespace, spec: Any, params: int, data: Any, recipe: Recipe, device: Any
+) -> None:
+    """What is about to train, then the epoch table's header (and epochs a checkpoint holds)."""
+    model = f"{spec.name or args.model}: {params:,} params, hash {spec.spec_hash()}"
+    pairs = [
+        ("model", model),
+        ("data", data.summary()),
+        ("recipe", _recipe_line(recipe)),
+        ("device", f"{device}, seed {args.seed}"),
+    ]
+    emit(render_kv(pairs) + "\n")
+    # Rows are printed as epochs end (a long run shows its progress in a log file too),
+    # so the columns have fixed widths rather than render_table's fitted ones.
+    emit(_row(HEADER) + "\n" + _row(tuple("-" * w for w in WIDTHS)))
+    for metrics in _restored_epochs(args):
+        emit(_row(_cells(metrics)) + "  (checkpoint)")
+
+
+def _write_json(path: Path, result: Any, spec: Any, model: str, params: int, data: Any) -> Path:
+    """The run's result, its model and its data as one JSON file (``--json``)."""
+    out = result.to_dict()
+    out["model"] = {
+        "name": spec.name or model,
+        "spec_hash": spec.spec_hash(),
+        "params": params,
+        "spec": spec.to_dict(),
+    }
+    info = data.info
+    out["dataset"] = {
+        "name": info.name,
+        "train": len(data.train),
+        "val": len(data.val) if data.val is not None else 0,
+        "test": len(data.test),
+        "image_size": info.image_size,
+        "channels": info.channels,
+        "num_classes": info.num_classes,
+        "source": data.source,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(RESULT_SCHEMA, out) + "\n")
+    return path
 
 
 # -- formatting -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from archbench.data.seeds import generator
 from archbench.data.splits import resize_uint8, stratified_pick
 from archbench.errors import DataError, SpecError
 from archbench.registry import DATASETS
+from archbench.validation import is_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _val_count(val_size: int | float, pool: int, name: str) -> int:
 
 
 def _check_subset(value: int | None, what: str) -> None:
-    if value is not None and (not _is_int(value) or value < 1):
+    if value is not None and not is_positive_int(value):
         raise SpecError(f"{what} must be None or a positive int, got {value!r}")
 
 
@@ -140,7 +141,7 @@ def load_dataset(
       augmentation.
     """
     entry = _entry(name)
-    if image_size is not None and (not _is_int(image_size) or image_size < 1):
+    if image_size is not None and not is_positive_int(image_size):
         raise SpecError(f"image_size must be None or a positive int, got {image_size!r}")
     if not _is_int(split_seed) or split_seed < 0:
         raise SpecError(f"split_seed must be an int >= 0, got {split_seed!r}")

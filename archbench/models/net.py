@@ -8,7 +8,6 @@ hash of that JSON is the variant's identity in the results store.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from archbench.canonical import canonical_json, text_hash
 from archbench.errors import SpecError
 from archbench.registry import BLOCKS, HEADS, STEMS
+from archbench.validation import is_positive_int
 
 
 def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -111,10 +112,10 @@ class NetSpec:
         """Stable JSON of everything that defines the architecture (not its name)."""
         data = self.to_dict()
         del data["name"]
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return canonical_json(data)
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        return text_hash(self.canonical_json())
 
     def replace(self, **changes: Any) -> NetSpec:
         return dataclasses.replace(self, **changes)
@@ -181,7 +182,7 @@ def read_spec_file(path: str) -> NetSpec:
 
 
 def _check_positive(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_positive_int(value):
         raise SpecError(f"{what} must be a positive integer, got {value!r}")
 
 

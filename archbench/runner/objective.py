@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
@@ -179,11 +180,10 @@ class Objective:
 
     def resolve(self, config: dict[str, Any]) -> ResolvedVariant:
         """The budget-matched variant of ``config`` (cached: solving a budget takes counts)."""
-        import json
+        from archbench.canonical import canonical_json
 
-        key = json.dumps(
+        key = canonical_json(
             {k: config.get(k) for k in ("preset", "family", "depth", "width", "params")},
-            sort_keys=True,
             default=str,
         )
         if key not in self._variants:
@@ -356,9 +356,7 @@ class Objective:
         acc = sum(accs) / len(accs)
         trial.set_user_attr("val_acc_per_seed", accs)
         trial.set_user_attr("run_ids", run_ids)
-        values: list[float] = [acc]
-        for objective in spec.objectives[1:]:
-            values.append(float(getattr(cost, objective)))
+        values = objective_values(spec.objectives, TrialOutcome(val_acc=acc, cost=cost))
         return values[0] if len(values) == 1 else tuple(values)
 
 

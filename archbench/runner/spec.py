@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
 import re
 import typing
 from collections.abc import Mapping
@@ -29,7 +27,9 @@ from typing import Any
 
 import yaml
 
+from archbench.canonical import canonical_hash
 from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.metrics import DIRECTIONS as OBJECTIVES
 from archbench.runner.sections import (
     BudgetSection,
     DatasetSection,
@@ -59,11 +59,6 @@ __all__ = [
     "parse_spec",
 ]
 
-OBJECTIVES = {
-    "val_acc": "maximize",  # validation top-1 accuracy of the final epoch, mean over seeds
-    "params": "minimize",
-    "macs": "minimize",
-}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -151,8 +146,7 @@ def config_key(
         payload["budget"] = dataclasses.asdict(budget)
     if dataset is not None:
         payload["dataset"] = dataclasses.asdict(dataset)
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return canonical_hash(payload, default=str)
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -134,10 +134,13 @@ def resolve(
             "params": params,
             **shape_kw,
         }
-        if budget.solve == "width":
-            match = budget_mod.solve_width(family.name, target, depth=config.get("depth"), **common)
-        else:
-            match = budget_mod.solve_depth(family.name, target, width=config.get("width"), **common)
+        # The axis that is solved is not passed: the config may name a starting value for it.
+        fixed = (
+            {"depth": config.get("depth")}
+            if budget.solve == "width"
+            else {"width": config.get("width")}
+        )
+        match = budget_mod.solve(family.name, target, vary=budget.solve, **fixed, **common)
         return ResolvedVariant(label, config, match.spec.replace(name=label), match)
     except ArchbenchError as exc:
         message = str(exc).replace("--tolerance", "the budget's 'tolerance'")

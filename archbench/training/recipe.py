@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from archbench.errors import SpecError
 from archbench.validation import _check_type as check_type
+from archbench.validation import is_positive_int
 
 if TYPE_CHECKING:  # a Recipe is plain data: parsing a spec must not import torch
     import torch
@@ -69,7 +70,7 @@ class Recipe:
 
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise bad(name, "a positive integer")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "a finite number > 0")

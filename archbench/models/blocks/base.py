@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from archbench.errors import SpecError
-from archbench.validation import parse_params
+from archbench.validation import is_positive_int, parse_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Block(Component):
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__()
         for label, value in (("w_in", w_in), ("w_out", w_out), ("stride", stride)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise self.fail(f"{label} must be a positive integer, got {value!r}")
         if stride not in self.strides:
             raise self.fail(f"stride must be one of {self.strides}, got {stride}")
