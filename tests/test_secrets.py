@@ -58,7 +58,9 @@ def write_spec(path: Path, storage: str) -> Path:
 
 def stored_spec(storage: str) -> str:
     study = optuna.load_study(study_name="pw:default", storage=optuna_storage(storage))
-    return str(study.user_attrs["spec"])
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert "spec" not in study.user_attrs  # (where archbench kept it before)
+    return str(system["archbench:spec"])
 
 
 # -- redaction and expansion ----------------------------------------------------------------
@@ -119,7 +121,8 @@ def test_stored_spec_and_report_hold_no_password(tmp_path: Path) -> None:
 
     # A study stored by an archbench before the fix holds the password: reports redact it.
     study = optuna.load_study(study_name="pw:default", storage=f"sqlite:///{db}")
-    study.set_user_attr("spec", text.replace("bob:***@", f"bob:{SECRET}@"))
+    leaky = text.replace("bob:***@", f"bob:{SECRET}@")
+    study._storage.set_study_system_attr(study._study_id, "archbench:spec", leaky)
     code, _, err = run_cli("report", "pw", "--storage", str(db), "--out", str(html))
     assert code == 0, err
     assert SECRET not in html.read_text()
