@@ -20,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment spec (an Optuna study) to completion")
     _spec_args(p)
     _runner_args(p)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
+        "trials faster than 1 x N threads (benchmarks/README.md)",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="list the variants with params/MACs and stop"
     )
