@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all lint format bench clean
+.PHONY: setup run test test-fast test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,13 @@ format: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# The default suite, integration tests (real archbench processes) included; CI runs this.
 test: setup lint
 	$(PY) -m pytest -q -m "not slow"
+
+# The default suite without the integration tests: the quick loop while editing.
+test-fast: setup lint
+	$(PY) -m pytest -q -m "not slow and not integration"
 
 test-all: setup lint
 	$(PY) -m pytest -q

@@ -29,3 +29,15 @@ class BudgetError(ArchbenchError, ValueError):
 
 class DataError(ArchbenchError):
     """A dataset that cannot be found or read."""
+
+
+class DataNotFoundError(DataError):
+    """A dataset whose files are nowhere it looked; says where and how to get them."""
+
+    def __init__(
+        self, message: str, *, places: str = "", how: str = "", downloadable: bool = False
+    ):
+        super().__init__(message)
+        self.places = places  # every folder looked in, and the data root
+        self.how = how  # how to get the files without a download
+        self.downloadable = downloadable  # torchvision can download them (when online)

@@ -1,13 +1,14 @@
 """Name -> object registries with decorator registration and entry-point plugins.
 
-``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS`` and ``DATASETS`` are all instances of
-:class:`Registry`. Registering a duplicate name raises; looking up an unknown name raises
-:class:`~archbench.errors.UnknownNameError` with the closest known names.
+``BLOCKS``, ``STEMS``, ``HEADS``, ``FAMILIES``, ``PRESETS``, ``DATASETS`` and ``PLOTS`` are
+all instances of :class:`Registry`. Registering a duplicate name raises; looking up an unknown
+name raises :class:`~archbench.errors.UnknownNameError` with the closest known names.
 
-Third-party blocks: a distribution that declares an entry point in the group
-``archbench.blocks`` (its value a module, or a callable taking no arguments) is imported the
-first time the block registry is read, and whatever it registers is recorded with that
-distribution's name as its source.
+Plugins: each registry has an entry-point group (:data:`PLUGIN_GROUPS`: ``archbench.blocks``,
+``archbench.families``, ``archbench.presets``, ``archbench.stems``, ``archbench.heads``,
+``archbench.datasets``). An entry point's value is a module, or a callable taking no
+arguments; it is imported the first time its registry is read, and whatever it registers, in
+any registry, is recorded with that distribution's name as its source.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ T = TypeVar("T")
 
 BUILTIN_SOURCE = "archbench"
 BLOCK_PLUGIN_GROUP = "archbench.blocks"
+PLUGIN_GROUPS = {
+    "block": BLOCK_PLUGIN_GROUP,
+    "stem": "archbench.stems",
+    "head": "archbench.heads",
+    "family": "archbench.families",
+    "preset": "archbench.presets",
+    "dataset": "archbench.datasets",
+}
+
+# The distribution whose plugin is being imported: shared by every registry, since a plugin
+# may register a block and the family built from it in one module.
+_source = [BUILTIN_SOURCE]
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,6 @@ class Registry(Generic[T]):
         self._builtins = builtins  # module whose import registers the built-in entries
         self._plugin_group = plugin_group
         self._loaded = False
-        self._source = BUILTIN_SOURCE  # set while a plugin is being imported
 
     # -- registration -----------------------------------------------------------------------
     def register(
@@ -78,7 +90,7 @@ class Registry(Generic[T]):
         if description is None:
             doc = getattr(obj, "__doc__", None) or ""
             description = doc.strip().splitlines()[0] if doc.strip() else ""
-        self._entries[name] = Entry(name, obj, description, self._source, dict(meta))
+        self._entries[name] = Entry(name, obj, description, _source[-1], dict(meta))
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` (for tests and interactive use)."""
@@ -149,7 +161,7 @@ class Registry(Generic[T]):
         for ep in metadata.entry_points(group=self._plugin_group):
             dist = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
             before = set(self._entries)
-            self._source = dist
+            _source.append(dist)  # a stack: a plugin may read another registry, loading its own
             try:
                 loaded = ep.load()
                 if callable(loaded) and not isinstance(loaded, type):
@@ -161,19 +173,24 @@ class Registry(Generic[T]):
                     "could not load %s plugin %r from %s: %s", self.kind, ep.name, dist, exc
                 )
             finally:
-                self._source = BUILTIN_SOURCE
+                _source.pop()
             added += sorted(set(self._entries) - before)
         return added
 
 
-BLOCKS: Registry[Any] = Registry(
-    "block", builtins="archbench.models.blocks", plugin_group=BLOCK_PLUGIN_GROUP
-)
-STEMS: Registry[Any] = Registry("stem", builtins="archbench.models.blocks")
-HEADS: Registry[Any] = Registry("head", builtins="archbench.models.blocks")
-FAMILIES: Registry[Any] = Registry("family", builtins="archbench.models.presets")
-PRESETS: Registry[Any] = Registry("preset", builtins="archbench.models.presets")
-DATASETS: Registry[Any] = Registry("dataset", builtins="archbench.data")
+def _registry(kind: str, builtins: str) -> Registry[Any]:
+    return Registry(kind, builtins=builtins, plugin_group=PLUGIN_GROUPS[kind])
+
+
+BLOCKS = _registry("block", "archbench.models.blocks")
+STEMS = _registry("stem", "archbench.models.blocks")
+HEADS = _registry("head", "archbench.models.blocks")
+FAMILIES = _registry("family", "archbench.models.presets")
+PRESETS = _registry("preset", "archbench.models.presets")
+DATASETS = _registry("dataset", "archbench.data")
+# Plot kinds (``archbench.analysis.plots.PlotKind``), registered with ``register_plot``; no
+# entry-point group of their own (a plugin registers them from any group's entry point).
+PLOTS: Registry[Any] = Registry("plot kind", builtins="archbench.analysis.plots.builtin")
 
 
 def register_block(

@@ -12,6 +12,12 @@ from typing import Any
 from archbench.errors import SpecError
 
 
+def is_positive_int(value: Any) -> bool:
+    """An ``int`` >= 1 (``True`` is not a count). The one positive-integer check: callers
+    word their own error, since they know what the value is."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def parse_params(
     owner: str, params_cls: type, params: Mapping[str, Any], *, noun: str = "param"
 ) -> Any:
@@ -75,3 +81,34 @@ def _check_type(owner: str, name: str, value: Any, hint: Any, noun: str) -> Any:
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def check_tree(data: Any, where: str, *, max_values: int = 100_000, max_depth: int = 50) -> None:
+    """Refuse a parsed document too big or too deep to be a spec, or one that contains itself.
+
+    YAML aliases share one object between places, so a few lines can stand for billions of
+    values (``&a [*a, ...]`` nested): count values as if every alias were written out.
+    """
+    count = 0
+
+    def walk(value: Any, depth: int, ancestors: frozenset[int]) -> None:
+        nonlocal count
+        count += 1
+        if count > max_values:
+            raise SpecError(
+                f"{where}: the YAML expands to more than {max_values:,} values (nested "
+                "aliases?); a spec is a few dozen keys"
+            )
+        if not isinstance(value, Mapping | list | tuple):
+            return
+        if id(value) in ancestors:
+            raise SpecError(f"{where}: the YAML contains itself through an alias (&a ... *a)")
+        if depth > max_depth:
+            raise SpecError(f"{where}: the YAML nests deeper than {max_depth} levels")
+        inner = ancestors | {id(value)}
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            walk(key, depth + 1, inner)
+            walk(item, depth + 1, inner)
+
+    walk(data, 0, frozenset())

@@ -20,8 +20,8 @@ are shown (on a machine shared with other jobs, CPU time is the steadier of the 
 (2) Throughput. The same grid (more configurations, 1 epoch) run by ``archbench run
 --workers 1`` and ``--workers 2`` as subprocesses (each with its own storage); trials per
 minute from the study's first trial start to its last trial end (process start-up excluded),
-and the end-to-end wall time. Threads per worker are archbench's default (idle cores /
-workers) unless ``--threads`` is given; they are printed.
+and the end-to-end wall time. Threads per worker are archbench's default (1, a fixed
+count) unless ``--threads`` is given; they are printed.
 
     python benchmarks/bench_runner.py                 # both parts
     python benchmarks/bench_runner.py --part overhead --images 4000

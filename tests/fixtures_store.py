@@ -88,7 +88,7 @@ def _recipe(epochs: int) -> dict[str, Any]:
     return Recipe(epochs=epochs, batch_size=64, lr=0.05, schedule="cosine").to_dict()
 
 
-def _record(store: Any, spec: Any, family: str, depth: int, width: int, budget: Any = None) -> str:
+def _record(store: Any, spec: Any, family: str, depth: int, width: int) -> str:
     from archbench.models.complexity import analytic
 
     counts = analytic(spec)
@@ -96,7 +96,6 @@ def _record(store: Any, spec: Any, family: str, depth: int, width: int, budget: 
         spec,
         family=family,
         complexity={"params": counts.params, "macs": counts.macs, "acts": counts.acts},
-        budget=budget,
         depth=depth,
         width=width,
     )
@@ -136,6 +135,7 @@ def _write_run(
     train: float,
     slow: float,
     with_epochs: bool = True,
+    budget: dict[str, Any] | None = None,
 ) -> tuple[int, float]:
     """One completed run; returns its run_id and final validation error."""
     run_id = store.start_run(
@@ -149,6 +149,7 @@ def _write_run(
         recipe=_recipe(epochs),
         device="synthetic",
         env={"note": "SYNTHETIC fixture, not a measurement"},
+        budget=budget,
     )
     last: dict[str, float] = {}
     for epoch in range(1, epochs + 1) if with_epochs else ():
@@ -217,7 +218,8 @@ def _sweep(store: Any, storage: Any, rng: np.random.Generator) -> None:
     )
     study.set_user_attr("experiment", SWEEP)
     study.set_user_attr("profile", "cpu")
-    study.set_user_attr("spec", SWEEP_SPEC)
+    # Where archbench keeps it (the budget study below keeps the older user-attr layout).
+    study._storage.set_study_system_attr(study._study_id, "archbench:spec", SWEEP_SPEC)
     seed_effect = {s: rng.normal(0, 0.004) for s in SWEEP_SEEDS}  # shared by all variants
     trial = 0
     for family in SWEEP_FAMILIES:
@@ -290,7 +292,7 @@ def _budget(store: Any, storage: Any, rng: np.random.Generator) -> None:
         match = solve_width(family, BUDGET_TARGET, depth=depth, tolerance=0.10, **SHAPE)
         spec = match.spec.replace(name=labels[trial])
         budget = {"metric": "params", "target": BUDGET_TARGET, "tolerance": 0.10}
-        spec_hash = _record(store, spec, family, depth, match.width, budget)
+        spec_hash = _record(store, spec, family, depth, match.width)
         hp = {"config": labels[trial]}
         accs = []
         for seed in BUDGET_SEEDS:
@@ -309,6 +311,7 @@ def _budget(store: Any, storage: Any, rng: np.random.Generator) -> None:
                 test=test,
                 train=test - 0.02,
                 slow=1.0,
+                budget=budget,
             )
             accs.append(1 - val_err)
         study.add_trial(

@@ -6,10 +6,12 @@ report, the CLI, and (when Chromium is installed) a headless-browser render of t
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib as mpl
@@ -18,9 +20,16 @@ import pytest
 from fixtures_store import BUDGET, BUDGET_SEEDS, BUDGET_VARIANTS, SWEEP, THIN, build_fixture_store
 from scipy import stats as sps
 
-from archbench.analysis import PLOT_KINDS, stats
+from archbench.analysis import stats
 from archbench.analysis.data import config_stats, load_experiment, select_best
-from archbench.analysis.plots import PlotOptions, make_plots, plot_kinds, render
+from archbench.analysis.plots import (
+    PlotOptions,
+    PlotSkipped,
+    make_plots,
+    plot_kinds,
+    register_plot,
+    render,
+)
 from archbench.analysis.report import build_html, write_report
 from archbench.analysis.tables import (
     comparisons_table,
@@ -30,7 +39,7 @@ from archbench.analysis.tables import (
     to_text,
 )
 from archbench.cli import main
-from archbench.errors import UnknownNameError
+from archbench.errors import ArchbenchError, UnknownNameError
 
 # -- statistics -------------------------------------------------------------------------------
 
@@ -49,6 +58,37 @@ def test_t_interval_one_value_has_no_interval() -> None:
     s = stats.t_interval([0.3, float("nan")])
     assert s.n == 1 and s.mean == 0.3
     assert math.isnan(s.std) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
+
+
+def test_error_intervals_respect_0_and_100_percent() -> None:
+    # Two seeds: t(0.975, 1 df) = 12.7, so the raw interval of 2% and 40% error runs from
+    # below -100% to above 100%; bounded, it is clipped to the possible range and says so.
+    raw = stats.t_interval([0.02, 0.40])
+    assert raw.ci_low < -1 and raw.ci_high > 1
+    s = stats.t_interval([0.02, 0.40], bounds=stats.ERROR_BOUNDS)
+    assert (s.ci_low, s.ci_high, s.clipped) == (0.0, 1.0, True)
+    assert (s.mean, s.std) == (raw.mean, raw.std)
+    inside = stats.t_interval([0.30, 0.31, 0.32], bounds=stats.ERROR_BOUNDS)
+    assert not inside.clipped and inside.ci_low > 0.25
+    caption = stats.interval_caption([2, 3], 0.95)
+    assert "t-interval over seeds, clipped to 0-100%" in caption and "too few" in caption
+    assert "too few" not in stats.interval_caption([3, 5], 0.95)
+    assert stats.interval_caption([1], 0.95) == "1 seed per point: no confidence interval"
+
+
+def test_config_intervals_and_report_table_stay_within_bounds(sweep) -> None:
+    runs = sweep.runs[sweep.runs["seed"].isin([0, 1])].copy()
+    key = runs["config_key"].iloc[0]
+    mask = runs["config_key"] == key
+    assert mask.sum() == 2
+    runs.loc[mask, "test_err"] = [0.02, 0.40]
+    table = config_stats(runs, "test_err")
+    assert table["ci_low"].min() >= 0 and table["ci_high"].max() <= 1
+    row = table[table["config_key"] == key].iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)
+    shown = display(summary_table(replace(sweep, runs=runs)))
+    assert shown["95% CI %"].str.endswith("few seeds").all()  # 2 seeds everywhere
+    assert "[0.00, 100.00] few seeds" in set(shown["95% CI %"])
 
 
 def test_paired_difference_matches_scipy_on_shared_seeds() -> None:
@@ -161,7 +201,8 @@ def thin(store_path: Path):
 
 def test_load_experiment(sweep, budget, thin) -> None:
     assert sweep.profile == "cpu" and budget.profile == "default"
-    assert sweep.study is not None and "objectives" in sweep.spec
+    assert sweep.study is not None and "objectives" in sweep.spec  # from the system attrs
+    assert budget.spec.get("budget")  # an older study: the spec in its user attrs
     assert thin.study is None and "no Optuna study named" in thin.study_note
     roles = dict(zip(sweep.runs["family"], sweep.runs["role"]))
     assert roles == {"plain": "plain", "resnet": "residual", "preact": "preact"}
@@ -209,29 +250,6 @@ def test_config_stats_and_selection(sweep) -> None:
     assert picked.index.tolist() == [1] and "validation" in notes[0]
 
 
-def test_budget_columns_follow_the_experiments_spec() -> None:
-    import pandas as pd
-
-    from archbench.analysis.data import experiment_budget
-
-    # Variant 0 was first stored by another experiment with a 20K budget; 1 has none.
-    frame = pd.DataFrame(
-        {
-            "params": [21_000, 50_000],
-            "macs": [1, 2],
-            "budget_metric": ["params", None],
-            "budget_target": [20_000.0, np.nan],
-            "budget_error": [0.05, np.nan],
-        }
-    )
-    cleared = experiment_budget(frame, {"name": "sweep"})
-    assert cleared["budget_target"].isna().all() and cleared["budget_metric"].isna().all()
-    other = experiment_budget(frame, {"budget": {"metric": "params", "target": "25K"}})
-    assert other.loc[0, "budget_target"] == 25_000
-    assert other.loc[0, "budget_error"] == pytest.approx((21_000 - 25_000) / 25_000)
-    assert pd.isna(other.loc[1, "budget_target"])  # never budgeted (e.g. a preset)
-
-
 def test_variant_names_follow_the_experiments_trials() -> None:
     from types import SimpleNamespace
 
@@ -251,6 +269,10 @@ def test_variant_names_follow_the_experiments_trials() -> None:
 
 
 # -- plots ------------------------------------------------------------------------------------
+
+# Every registered kind in report order: the expectations below derive from the registry, so
+# a new kind needs no edit here unless it draws from a fixture it should skip.
+PLOT_KINDS = tuple(plot_kinds())
 
 EXPECTED_DRAWN = {
     SWEEP: set(PLOT_KINDS) - {"budget"},
@@ -273,8 +295,27 @@ LEGEND = {
 PERCENT_Y = {"depth", "width", "cost", "budget", "degradation", "preact"}
 
 
-def test_plot_kinds_registry() -> None:
-    assert tuple(plot_kinds()) == PLOT_KINDS
+def test_plot_kinds_registry(thin) -> None:
+    from archbench.registry import PLOTS
+
+    assert set(plot_kinds()) == set(PLOTS.names()) and len(PLOT_KINDS) >= 13
+    orders = [PLOTS.get(k).order for k in PLOT_KINDS]
+    assert orders == sorted(orders)  # report order is each kind's own ``order``
+    assert PLOT_KINDS[:2] == ("depth", "width") and PLOT_KINDS[-1] == "optuna-pareto"
+
+    # A new kind is one decorated function: listed last, rendered, and removed again.
+    def draw(data, options):
+        raise PlotSkipped("nothing to draw")
+
+    try:
+        register_plot("test-kind", "Test", "A kind registered by a test.")(draw)
+        assert plot_kinds()[-1] == "test-kind"
+        assert render(thin, "test-kind").skipped == "nothing to draw"
+        with pytest.raises(ArchbenchError, match="already registered"):
+            register_plot("test-kind", "Test", "again")(draw)
+    finally:
+        PLOTS.remove("test-kind")
+    assert "test-kind" not in plot_kinds()
 
 
 def _check_figure(kind: str, fig) -> None:
@@ -503,6 +544,17 @@ def test_cli_stats(store_path: Path, tmp_path: Path, capsys) -> None:
     assert "FLOPs = 2 x MACs" in out
     for name in ("facts", "summary", "comparisons"):
         assert (tmp_path / f"{BUDGET}-default-{name}.csv").stat().st_size > 100
+
+
+def test_cli_stats_json(store_path: Path, capsys) -> None:
+    assert main(["stats", BUDGET, "--storage", str(store_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "archbench.stats/1" and data["experiment"] == BUDGET
+    assert "clipped to 0-100%" in data["facts"]["statistics"]
+    rows = data["configurations"]
+    assert {r["variant"] for r in rows} >= {"plain14", "resnet14"}
+    assert all(0 <= r["test_err_ci95_low_pct"] <= r["test_err_ci95_high_pct"] <= 100 for r in rows)
+    assert data["comparisons"] and "verdict" in data["comparisons"][0]
 
 
 def test_cli_plot_and_report(store_path: Path, tmp_path: Path, capsys) -> None:

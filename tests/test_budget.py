@@ -14,6 +14,7 @@ from archbench.models.budget import (
     BudgetMatch,
     data_shape,
     parse_count,
+    solve,
     solve_depth,
     solve_width,
 )
@@ -168,6 +169,23 @@ def test_solve_depth() -> None:
         solve_depth("resnet", "250M", metric="macs", tolerance=0.01)
     with pytest.raises(BudgetError, match=r"nearest below: none \(the smallest depth, 18"):
         solve_depth("resnet_imagenet", "1M")
+
+
+def test_one_solve_varies_width_or_depth() -> None:
+    # solve_width/solve_depth are solve(vary=...): the same answer, one search and one error.
+    assert solve("resnet", "1.7M", depth=110, tolerance=0.02) == solve_width(
+        "resnet", "1.7M", depth=110, tolerance=0.02
+    )
+    target = analytic_params(get_preset("resnet56"))
+    assert solve("resnet", target, vary="depth", tolerance=0) == solve_depth(
+        "resnet", target, tolerance=0
+    )
+    with pytest.raises(BudgetError, match="finds the width"):
+        solve("resnet", "1M", width=16)
+    with pytest.raises(BudgetError, match="finds the depth"):
+        solve("resnet", "1M", vary="depth", depth=20)
+    with pytest.raises(BudgetError, match="unknown vary 'both'; allowed: width, depth"):
+        solve("resnet", "1M", vary="both")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

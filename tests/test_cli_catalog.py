@@ -196,6 +196,11 @@ def test_format_helpers() -> None:
     assert human_count(999_999) == "1.00M"
     assert human_count(640) == "640"
     assert human_count(None) == "-"
+    # One formatter: the analysis and the plots' axes use it with trailing zeros trimmed.
+    assert human_count(75_000, trim=True) == "75K"
+    assert human_count(1_700_000, trim=True) == "1.7M"
+    assert human_count(1_234_567, trim=True) == "1.23M"
+    assert human_count(999_999, trim=True) == "1M"
     table = render_table(
         [{"a": "x", "n": 5}, {"a": "long name", "n": 12345}],
         [Column("a", "name"), Column("n", "count", ">")],

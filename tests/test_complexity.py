@@ -17,13 +17,12 @@ from archbench.models.blocks.base import Block, ResidualAdd, conv3x3
 from archbench.models.complexity import (
     COMPLEXITY_SCHEMA,
     Complexity,
-    _count_parts,
-    _summarise,
     analytic,
     analytic_counts,
     analytic_params,
     measure,
 )
+from archbench.models.complexity.meta import _count_parts, _summarise
 from archbench.models.net import Net, NetSpec, StageSpec, StemSpec, build_net
 from archbench.models.presets import get_preset
 from archbench.registry import BLOCKS, PRESETS
@@ -257,14 +256,18 @@ def test_single_trace_equals_fvcore_two_analyses() -> None:
     # measure() gets flops and activations from one trace; fvcore's own two analyses agree.
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
-    from archbench.models.complexity import _fvcore_trace, _fvcore_trace_twice, _quiet_fvcore
+    from archbench.models.complexity.fvcore_trace import (
+        fvcore_trace,
+        fvcore_trace_twice,
+        quiet_fvcore,
+    )
 
     net = build_net(get_preset("resnet20")).eval()
     x = torch.zeros(1, 3, 32, 32)
     parts = ["stem", "stages.0", "head"]
-    with torch.no_grad(), _quiet_fvcore():
-        once = _fvcore_trace(net, x, parts)
-        twice = _fvcore_trace_twice(net, x, parts, FlopCountAnalysis, ActivationCountAnalysis)
+    with torch.no_grad(), quiet_fvcore():
+        once = fvcore_trace(net, x, parts)
+        twice = fvcore_trace_twice(net, x, parts, FlopCountAnalysis, ActivationCountAnalysis)
     assert once == twice
 
 

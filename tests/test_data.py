@@ -272,6 +272,27 @@ def test_image_folder(tmp_path: Path) -> None:
     assert d2.train.images.shape == (12, 1, 12, 12) and d2.info.channels == 1
     with pytest.raises(DataError, match=r"Looked in: .*train.*test.*val"):
         load_dataset("image_folder", root=tmp_path / "nope")
+    # The shape without reading the data: class folders counted, one image opened.
+    from archbench.data.load import dataset_shape
+
+    shape = dataset_shape("image_folder", options={"path": str(tmp_path)})
+    assert shape == (3, 3, 12) == (d2.info.num_classes, 3, d2.info.image_size)
+    grey = dataset_shape("image_folder", root=tmp_path, image_size=8, options={"channels": 1})
+    assert grey == (3, 1, 8)
+    with pytest.raises(DataError, match=r"Looked in: .*train.*test.*val"):
+        dataset_shape("image_folder", root=tmp_path / "nope")
+
+
+def test_dataset_shape_follows_the_options() -> None:
+    from archbench.data.load import dataset_shape
+
+    opts = {"num_classes": 4, "channels": 2, "image_size": 12}
+    assert dataset_shape("synthetic", options=opts) == (4, 2, 12)
+    assert dataset_shape("synthetic", options=opts, image_size=16) == (4, 2, 16)
+    assert dataset_shape("cifar100", options={"labels": "coarse"}) == (20, 3, 32)
+    assert dataset_shape("mnist", image_size=32) == (10, 1, 32)
+    with pytest.raises(SpecError, match="has no option"):
+        dataset_shape("digits", options={"labels": "coarse"})
 
 
 def test_digits_fixed_stratified_test_split() -> None:

@@ -1,7 +1,10 @@
 """Faults and scale, with real processes: a worker killed with SIGKILL mid-trial and a rerun
 that completes the study (the killed run resumes from its checkpoint); two concurrent local
 workers; ``archbench worker`` joining a running study; the same two-worker study on
-PostgreSQL when ARCHBENCH_TEST_POSTGRES_URL is set (skipped otherwise)."""
+PostgreSQL when ARCHBENCH_TEST_POSTGRES_URL is set (skipped otherwise).
+
+The tests that start ``archbench`` processes are marked ``integration``: ``make test`` (and so
+``.ci/run``) runs them, ``make test-fast`` skips them."""
 
 from __future__ import annotations
 
@@ -117,6 +120,7 @@ def running_run_with_epochs(db: Path, epochs: int, completed: int = 0) -> Any:
     return (int(partial.index[0]), int(partial.iloc[0])) if len(partial) else None
 
 
+@pytest.mark.integration
 def test_kill_9_mid_trial_then_rerun_completes_every_run_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     epochs = 4
@@ -244,12 +248,14 @@ def two_workers(tmp_path: Path, storage: str, optuna_storage: Any, store_at: Any
     assert not (tmp_path / "unused.db").exists()
 
 
+@pytest.mark.integration
 def test_two_local_workers_share_a_sqlite_study(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     two_workers(tmp_path, str(db), f"sqlite:///{db}", db)
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_two_local_workers_share_a_journal_study(tmp_path: Path) -> None:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -259,6 +265,7 @@ def test_two_local_workers_share_a_journal_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.integration
 def test_two_workers_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     from archbench.store.storage import resolve_storage
 
@@ -266,6 +273,7 @@ def test_two_workers_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_worker_joins_a_running_study(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
     n, epochs = 6, 3

@@ -13,8 +13,30 @@ from archbench.models.blocks.base import ResidualAdd
 from archbench.models.blocks.shortcuts import GatedAdd, ZeroPadShortcut
 from archbench.models.net import build_net
 from archbench.models.presets import get_family, get_preset
-from archbench.models.presets.preact import BASIC_VARIANTS, BOTTLENECK_VARIANTS
+from archbench.models.presets.preact import layout_blocks
 from archbench.registry import BLOCKS, PRESETS
+
+# Every block the variant families take, read from the block classes (plugins too).
+BASIC_VARIANTS = layout_blocks("basic")
+BOTTLENECK_VARIANTS = layout_blocks("bottleneck")
+# The paper's blocks, and where each leaves its activations: (stem pre_act, head pre_act).
+PAPER_PRE_ACT = {
+    "basic": (False, False),  # Fig. 4(a), the original
+    "basic_bn_after_add": (False, False),  # 4(b)
+    "basic_relu_before_add": (False, False),  # 4(c)
+    "basic_relu_preact": (False, True),  # 4(d): starts with ReLU, ends un-activated
+    "preact_basic": (True, True),  # 4(e)
+    "basic_scaled": (False, False),  # Fig. 2(b)
+    "basic_exclusive_gating": (False, False),  # 2(c)
+    "basic_shortcut_gating": (False, False),  # 2(d)
+    "basic_conv_shortcut": (False, False),  # 2(e)
+    "basic_dropout_shortcut": (False, False),  # 2(f)
+    "bottleneck": (False, False),
+    "bottleneck_bn_after_add": (False, False),
+    "bottleneck_relu_before_add": (False, False),
+    "bottleneck_relu_preact": (False, True),
+    "preact_bottleneck": (True, True),
+}
 
 
 def n_params(model: nn.Module, *, bn: bool = True) -> int:
@@ -403,6 +425,14 @@ def test_preact_bottleneck_shape_errors() -> None:
         BLOCKS.get("preact_bottleneck")(16, 30, 1)
 
 
+def test_the_paper_blocks_fit_the_variant_families() -> None:
+    assert set(PAPER_PRE_ACT) <= set(BASIC_VARIANTS) | set(BOTTLENECK_VARIANTS)
+    for name, (stem, head) in PAPER_PRE_ACT.items():
+        cls = BLOCKS.get(name)
+        assert (cls.stem_pre_act, cls.head_pre_act) == (stem, head), name
+    assert "resnext" not in BOTTLENECK_VARIANTS  # its widths follow cardinality x base_width
+
+
 def test_variant_family_errors() -> None:
     fam = get_family("resnet_variant")
     with pytest.raises(
@@ -438,7 +468,8 @@ def test_variant_family_original_equals_resnet_family() -> None:
 )
 def test_every_variant_trains_a_step(family: str, depth: int, block: str) -> None:
     spec = get_family(family).build(depth, 4, block=block, num_classes=3, input_size=8)
-    stem_pre, head_pre = (BASIC_VARIANTS | BOTTLENECK_VARIANTS)[block]
+    cls = BLOCKS.get(block)
+    stem_pre, head_pre = PAPER_PRE_ACT.get(block, (cls.stem_pre_act, cls.head_pre_act))
     assert spec.stem.params.get("pre_act", False) == stem_pre
     assert spec.head.params.get("pre_act", False) == head_pre
     net = build_net(spec)

@@ -31,8 +31,12 @@ def spec_with(**changes: Any) -> dict[str, Any]:
 
 
 def error_of(data: dict[str, Any], profile: str | None = None) -> str:
+    """The error of parsing ``data`` and checking it against the registries and budgets
+    (what ``archbench validate`` does; parsing alone reads no registry)."""
+    from archbench.runner.variants import check_spec
+
     with pytest.raises(SpecError) as info:
-        parse_spec(data, profile)
+        check_spec(parse_spec(data, profile))
     return str(info.value)
 
 
@@ -112,6 +116,50 @@ def test_missing_sections() -> None:
     assert "must be a mapping" in error_of(["a", "list"])  # type: ignore[arg-type]
 
 
+# -- layering ---------------------------------------------------------------------------------
+
+
+def test_parsing_a_spec_imports_neither_torch_nor_the_model_stack(tmp_path: Path) -> None:
+    """One-way dependencies: the spec layer is below the model stack and the budget solver."""
+    import subprocess
+    import sys
+
+    path = write(
+        tmp_path,
+        spec_with(
+            variants=[],
+            space={"family": ["resnet", "plain"], "width": [4, 8]},
+            budget=None,
+            sampler={"name": "tpe"},
+            trials=3,
+        ),
+    )
+    code = (
+        "import sys\n"
+        "from archbench.runner.spec import load_spec\n"
+        f"spec = load_spec({str(path)!r})\n"
+        "assert spec.space.families == ('resnet', 'plain'), spec.space\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'optuna')\n"
+        "               or m.startswith(('archbench.models', 'archbench.data')))\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_binding_gives_space_families_their_default_depth() -> None:
+    from archbench.runner.variants import bind
+
+    spec = parse_spec(spec_with(variants=[], space={"family": ["resnet"], "width": [4]}))
+    assert "resnet" not in spec.space.depth  # parsing reads no registry
+    with pytest.raises(SpecError, match="bind the spec"):
+        spec.grid()
+    bound = bind(spec)
+    assert [c["label"] for c in bound.grid()] == ["resnet20_w4"]
+    assert bind(bound) == bound
+
+
 # -- unknown names, with did-you-mean ---------------------------------------------------------
 
 
@@ -165,8 +213,7 @@ def test_budget_solves_each_variant_width() -> None:
             budget={"target": "50K", "tolerance": 0.1},
         )
     )
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     resolved = resolve_all(spec, dataset_shape(spec))
     assert [v.label for v in resolved] == ["resnet8", "plain14"]
@@ -375,8 +422,13 @@ def test_dry_run_lists_variants_with_params_macs_and_budget_error(
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_shipped_experiments_validate_and_dry_run(
-    path: Path, capsys: pytest.CaptureFixture[str]
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Data that is absent here (CIFAR-10 offline) passes validation only where it can be
+    # downloaded: pretend its host answers, as it does on a machine with internet access.
+    import archbench.runner.preflight
+
+    monkeypatch.setattr(archbench.runner.preflight, "unreachable", lambda url: None)
     data = yaml.safe_load(path.read_text())
     for profile in [None, *sorted(data.get("profiles") or {})]:
         extra = ["--profile", profile] if profile else []

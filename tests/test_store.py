@@ -113,6 +113,7 @@ def add_run(
     counts: dict | None = None,
     family: str = "resnet",
     lr: float = 0.1,
+    budget: dict | None = None,
 ) -> int:
     spec = spec or make_spec()
     spec_hash = store.record_variant(spec, family=family, complexity=counts or COUNTS)
@@ -127,6 +128,7 @@ def add_run(
         recipe={"epochs": 3, "batch_size": 128},
         device="cpu",
         env={"torch": "2.x", "archbench": "0.1.0"},
+        budget=budget,
     )
 
 
@@ -147,12 +149,11 @@ def test_round_trip(store: ResultsStore) -> None:
         spec,
         family="resnet",
         complexity=COUNTS,
-        budget={"metric": "params", "target": 80_000, "tolerance": 0.3},
         depth=8,
         width=16,
     )
     assert spec_hash == spec.spec_hash()
-    run_id = add_run(store, spec)
+    run_id = add_run(store, spec, budget={"metric": "params", "target": 80_000, "tolerance": 0.3})
     for epoch in range(3):
         store.record_epoch(
             run_id,
@@ -183,7 +184,6 @@ def test_round_trip(store: ResultsStore) -> None:
         40_000_000,
         50_000,
     )
-    assert row["budget_error"] == pytest.approx(0.25)  # (100k - 80k) / 80k, signed
     assert type(spec).from_dict(json.loads(row["spec_json"])) == spec.replace(name="")
 
     runs = store.runs()
@@ -195,6 +195,8 @@ def test_round_trip(store: ResultsStore) -> None:
     assert run["recipe"] == {"epochs": 3, "batch_size": 128}
     assert run["env"]["torch"] == "2.x" and run["device"] == "cpu"
     assert run["name"] == "tiny_resnet" and run["params"] == 100_000  # joined variant columns
+    assert run["budget_error"] == pytest.approx(0.25)  # (100k - 80k) / 80k, signed
+    assert (run["budget_metric"], run["budget_target"]) == ("params", 80_000)
     assert run["finished_at"] >= run["started_at"]
     assert str(run["started_at"].tz) == "UTC"
     assert run["config_key"] == config_key(
@@ -289,11 +291,27 @@ def test_variant_upsert_is_idempotent_and_drift_raises(store: ResultsStore) -> N
     with pytest.raises(StoreError, match=r"already stored with params=100000.*params=100001"):
         store.record_variant(spec, family="resnet", complexity=drifted)
     assert store.variants().iloc[0]["params"] == COUNTS["params"]
-    # A budget given later fills in a variant first stored without one; a caller's own error
-    # figure is accepted, the stored one comes from the stored counts.
+
+
+def test_budgets_belong_to_runs(store: ResultsStore) -> None:
+    """One architecture, budget-matched in one experiment, a fixed point in another: each
+    run keeps its own budget (schema 1 kept the first experiment's on the variant)."""
+    spec = make_spec()
+    # A caller's own error figure is accepted; the stored one comes from the stored counts.
     budget = {"metric": "macs", "target": 25e6, "error": -0.19}
-    store.record_variant(spec, family="resnet", complexity=COUNTS, budget=budget)
-    assert store.variants().iloc[0]["budget_error"] == pytest.approx(-0.2)
+    add_run(store, spec, experiment="matched", budget=budget)
+    add_run(store, spec, experiment="fixed")
+    add_run(store, spec, experiment="other", budget={"metric": "params", "target": 200_000})
+    runs = store.runs().set_index("experiment")
+    assert runs.loc["matched", "budget_error"] == pytest.approx(-0.2)
+    assert runs.loc["matched", "budget_metric"] == "macs"
+    assert pd.isna(runs.loc["fixed", "budget_target"]) and pd.isna(
+        runs.loc["fixed", "budget_metric"]
+    )
+    assert runs.loc["other", "budget_error"] == pytest.approx(-0.5)
+    summary = store.summary("matched")
+    assert summary.loc[0, "budget_target"] == 25e6
+    assert set(store.epochs().columns) >= {"budget_metric", "budget_target", "budget_error"}
 
 
 def test_rerun_maps_to_the_same_run(store: ResultsStore) -> None:
@@ -382,8 +400,8 @@ def test_bad_input_raises_and_writes_nothing(store: ResultsStore) -> None:
             run_id,
             [{"epoch": 0, "block": "a", "index": 0}, {"epoch": 0, "block": "b", "depth": 1}],
         ),
-        "bad budget metric": lambda: store.record_variant(
-            spec, family="resnet", complexity=COUNTS, budget={"metric": "flops", "target": 1}
+        "bad budget metric": lambda: add_run(
+            store, seed=8, budget={"metric": "flops", "target": 1}
         ),
         "missing count": lambda: store.record_variant(
             spec, family="resnet", complexity={"params": 1, "macs": 2}
@@ -419,10 +437,11 @@ RUN_COLUMNS = {
     "spec_hash", "hyperparameters", "recipe", "status", "attempts", "val_err", "test_err",
     "test_top5_err", "train_err", "train_loss", "epochs_done", "diverged_at", "wall_time_s",
     "device", "env", "started_at", "finished_at", "heartbeat_at",
+    "budget_metric", "budget_target", "budget_error",
 }  # fmt: skip
 VARIANT_COLUMNS = {
     "name", "family", "block", "depth", "width", "num_blocks", "params", "macs", "flops",
-    "acts", "budget_metric", "budget_target", "budget_error",
+    "acts",
 }  # fmt: skip
 
 
@@ -524,6 +543,9 @@ def test_export_csv_and_parquet(store: ResultsStore, tmp_path: Path) -> None:
     assert pd.read_csv(summary)["test_err_mean"].iloc[0] == 0.3
     with pytest.raises(StoreError, match=r"export format 'xlsx' is not one of"):
         store.export(tmp_path / "runs.xlsx")
+    with pytest.raises(StoreError, match=r"format 'csv' does not match the file name 'r.parquet'"):
+        store.export(tmp_path / "r.parquet", format="csv")
+    assert not (tmp_path / "r.parquet").exists()
     with pytest.raises(StoreError, match=r"export table 'trials' is not one of"):
         store.export(tmp_path / "runs.csv", table="trials")
 
@@ -531,7 +553,9 @@ def test_export_csv_and_parquet(store: ResultsStore, tmp_path: Path) -> None:
 # -- schema version -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1])
+# A newer store, and an older one with no upgrade path (0: never released); older versions
+# with a path are upgraded (test_a_schema_1_store_is_upgraded).
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0])
 def test_schema_version_mismatch(url: str, version: int) -> None:
     with ResultsStore(url) as store:
         add_run(store)
@@ -542,6 +566,103 @@ def test_schema_version_mismatch(url: str, version: int) -> None:
         match=rf"schema version {version} .* reads schema version {SCHEMA_VERSION}",
     ):
         ResultsStore(url)
+
+
+# The schema 1 tables exactly as archbench 0.1 created them (PostgreSQL spelling; SQLite takes
+# the same text, with INTEGER for SERIAL). Written out here, not derived from the code.
+V1_DDL = """
+CREATE TABLE archbench_meta (
+    id INTEGER NOT NULL, schema_version INTEGER NOT NULL,
+    archbench_version VARCHAR(32) NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (id));
+CREATE TABLE archbench_variants (
+    spec_hash VARCHAR(64) NOT NULL, name VARCHAR(200) NOT NULL, spec_json TEXT NOT NULL,
+    family VARCHAR(100) NOT NULL, block VARCHAR(100) NOT NULL, depth INTEGER NOT NULL,
+    width FLOAT NOT NULL, num_blocks INTEGER NOT NULL, params BIGINT NOT NULL,
+    macs BIGINT NOT NULL, flops BIGINT NOT NULL, acts BIGINT NOT NULL,
+    budget_metric VARCHAR(16), budget_target FLOAT, budget_error FLOAT,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (spec_hash));
+CREATE TABLE archbench_runs (
+    run_id {serial} NOT NULL, experiment VARCHAR(200) NOT NULL, profile VARCHAR(100) NOT NULL,
+    config_key VARCHAR(200) NOT NULL, seed INTEGER NOT NULL, study_name VARCHAR(300),
+    trial_number INTEGER, spec_hash VARCHAR(64) NOT NULL, hyperparameters JSON NOT NULL,
+    recipe JSON NOT NULL, status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL,
+    val_err FLOAT, test_err FLOAT, test_top5_err FLOAT, train_err FLOAT, train_loss FLOAT,
+    epochs_done INTEGER, diverged_at JSON, wall_time_s FLOAT, device VARCHAR(200),
+    env JSON NOT NULL, started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    finished_at TIMESTAMP WITH TIME ZONE, heartbeat_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id),
+    CONSTRAINT uq_archbench_runs_config_seed UNIQUE (experiment, profile, config_key, seed),
+    CONSTRAINT ck_archbench_runs_status CHECK (status IN
+        ('running', 'completed', 'diverged', 'pruned', 'failed')),
+    FOREIGN KEY(spec_hash) REFERENCES archbench_variants (spec_hash));
+CREATE INDEX ix_archbench_runs_spec_hash ON archbench_runs (spec_hash);
+CREATE INDEX ix_archbench_runs_experiment_profile ON archbench_runs (experiment, profile);
+CREATE TABLE archbench_epochs (
+    run_id INTEGER NOT NULL, epoch INTEGER NOT NULL, lr FLOAT, train_loss FLOAT,
+    train_err FLOAT, val_loss FLOAT, val_err FLOAT, val_top5_err FLOAT, test_loss FLOAT,
+    test_err FLOAT, test_top5_err FLOAT, epoch_time_s FLOAT, train_time_s FLOAT,
+    images_per_s FLOAT, peak_mem_mb FLOAT, PRIMARY KEY (run_id, epoch),
+    FOREIGN KEY(run_id) REFERENCES archbench_runs (run_id) ON DELETE CASCADE);
+CREATE TABLE archbench_diagnostics (
+    run_id INTEGER NOT NULL, epoch INTEGER NOT NULL, block VARCHAR(100) NOT NULL,
+    block_index INTEGER NOT NULL, grad_norm FLOAT, branch_ratio FLOAT,
+    PRIMARY KEY (run_id, epoch, block),
+    FOREIGN KEY(run_id) REFERENCES archbench_runs (run_id) ON DELETE CASCADE);
+"""
+_T = "'2026-01-01 00:00:00.000000'"  # SQLAlchemy's SQLite spelling; PostgreSQL reads it too
+V1_ROWS = f"""
+INSERT INTO archbench_meta VALUES (1, 1, '0.1.0', {_T});
+INSERT INTO archbench_variants VALUES ('aaa', 'matched', '{{}}', 'resnet', 'basic', 8, 16.0, 3,
+    110000, 20000000, 40000000, 5000, 'params', 100000.0, 0.1, {_T});
+INSERT INTO archbench_variants VALUES ('bbb', 'fixed', '{{}}', 'resnet', 'basic', 8, 8.0, 3,
+    30000, 6000000, 12000000, 2000, NULL, NULL, NULL, {_T});
+INSERT INTO archbench_runs (experiment, profile, config_key, seed, spec_hash, hyperparameters,
+    recipe, status, attempts, val_err, env, started_at, heartbeat_at)
+    VALUES ('old', 'cpu', 'k1', 0, 'aaa', '{{}}', '{{}}', 'completed', 1, 0.25, '{{}}', {_T}, {_T});
+INSERT INTO archbench_runs (experiment, profile, config_key, seed, spec_hash, hyperparameters,
+    recipe, status, attempts, val_err, env, started_at, heartbeat_at)
+    VALUES ('old', 'cpu', 'k2', 0, 'bbb', '{{}}', '{{}}', 'completed', 1, 0.35, '{{}}', {_T}, {_T});
+"""
+
+
+def test_a_schema_1_store_is_upgraded(url: str) -> None:
+    engine = create_engine(resolve_storage(url))
+    serial = "SERIAL" if engine.dialect.name == "postgresql" else "INTEGER"
+    with engine.begin() as conn:
+        for statement in (V1_DDL.format(serial=serial) + V1_ROWS).split(";"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+        first = conn.execute(sa.text("SELECT MIN(run_id) FROM archbench_runs")).scalar_one()
+        conn.execute(
+            sa.text(
+                f"INSERT INTO archbench_epochs (run_id, epoch, val_err) VALUES ({first}, 1, 0.3)"
+            )
+        )
+    engine.dispose()
+
+    with ResultsStore(url) as store:
+        with store.engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT schema_version FROM archbench_meta")).scalar()
+            variant_columns = {
+                c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")
+            }
+        assert version == SCHEMA_VERSION == 2
+        assert not variant_columns & {"budget_metric", "budget_target", "budget_error"}
+        runs = store.runs(experiment="old").set_index("config_key")
+        # each run has its variant's schema 1 budget; nothing else changed
+        assert runs.loc["k1", ["budget_metric", "budget_target"]].tolist() == ["params", 100000.0]
+        assert runs.loc["k1", "budget_error"] == pytest.approx(0.1)
+        assert pd.isna(runs.loc["k2", "budget_metric"]) and pd.isna(runs.loc["k2", "budget_error"])
+        assert runs["val_err"].tolist() == [0.25, 0.35] and set(runs["name"]) == {
+            "matched",
+            "fixed",
+        }
+        assert store.epochs(experiment="old")["val_err"].tolist() == [0.3]
+        # and it is an ordinary schema 2 store now
+        new = add_run(store, experiment="new", budget={"metric": "params", "target": 50_000})
+        assert store.run(new)["budget_error"] == pytest.approx(1.0)
+    ResultsStore(url, create=False).close()  # opening again finds nothing to upgrade
 
 
 def test_reader_does_not_create(tmp_path: Path) -> None:

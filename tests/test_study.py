@@ -24,7 +24,12 @@ from archbench.cli import main
 from archbench.errors import SpecError
 from archbench.runner.spec import load_spec, parse_spec
 from archbench.runner.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
-from archbench.runner.worker import fail_stale_trials, study_progress, worker_threads
+from archbench.runner.worker import (
+    DEFAULT_THREADS,
+    fail_stale_trials,
+    study_progress,
+    worker_threads,
+)
 from archbench.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -61,7 +66,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 
 def load_study(spec_path: Path, storage: str | None = None) -> optuna.Study:
-    spec = load_spec(spec_path, check_budgets=False)
+    spec = load_spec(spec_path)
     url = storage or f"sqlite:///{spec.storage}"
     return optuna.load_study(study_name=spec.study_name, storage=url)
 
@@ -166,6 +171,53 @@ def test_optuna_cli_lists_the_study(grid_study: dict[str, Any]) -> None:
     assert len(rows) == 2 and {r["state"] for r in rows} == {"COMPLETE"}
 
 
+def test_optuna_views_see_the_architecture(grid_study: dict[str, Any]) -> None:
+    """Issue 12: named objective, family/depth/width/block as params and user attrs, so
+    optuna-dashboard's importance, slice and parallel-coordinate views mean something."""
+    study = load_study(grid_study["spec"])
+    assert study.metric_names == ["val_acc"]
+    assert list(study.trials_dataframe().filter(like="value").columns) == ["value_val_acc"]
+    by_config = {t.params["config"]: t for t in study.trials}
+    expected = {
+        "resnet8_w4": {"family": "resnet", "block": "basic", "depth": 8, "width": 4},
+        "plain8_w4": {"family": "plain", "block": "plain_basic", "depth": 8, "width": 4},
+    }
+    for config, facts in expected.items():
+        trial = by_config[config]
+        assert trial.params == {"config": config, **facts}
+        assert {k: trial.user_attrs[k] for k in facts} == facts
+        assert trial.user_attrs["budget"] is None and trial.user_attrs["threads"] == 1
+        assert trial.distributions["family"] == optuna.distributions.CategoricalDistribution(
+            ["plain", "resnet"]
+        )
+    importances = optuna.importance.get_param_importances(study)
+    assert {"config", "family", "block", "depth", "width"} == set(importances)
+    assert importances["width"] == importances["depth"] == 0.0  # the same for every trial
+    # The store's hyperparameters stay what was sampled.
+    runs = ResultsStore(grid_study["db"]).runs(experiment="s")
+    assert {json.dumps(hp, sort_keys=True) for hp in runs["hyperparameters"]} == {
+        json.dumps({"config": c}) for c in expected
+    }
+
+
+def test_optuna_studies_shows_short_user_attrs(grid_study: dict[str, Any]) -> None:
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    url = f"sqlite:///{grid_study['db']}"
+    listed = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    (row,) = json.loads(listed.stdout)
+    assert row["user_attrs"] == {"experiment": "s", "profile": "default"}
+    # The spec itself is kept where `optuna studies` does not print it.
+    study = load_study(grid_study["spec"])
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert yaml.safe_load(system["archbench:spec"])["name"] == "s"
+
+
 def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     spec, db = str(grid_study["spec"]), str(grid_study["db"])
     code, out, _ = run_cli("results", spec)
@@ -175,6 +227,26 @@ def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     assert {line.split()[1] for line in lines[2:]} == {"resnet8_w4", "plain8_w4"}
     code, out, _ = run_cli("results", "s", "--storage", db, "--runs")
     assert code == 0 and len(out.splitlines()) == 2 + 4
+    code, out, _ = run_cli("results", spec, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["schema"] == "archbench.results/1" and data["experiment"] == "s"
+    assert {r["name"] for r in data["rows"]} == {"resnet8_w4", "plain8_w4"}
+    assert all(0 <= r["val_err_mean"] <= 1 for r in data["rows"])  # fractions, not percent
+    code, out, _ = run_cli("results", spec, "--runs", "--json")
+    assert code == 0 and len(json.loads(out)["rows"]) == 4
+    code, out, _ = run_cli("validate", spec, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "schema": "archbench.validate/1",
+        "spec": spec,
+        "valid": True,
+        "experiment": "s",
+        "profile": "default",
+        "trials": 2,
+        "seeds": [0, 1],
+        "storage": str(grid_study["db"]),
+    }
     code, _, err = run_cli("results", "nope", "--storage", db)
     assert code == 2 and "no results for experiment 'nope'" in err and "s" in err
 
@@ -188,6 +260,15 @@ def test_results_and_export(grid_study: dict[str, Any], tmp_path: Path) -> None:
     target = tmp_path / "epochs.csv"
     assert run_cli("export", spec, "--table", "epochs", "--out", str(target))[0] == 0
     assert len(pd.read_csv(target)) == 8
+    # The format follows the file name (issue 12: a .parquet file used to get CSV text) ...
+    target = tmp_path / "epochs.parquet"
+    assert run_cli("export", spec, "--table", "epochs", "--out", str(target))[0] == 0
+    assert len(pd.read_parquet(target)) == 8
+    # ... and a format contradicting it is refused in one line, writing nothing.
+    target = tmp_path / "x.parquet"
+    code, _, err = run_cli("export", spec, "--format", "csv", "--out", str(target))
+    assert code == 2 and "does not match the file name 'x.parquet'" in err
+    assert err.count("\n") == 1 and not target.exists()
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(
@@ -270,23 +351,35 @@ def test_tpe_study_starts_with_the_baselines(tmp_path: Path) -> None:
     study = load_study(spec)
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    # (Changed for issue 12: trials also carry the derived params depth and width, one name
+    # across families, for Optuna's views.)
     assert trials[0].params == {
         "family": "plain",
         "plain.depth": 8,
         "plain.width": 4,
         "recipe.lr": 0.1,  # the spec's recipe, inside the space
+        "depth": 8,
+        "width": 4,
     }
     assert trials[1].params == {
         "family": "resnet",
         "resnet.depth": 8,
         "resnet.width": 8,
         "recipe.lr": 0.1,
+        "depth": 8,
+        "width": 8,
     }
+    assert trials[1].distributions["width"] == optuna.distributions.IntDistribution(4, 8)
+    assert (
+        trials[1].user_attrs["block"] == "basic" and trials[0].user_attrs["block"] == "plain_basic"
+    )
     assert "recipe.lr" in trials[2].params
     runs = ResultsStore(db).runs(experiment="b")
     assert len(runs) == 3 and set(runs["status"]) == {"completed"}
     first = runs.sort_values("trial_number")["name"].tolist()[:2]
     assert first == ["plain8_w4", "resnet8_w8"]
+    # The store's hyperparameters are what was sampled, not the derived params.
+    assert all("depth" not in hp and "family" in hp for hp in runs["hyperparameters"])
     # A rerun neither trains nor enqueues the baselines again.
     code, out, _ = run_cli("run", str(spec), *RUN)
     assert code == 0 and "already complete: 3/3" in out
@@ -311,6 +404,7 @@ def test_nsga2_study_exposes_the_pareto_front(tmp_path: Path) -> None:
     assert code == 0, err
     study = load_study(spec)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["val_acc", "params"]
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3
     front = study.best_trials
@@ -424,14 +518,129 @@ def test_progress_counts_distinct_grid_configurations(tmp_path: Path) -> None:
     assert progress.can_start and progress.waiting == 1 and progress.missing == ()
 
 
-def test_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert worker_threads(4, 3) == 3
-    with pytest.raises(SpecError):
-        worker_threads(1, 0)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert worker_threads(1) == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    import os
+def test_worker_threads_default_is_fixed_not_load_dependent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pinned old behaviour changed (issue 12): the default was "idle cores / workers", so
+    # machine load changed results. It is now a fixed count, whatever the load or env.
+    assert worker_threads(3) == 3
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(SpecError, match="threads must be an integer >= 1"):
+            worker_threads(bad)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert worker_threads() == DEFAULT_THREADS == 1
 
-    assert 1 <= worker_threads(1) <= len(os.sched_getaffinity(0))
-    assert worker_threads(64) == 1
+
+def test_default_run_is_reproducible_and_records_its_threads(tmp_path: Path) -> None:
+    """Same spec, seed, thread count and device: bit-identical metrics in two studies."""
+    finals = []
+    for name in ("a", "b"):
+        data = tiny(
+            tmp_path / f"{name}.db", variants=[{"family": "resnet", "depth": 8, "width": 4}]
+        )
+        data["seeds"] = [0]
+        code, _, err = run_cli("run", str(write(tmp_path / f"{name}.yaml", data)), "--quiet")
+        assert code == 0, err
+        store = ResultsStore(tmp_path / f"{name}.db")
+        runs = store.runs(experiment="s")
+        assert [env["cpu_threads"] for env in runs["env"]] == [DEFAULT_THREADS]
+        epochs = store.epochs(experiment="s")
+        finals.append(epochs[["epoch", "train_loss", "val_err", "test_err"]].to_dict("list"))
+        store.close()
+    assert finals[0] == finals[1]
+
+
+# -- samplers and pruners: the class each spec name really gets ---------------------------------
+
+# Written out here, not read from the runner's table: the test pins what each name must mean.
+EXPECTED_SAMPLERS = {
+    # grid enqueues every configuration itself; the sampler is never asked (see make_sampler)
+    "grid": optuna.samplers.RandomSampler,
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
+EXPECTED_PRUNERS = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+}
+
+
+def _sampled(tmp_path: Path, sampler: str, pruner: str = "none") -> dict[str, Any]:
+    if sampler == "grid":
+        return tiny(tmp_path / "x.db", pruner={"name": pruner})
+    objectives = ["val_acc", "params"] if sampler == "nsga2" else ["val_acc"]
+    return tiny(
+        tmp_path / "x.db",
+        variants=[],
+        space={"family": "resnet", "depth": [8], "width": [4]},
+        sampler={"name": sampler, "seed": 3},
+        trials=2,
+        objectives=objectives,
+        pruner={"name": pruner},
+    )
+
+
+def test_every_sampler_and_pruner_name_is_tested() -> None:
+    from archbench.runner.algorithms import PRUNERS, SAMPLERS
+
+    assert set(SAMPLERS) == set(EXPECTED_SAMPLERS)
+    assert set(PRUNERS) == set(EXPECTED_PRUNERS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SAMPLERS))
+def test_the_study_gets_the_sampler_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.sampler) is EXPECTED_SAMPLERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PRUNERS))
+def test_the_study_gets_the_pruner_the_spec_names(tmp_path: Path, name: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(_sampled(tmp_path, "tpe", name))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    assert type(study.pruner) is EXPECTED_PRUNERS[name]
+
+
+# -- datasets whose shape comes from their files ----------------------------------------------
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
+    """train/ and test/ with ``classes`` class folders of 12x16 single-colour PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    for split, n in (("train", per_class), ("test", 2)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                arr = np.full((12, 16, 3), 40 * c + i, dtype=np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_three_class_image_folder_runs_end_to_end(tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "images")
+    data = tiny(
+        tmp_path / "f.db",
+        name="folder",
+        dataset={"name": "image_folder", "val_size": 3, "options": {"path": str(folder)}},
+        recipe={"epochs": 1, "batch_size": 4},
+        variants=[{"family": "resnet", "depth": 8, "width": 4}],
+        seeds=[0],
+    )
+    code, _, err = run_cli("run", str(write(tmp_path / "f.yaml", data)), *RUN)
+    assert code == 0, err
+    with ResultsStore(tmp_path / "f.db") as store:
+        runs = store.runs(experiment="folder")
+        variants = store.variants()
+    assert runs["status"].tolist() == ["completed"]
+    spec = json.loads(variants["spec_json"].iloc[0])
+    # 3 classes, RGB, 12 px: the shorter side of the first training image
+    assert (spec["num_classes"], spec["in_channels"], spec["input_size"]) == (3, 3, 12)

@@ -6,27 +6,10 @@ Modules (import what you need; this package itself stays light so the CLI starts
   :func:`config_stats` (per-configuration mean/std/t-interval over seeds).
 - :mod:`archbench.analysis.stats`: t-intervals, paired differences (t-test, Wilcoxon), Holm,
   complexity-normalised EDF weights.
-- :mod:`archbench.analysis.plots` (+ :mod:`~archbench.analysis.optuna_views`): the plot kinds,
-  :func:`make_plots`, :func:`render`.
+- :mod:`archbench.analysis.plots`: the plot kinds (entries of :data:`archbench.registry.PLOTS`,
+  listed by :func:`~archbench.analysis.plots.plot_kinds`), :func:`make_plots`, :func:`render`.
 - :mod:`archbench.analysis.tables`: summary, paired comparisons and fairness-facts tables.
 - :mod:`archbench.analysis.report`: :func:`write_report`, one self-contained HTML file.
 """
 
 from __future__ import annotations
-
-#: Every plot kind, in report order (``plots.plot_kinds()`` registers exactly these).
-PLOT_KINDS = (
-    "depth",
-    "width",
-    "heatmap",
-    "cost",
-    "budget",
-    "degradation",
-    "preact",
-    "gradflow",
-    "branch",
-    "edf",
-    "optuna-history",
-    "optuna-importance",
-    "optuna-pareto",
-)

@@ -18,9 +18,10 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
-from archbench.analysis.stats import t_interval
+from archbench.analysis.stats import ERROR_BOUNDS, t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
 from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.units import human_count
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,9 @@ def load_experiment(
         url = store.url
     spec_text = None
     if study is not None:
-        spec_text = study.user_attrs.get("spec") or None
+        # archbench.runner.study.SPEC_ATTR; older studies kept the spec in the user attrs.
+        system = study._storage.get_study_system_attrs(study._study_id)
+        spec_text = system.get("archbench:spec") or study.user_attrs.get("spec") or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:
@@ -122,10 +125,6 @@ def load_experiment(
             spec = loaded if isinstance(loaded, dict) else {}
         except yaml.YAMLError as exc:
             log.warning("study %s: its 'spec' attribute is not YAML (%s)", experiment, exc)
-    if spec:
-        runs, epochs, diagnostics = (
-            experiment_budget(f, spec) for f in (runs, epochs, diagnostics)
-        )
     if study is not None:
         labels = trial_labels(study)
         runs, epochs, diagnostics = (relabel(f, labels) for f in (runs, epochs, diagnostics))
@@ -151,38 +150,6 @@ def relabel(frame: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
         return frame
     frame = frame.copy()
     frame["name"] = [labels.get(h, n) for h, n in zip(frame["spec_hash"], frame["name"])]
-    return frame
-
-
-def experiment_budget(frame: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
-    """The budget columns as *this* experiment's spec defines them.
-
-    The store keeps one budget per variant (the first experiment that recorded it with a
-    budget), so an architecture shared by two experiments can carry another experiment's
-    budget. With the spec at hand: no ``budget`` section clears the columns; a budget
-    replaces the target of the budgeted rows and recomputes their error from the stored
-    params/MACs. (Rows stored without a budget, e.g. presets, stay without one.)
-    """
-    frame = frame.copy()
-    budget = spec.get("budget")
-    has = frame["budget_target"].notna() & frame["budget_metric"].notna()
-    if not isinstance(budget, Mapping):
-        frame.loc[:, "budget_metric"] = None
-        frame.loc[:, ["budget_target", "budget_error"]] = np.nan
-        return frame
-    from archbench.models.budget import parse_count
-
-    metric = str(budget.get("metric", "params"))
-    try:
-        target = float(parse_count(budget.get("target")))
-    except ArchbenchError as exc:
-        log.warning("spec budget target unreadable (%s); keeping the stored budgets", exc)
-        return frame
-    if metric not in ("params", "macs"):
-        return frame
-    frame.loc[has, "budget_metric"] = metric
-    frame.loc[has, "budget_target"] = target
-    frame.loc[has, "budget_error"] = (frame.loc[has, metric].astype(float) - target) / target
     return frame
 
 
@@ -236,9 +203,18 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
         f"{fam}:{blk}" if fam in split else fam
         for fam, blk in zip(frame["family"], frame[block_col])
     ]
-    roles = {
-        (fam, blk): block_role(blk, fam) for fam, blk in set(zip(frame["family"], frame[block_col]))
-    }
+    if "block_family" in frame:  # recorded by the store: no need to import the model stack
+        roles = {
+            (fam, blk): ROLES.get(bfam, bfam) if isinstance(bfam, str) else block_role(blk, fam)
+            for fam, blk, bfam in zip(frame["family"], frame[block_col], frame["block_family"])
+        }
+    else:
+        # Asking the block registry imports every block, hence torch. TODO(store): record
+        # each variant's block family so the analysis never needs the model stack.
+        roles = {
+            (fam, blk): block_role(blk, fam)
+            for fam, blk in set(zip(frame["family"], frame[block_col]))
+        }
     frame["role"] = [roles[(f, b)] for f, b in zip(frame["family"], frame[block_col])]
     return frame
 
@@ -265,7 +241,8 @@ CONFIG_COLUMNS = (
 
 
 def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.95) -> pd.DataFrame:
-    """One row per configuration: metric mean/std/t-interval over its completed seeds.
+    """One row per configuration: metric mean/std/t-interval (clipped to 0..1) over its
+    completed seeds.
 
     Also ``val_mean`` (for model selection), ``seeds`` (completed, sorted), ``epochs`` and
     counts of runs that diverged, were pruned or failed. ``label`` is the variant name, made
@@ -278,7 +255,7 @@ def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.
         first = group.iloc[0]
         done = group[group["status"] == "completed"]
         values = done[metric].astype(float)
-        summary = t_interval(values.tolist(), level)
+        summary = t_interval(values.tolist(), level, bounds=ERROR_BOUNDS)  # errors: 0..1
         val = done["val_err"].astype(float).dropna()
         row = {c: first[c] for c in CONFIG_COLUMNS if c not in ("config_key", "label")}
         epochs_done = done["epochs_done"].dropna()
@@ -368,10 +345,6 @@ def fixed_quantity(row: Mapping[str, Any]) -> str:
 
 
 def format_count(value: float) -> str:
-    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes)."""
-    value = float(value)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= div:
-            text = f"{value / div:.3g}"
-            return f"{text}{suffix}"
-    return f"{value:.0f}"
+    """1234567 -> '1.23M'; 75000 -> '75K' (counts, not bytes): :func:`archbench.units.human_count`
+    with trailing zeros trimmed, the style of budget targets and count axes."""
+    return human_count(float(value), trim=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from archbench import __version__
 from archbench.analysis.data import METRICS, ExperimentData
 from archbench.analysis.plots import PlotOptions, PlotResult, make_plots
+from archbench.analysis.stats import FEW_SEEDS
 from archbench.analysis.tables import (
     Pairs,
     comparisons_table,
@@ -142,8 +143,9 @@ def build_html(
     parts.append('<h2 id="results">Results per configuration</h2>')
     parts.append(
         f"<p>Final {esc(METRICS[metric])} over completed runs, best first: mean, sample std "
-        "and 95% t-interval over seeds, in percent (pp = percentage points). Counts: params, "
-        "MACs per image, FLOPs = 2 x MACs.</p>"
+        "and 95% t-interval over seeds clipped to 0-100% (an error rate cannot leave it; "
+        f"'few seeds' marks intervals from fewer than {FEW_SEEDS} seeds), in percent (pp = "
+        "percentage points). Counts: params, MACs per image, FLOPs = 2 x MACs.</p>"
     )
     shown = display(summary)
     shown = shown.drop(columns=[c for c in shown.columns if set(shown[c]) <= {"-"}])

@@ -1,4 +1,4 @@
-"""Statistics over seeds: t-intervals, paired comparisons, Holm correction, weighted EDFs.
+"""Statistics over seeds: t-intervals (clipped to a metric's bounds), paired comparisons, Holm correction, weighted EDFs.
 
 Everything here is plain numbers in, plain numbers out (no store, no plotting), so each
 function can be checked against a hand computation or scipy.
@@ -19,9 +19,19 @@ from scipy import stats as sps
 WILCOXON_MIN_N = 6
 
 
+#: Error rates are fractions: no interval of one may leave [0, 1].
+ERROR_BOUNDS = (0.0, 1.0)
+#: Below this many seeds a t-interval rests on one or no degree of freedom of spread (with
+#: 2 seeds the 95% t quantile is 12.7): it is shown, and flagged as too few seeds.
+FEW_SEEDS = 3
+#: How intervals of error rates are made, for captions and table notes.
+INTERVAL_METHOD = "t-interval over seeds, clipped to 0-100%"
+
+
 @dataclass(frozen=True)
 class Summary:
-    """Mean, sample std (ddof=1) and a two-sided t confidence interval of the mean."""
+    """Mean, sample std (ddof=1) and a two-sided t confidence interval of the mean
+    (``clipped``: an end was cut to the metric's bounds)."""
 
     n: int
     mean: float
@@ -29,16 +39,25 @@ class Summary:
     ci_low: float
     ci_high: float
     level: float = 0.95
+    clipped: bool = False
 
     @property
     def half_width(self) -> float:
         return (self.ci_high - self.ci_low) / 2
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> Summary:
+def t_interval(
+    values: Sequence[float],
+    level: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> Summary:
     """Mean and ``level`` t-interval of ``values`` (NaNs dropped).
 
     With one value the std and interval are NaN: one seed says nothing about seed noise.
+    ``bounds`` (e.g. :data:`ERROR_BOUNDS`) clip the interval to the metric's range: with few
+    seeds a t-interval of an error rate reaches below 0% or above 100%, values no seed can
+    have. Clipping keeps the t-interval where it is informative and says so (``clipped``);
+    the mean and std are unchanged.
     """
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     n = len(x)
@@ -51,7 +70,25 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Summary:
         return Summary(1, mean, nan, nan, nan, level)
     std = float(x.std(ddof=1))
     half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half, level)
+    low, high = mean - half, mean + half
+    if bounds is None:
+        return Summary(n, mean, std, low, high, level)
+    lo, hi = bounds
+    clipped = low < lo or high > hi
+    return Summary(n, mean, std, max(low, lo), min(high, hi), level, clipped)
+
+
+def interval_caption(n_seeds: Sequence[int], level: float) -> str:
+    """How the intervals of error rates over ``n_seeds`` (one count per point) were made."""
+    counts = [int(n) for n in n_seeds]
+    lo, hi = min(counts), max(counts)
+    if hi < 2:
+        return "1 seed per point: no confidence interval"
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    text = f"mean of {seeds} seeds, {level:.0%} {INTERVAL_METHOD}"
+    if lo < FEW_SEEDS:
+        text += f"; {max(lo, 2)} seeds are too few for a reliable interval"
+    return text
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ import matplotlib as mpl
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, FuncFormatter
+from matplotlib.ticker import FuncFormatter
+
+from archbench.units import human_count
 
 DPI = 110
 LINESTYLES = ("-", "--", ":", "-.")
@@ -59,15 +61,19 @@ def sequential(n: int) -> list[tuple[float, float, float]]:
 
 
 def count_axis(ax: object, axis: str = "x") -> None:
-    """Log scale with engineering tick labels (75k, 1.2M): counts, not bytes."""
+    """Log scale with count tick labels (75K, 1.2M; :func:`archbench.units.human_count`, the
+    style of the tables and the CLI): counts, not bytes."""
     target = ax.xaxis if axis == "x" else ax.yaxis  # type: ignore[attr-defined]
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")  # type: ignore[attr-defined]
-    eng = EngFormatter(sep="")
-    target.set_major_formatter(eng)
+    target.set_major_formatter(FuncFormatter(lambda value, _pos: _tick(value)))
 
     def minor(value: float, _pos: object) -> str:
         # Under one decade there may be no major tick at all: label the minor ones then.
         lo, hi = sorted(target.get_view_interval())
-        return eng.format_eng(value) if lo > 0 and hi / lo < 10 else ""
+        return _tick(value) if lo > 0 and hi / lo < 10 else ""
 
     target.set_minor_formatter(FuncFormatter(minor))
+
+
+def _tick(value: float) -> str:
+    return human_count(value, trim=True) if value > 0 else ""

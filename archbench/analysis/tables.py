@@ -252,7 +252,9 @@ def fairness_facts(data: ExperimentData) -> pd.DataFrame:
     facts.append(
         (
             "statistics",
-            "mean, std (ddof=1) and t-interval over seeds; paired t-test on shared seeds "
+            "mean, std (ddof=1) and t-interval over seeds (clipped to 0-100%; intervals "
+            f"from fewer than {stats.FEW_SEEDS} seeds flagged as too few); paired t-test on "
+            "shared seeds "
             f"(Wilcoxon signed-rank from {stats.WILCOXON_MIN_N} pairs), Holm-corrected; the "
             "reference configuration is chosen by validation error, never by test error",
         )
@@ -315,9 +317,10 @@ def display(table: pd.DataFrame, *, compact: bool = False) -> pd.DataFrame:
             name = c[: c.index("_ci")]
             level = c[c.index("_ci") + 3 : -len("_low_pct")]
             label = f"{level}% CI (pp)" if name == "diff" else f"{level}% CI %"
+            few = table["seeds_n"] < stats.FEW_SEEDS if "seeds_n" in table else [False] * len(table)
             out[label] = [
-                "-" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
-                for lo, hi in zip(table[c], table[high])
+                "-" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" + (" few seeds" if f else "")
+                for lo, hi, f in zip(table[c], table[high], few)
             ]
             skip.add(high)
             continue

@@ -1,8 +1,9 @@
 """The ``archbench`` command: parses arguments and calls the library; nothing else.
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function that adds
-its parser and sets ``func``. User errors (:class:`~archbench.errors.ArchbenchError`) become
-one readable line on stderr and exit code 2, with no traceback.
+its parser and sets ``func``. User errors (:class:`~archbench.errors.ArchbenchError`, bad
+arguments) become one readable line on stderr and exit code 2, with no traceback; the codes
+are in :mod:`archbench.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from archbench import __version__
+from archbench.cli.args import Parser
+from archbench.cli.exit_codes import BAD_INPUT, INTERRUPTED, OK
 from archbench.errors import ArchbenchError
 
 COMMAND_MODULES = [
@@ -27,7 +30,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="archbench",
         description="Benchmark residual-network architecture variants under equal budgets.",
     )
@@ -49,8 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ArchbenchError as exc:
-        print(f"archbench: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"archbench: error: {_one_line(str(exc))}", file=sys.stderr)
+        return BAD_INPUT
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        # A path the user named that cannot be written or read as asked.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"archbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return BAD_INPUT
     except Exception as exc:
         # A database that cannot be opened or read (not SQLite, server down, wrong password)
         # is the user's to fix: one line, password redacted, no traceback.
@@ -62,13 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         detail = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0]
         print(f"archbench: error: database: {type(exc).__name__}: {detail}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except KeyboardInterrupt:
         print("archbench: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         # Output piped into e.g. `head` that closed early: not an error. Point stdout at
         # devnull so Python's flush at exit does not complain again.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return OK
+
+
+def _one_line(message: str) -> str:
+    """Messages that quote a value with newlines (a YAML excerpt) still make one line."""
+    return " ".join(message.split())

@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archbench.analysis import PLOT_KINDS
 from archbench.errors import SpecError
 
 METRIC_CHOICES = ("test_err", "val_err", "train_err", "test_top5_err")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="experiment name, or its spec YAML file")
+def _common(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument(
+        "experiment", nargs="?" if optional else None, help="experiment name, or its spec YAML file"
+    )
     p.add_argument(
         "--storage",
         help="results storage: a SQLite path, sqlite:///..., journal:path.log or "
@@ -38,10 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plot",
         help="draw trade-off plots from a results store",
-        description="Draw one plot kind (or all) as PNG files. Kinds: " + ", ".join(PLOT_KINDS),
+        # The kinds come from the plot registry, read only when the command runs (importing
+        # the plot modules loads matplotlib and seaborn: too slow for every CLI start).
+        description="Draw one plot kind (or all) as PNG files; 'archbench plot list' lists "
+        "the kinds.",
     )
-    p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(PLOT_KINDS)}, or 'all'")
-    _common(p)
+    p.add_argument("kind", metavar="KIND", help="a plot kind, 'all', or 'list' (print the kinds)")
+    _common(p, optional=True)  # 'archbench plot list' needs no experiment
     p.add_argument("--out", help="output folder (default results/plots/<experiment>/<profile>)")
     p.add_argument("--family", help="family of the depth x width heatmap (default: fullest grid)")
     p.set_defaults(func=cmd_plot)
@@ -76,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="each configuration vs the best by validation error, or all pairs",
     )
     p.add_argument("--csv", metavar="DIR", help="also write facts/summary/comparisons CSVs here")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print facts, per-configuration rows and comparisons as JSON (archbench.stats/1)",
+    )
     p.set_defaults(func=cmd_stats)
 
 
@@ -93,7 +102,7 @@ def _load(args: argparse.Namespace) -> Any:
             raise SpecError(f"no spec file {experiment!r}")
         from archbench.runner.spec import load_spec
 
-        spec = load_spec(path, profile, check_budgets=False)
+        spec = load_spec(path, profile)
         experiment, profile = spec.name, spec.profile
         storage = storage or spec.storage
     default = storage is None
@@ -106,13 +115,32 @@ def _load(args: argparse.Namespace) -> Any:
         raise
 
 
+def _check_folder(value: str | None, flag: str) -> None:
+    """An output folder: may be created, but not where a file is."""
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise SpecError(f"{flag} {value!r}: {str(p)!r} is a file, not a folder")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from archbench.analysis.plots import PlotOptions, make_plots, plot_kinds
     from archbench.errors import UnknownNameError
 
     kinds = plot_kinds()
+    if args.kind == "list":
+        from archbench.registry import PLOTS
+
+        width = max(map(len, kinds))
+        print("\n".join(f"{k.ljust(width)}  {PLOTS.get(k).title}" for k in kinds))
+        return 0
+    if args.experiment is None:
+        raise SpecError("archbench plot KIND EXPERIMENT: give the experiment (or its spec YAML)")
     if args.kind != "all" and args.kind not in kinds:
         raise UnknownNameError(f"unknown plot kind {args.kind!r}; known: {', '.join(kinds)}, all")
+    _check_folder(args.out, "--out")
     data = _load(args)
     out = Path(args.out or Path("results") / "plots" / data.experiment / data.profile)
     options = PlotOptions(metric=args.metric, family=args.family)
@@ -142,6 +170,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from archbench.analysis.plots import PlotOptions
     from archbench.analysis.report import write_report
 
+    if args.out is not None:
+        if Path(args.out).is_dir():
+            raise SpecError(f"--out {args.out!r} is a folder; give an HTML file name")
+        _check_folder(str(Path(args.out).parent), "--out")
     data = _load(args)
     out = Path(args.out or Path("results") / f"{data.experiment}-{data.profile}-report.html")
     result = write_report(
@@ -164,18 +196,34 @@ def cmd_stats(args: argparse.Namespace) -> int:
         to_text,
     )
 
+    _check_folder(args.csv, "--csv")
     data = _load(args)
     facts = fairness_facts(data)
     summary = summary_table(data, args.metric)
     comparisons = comparisons_table(data, args.metric, args.pairs)
-    print(f"== {data.title}: fairness facts")
-    width = int(facts["fact"].str.len().max())
-    for fact, value in zip(facts["fact"], facts["value"]):
-        print(f"{fact:>{width}s}  {value}")
-    print(f"\n== per configuration ({args.metric}, percent; best first)")
-    print(to_text(summary))
-    print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
-    print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
+    if args.json:
+        # archbench.stats/1: {"schema", "experiment", "profile", "metric", "facts": {fact:
+        # value}, "configurations": [row], "comparisons": [row]}; percent columns end in _pct.
+        from archbench.cli.format import emit, frame_records, to_json
+
+        payload = {
+            "experiment": data.experiment,
+            "profile": data.profile,
+            "metric": args.metric,
+            "facts": dict(zip(facts["fact"], facts["value"])),
+            "configurations": frame_records(summary),
+            "comparisons": frame_records(comparisons),
+        }
+        emit(to_json("archbench.stats/1", payload))
+    else:
+        print(f"== {data.title}: fairness facts")
+        width = int(facts["fact"].str.len().max())
+        for fact, value in zip(facts["fact"], facts["value"]):
+            print(f"{fact:>{width}s}  {value}")
+        print(f"\n== per configuration ({args.metric}, percent; best first)")
+        print(to_text(summary))
+        print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
+        print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
     if args.csv:
         out = Path(args.csv)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,5 +235,5 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for name, frame in frames.items():
             path = out / f"{data.experiment}-{data.profile}-{name}.csv"
             frame.to_csv(path, index=False)
-            print(f"wrote {path}")
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)  # JSON stays clean
     return 0

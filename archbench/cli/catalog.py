@@ -43,6 +43,7 @@ import logging
 import math
 from typing import Any
 
+from archbench.cli.args import number_in, positive_int
 from archbench.cli.format import (
     Column,
     emit,
@@ -55,9 +56,9 @@ from archbench.cli.format import (
     to_json,
 )
 from archbench.errors import SpecError, UnknownNameError
-from archbench.models.budget import data_shape, parse_count, solve_depth, solve_width
-from archbench.models.complexity import ANALYTIC_NOTE, analytic, measure
-from archbench.models.net import NetSpec
+from archbench.models.budget import data_shape, parse_count, solve
+from archbench.models.complexity import ANALYTIC_NOTE, AnalyticCounts, Complexity, analytic, measure
+from archbench.models.net import NetSpec, is_spec_file, read_spec_file
 from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
 
@@ -89,9 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="params, MACs, FLOPs, activations and op coverage of one model",
         description="Trace one model with fvcore (eval mode, batch 1) and cross-check it "
         "against the analytic count. NAME: a preset (archbench models), a generic name "
-        "(e.g. resnet<6n+2>, wrn_<d>_<k>) or a family (its default depth and width).",
+        "(e.g. resnet<6n+2>, wrn_<d>_<k>), a family (its default depth and width) or a "
+        "NetSpec JSON file (as for 'archbench train'; describe/train --json output works too).",
     )
-    p.add_argument("name", help="preset, generic name or family")
+    p.add_argument("name", help="preset, generic name, family or spec.json")
     _shape_flags(p)
     _json_flag(p)
     p.set_defaults(func=cmd_describe)
@@ -112,11 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="width",
         help="what to solve for (default: width)",
     )
-    p.add_argument("--depth", type=int, help="fixed depth when solving the width")
-    p.add_argument("--width", type=int, help="fixed width when solving the depth")
+    p.add_argument("--depth", type=positive_int, help="fixed depth when solving the width")
+    p.add_argument("--width", type=positive_int, help="fixed width when solving the depth")
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=number_in(0, 1),
         default=0.01,
         help="largest allowed |achieved - target| / target (default 0.01)",
     )
@@ -137,9 +139,9 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _shape_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-size", type=int, metavar="N", help="input height = width")
-    p.add_argument("--num-classes", type=int, metavar="K", help="number of classes")
-    p.add_argument("--in-channels", type=int, metavar="C", help="input channels")
+    p.add_argument("--input-size", type=positive_int, metavar="N", help="input height = width")
+    p.add_argument("--num-classes", type=positive_int, metavar="K", help="number of classes")
+    p.add_argument("--in-channels", type=positive_int, metavar="C", help="input channels")
 
 
 # -- blocks / families ------------------------------------------------------------------------
@@ -303,7 +305,12 @@ def resolve_model(
     in_channels: int | None = None,
     input_size: int | None = None,
 ) -> NetSpec:
-    """A preset or generic name; failing that a family at its default depth and width."""
+    """A NetSpec JSON file, a preset or generic name, or a family at its default depth and
+    width; the shape arguments given override the spec's."""
+    shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+    if is_spec_file(name):
+        spec = read_spec_file(name)
+        return spec.replace(**{k: v for k, v in shape.items() if v is not None})
     try:
         return get_preset(
             name, num_classes=num_classes, in_channels=in_channels, input_size=input_size
@@ -324,6 +331,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         input_size=args.input_size,
     )
     spec.validate()  # a shape error reads better before fvcore's trace
+    from archbench.runner.preflight import describe_check
+
+    describe_check(spec)  # before allocating a net that cannot fit
     result = measure(spec)
     check = analytic(spec)
     agrees = (check.params, check.macs, check.acts) == (result.params, result.macs, result.acts)
@@ -341,6 +351,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
         f"{spec.name or args.name}  (spec {result.spec_hash}; input 1x{result.in_channels}x"
         f"{result.input_size}x{result.input_size}, {result.num_classes} classes; eval mode)"
     )
+    pairs = _describe_pairs(result, check, agrees)
+    emit("\n".join([head, render_kv(pairs, indent=2), "", _parts_table(result)]))
+    return 0
+
+
+def _describe_pairs(
+    result: Complexity, check: AnalyticCounts, agrees: bool
+) -> list[tuple[str, str]]:
+    """The key/value block of ``describe``: totals, op coverage, the analytic cross-check."""
     counted = ", ".join(
         f"{op} {human_count(v)}"
         for op, v in sorted(result.macs_by_operator.items(), key=lambda kv: -kv[1])
@@ -379,6 +398,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "module hooks cannot see?)",
         ),
     ]
+    return pairs
+
+
+def _parts_table(result: Complexity) -> str:
+    """``describe``'s table: params, MACs (and their share) and output shape per part."""
     rows = [
         {
             "name": s.name,
@@ -398,8 +422,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         Column("acts", "acts", ">", human_count),
         Column("shape", "output", ">"),
     ]
-    emit("\n".join([head, render_kv(pairs, indent=2), "", render_table(rows, columns)]))
-    return 0
+    return render_table(rows, columns)
 
 
 # -- match ------------------------------------------------------------------------------------
@@ -432,30 +455,21 @@ def cmd_match(args: argparse.Namespace) -> int:
         "in_channels": args.in_channels,
         "input_size": args.input_size,
     }
-    if args.vary == "width":
-        if args.width is not None:
-            raise SpecError("--width fixes the width: use it with --vary depth")
-        match = solve_width(
-            args.family,
-            target,
-            metric=metric,
-            depth=args.depth,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
-    else:
-        if args.depth is not None:
-            raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
-        match = solve_depth(
-            args.family,
-            target,
-            metric=metric,
-            width=args.width,
-            tolerance=args.tolerance,
-            params=params,
-            **shape,
-        )
+    if args.vary == "width" and args.width is not None:
+        raise SpecError("--width fixes the width: use it with --vary depth")
+    if args.vary == "depth" and args.depth is not None:
+        raise SpecError("--depth fixes the depth: use it with --vary width (the default)")
+    match = solve(
+        args.family,
+        target,
+        vary=args.vary,
+        metric=metric,
+        depth=args.depth,
+        width=args.width,
+        tolerance=args.tolerance,
+        params=params,
+        **shape,
+    )
     if args.json:
         emit(to_json("archbench.match/1", {"match": match.to_dict()}))
         return 0

@@ -16,41 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-_UNITS = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
-
-
-def human_count(value: int | float | None, digits: int = 3) -> str:
-    """``1_727_962 -> "1.73M"``, ``269_722 -> "270K"``, ``4_111_512_576 -> "4.11G"``, ``640``.
-
-    ``digits`` significant digits (at least as many as the integer part needs); ``None`` is
-    ``"-"``. Units are powers of 1000 (K, M, G, T): counts, not bytes.
-    """
-    if value is None:
-        return "-"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    for i, (scale, unit) in enumerate(_UNITS):
-        if value >= scale:
-            scaled = value / scale
-            text = _significant(scaled, digits)
-            if float(text) >= 1000 and i > 0:  # 999_999.6 -> "1000K": use the next unit
-                scale, unit = _UNITS[i - 1]
-                text = _significant(value / scale, digits)
-            return f"{sign}{text}{unit}"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{sign}{_significant(value, digits)}"
-    return f"{sign}{int(value)}"
-
-
-def _significant(value: float, digits: int) -> str:
-    whole = len(str(int(value))) if value >= 1 else 1
-    decimals = max(digits - whole, 0)
-    return f"{value:.{decimals}f}"
-
-
-def int_count(value: int | None) -> str:
-    """``1727962 -> "1,727,962"``; ``None`` is ``"-"``."""
-    return "-" if value is None else f"{value:,}"
+# One count formatter for the whole package (re-exported: the commands import it from here).
+from archbench.units import human_count, int_count  # noqa: F401
 
 
 def signed_percent(value: float | None, decimals: int = 2) -> str:
@@ -116,6 +83,11 @@ def to_json(schema: str, payload: Mapping[str, Any]) -> str:
     """``{"schema": schema, **payload}`` as indented JSON (key order kept)."""
     data = {"schema": schema, **{k: v for k, v in payload.items() if k != "schema"}}
     return json.dumps(data, indent=2, default=_jsonable)
+
+
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-able rows: NaN as null, numpy scalars as numbers."""
+    return json.loads(frame.to_json(orient="records"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,32 +1,54 @@
-"""``archbench validate | run | worker | results | export``: experiments on Optuna."""
+"""``archbench validate | run | worker | results | export``: experiments on Optuna.
+
+``--json`` output (a ``"schema"`` key first; keys are only added within a version):
+
+``archbench.validate/1``::
+
+    {"schema", "spec", "valid": true, "experiment", "profile", "trials", "seeds", "storage"}
+
+``archbench.results/1``::
+
+    {"schema", "experiment", "profile", "rows": [{column: value}]}   (errors as fractions)
+
+``archbench.dry_run/1`` (``run --dry-run --json``)::
+
+    {"schema", "variants": [{"variant", "family", "depth", "width", "params", "macs",
+      "budget_error"}]}
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import multiprocessing
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import ArchbenchError, SpecError
+from archbench.cli.args import positive_int
+from archbench.cli.exit_codes import INCOMPLETE, OK
+from archbench.errors import ArchbenchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check an experiment spec; run nothing, write nothing")
+    p = sub.add_parser(
+        "validate",
+        help="check an experiment spec; run nothing, write nothing",
+        description="Every check `run` makes before its first trial (spec, device, storage, "
+        "data, memory), with the same messages; takes run's options.",
+    )
     _spec_args(p)
+    _runner_args(p)
+    _workers_arg(p)
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run an experiment spec (an Optuna study) to completion")
     _spec_args(p)
     _runner_args(p)
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
-        "trials faster than 1 x N threads (benchmarks/README.md)",
-    )
+    _workers_arg(p)
     p.add_argument(
         "--dry-run", action="store_true", help="list the variants with params/MACs and stop"
     )
@@ -43,12 +65,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="profile (default: every profile)")
     p.add_argument("--storage", help="database (default: the spec's storage)")
     p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
+    p.add_argument(
+        "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
+    )
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("export", help="export the results store to CSV or Parquet")
     p.add_argument("experiment", help="an experiment spec file, or an experiment name")
     p.add_argument("--storage", help="database (default: the spec's storage)")
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="file format (default: from the --out suffix, .csv or .parquet)",
+    )
     p.add_argument("--table", choices=("runs", "epochs", "variants", "diagnostics"), default="runs")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
@@ -59,6 +88,16 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="named profile of the spec (default: its default_profile)")
 
 
+def _workers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
+        "trials faster than 1 x N threads (benchmarks/README.md)",
+    )
+
+
 def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
@@ -66,11 +105,17 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--results-dir", help="checkpoints directory (default: beside the database)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda…")
-    p.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
+    p.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=30,
+        help="seconds between a trial's heartbeats (default 30)",
+    )
     p.add_argument(
         "--threads",
-        type=int,
-        help="torch CPU threads per worker (default: OMP_NUM_THREADS, else idle cores / workers)",
+        type=positive_int,
+        help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
+        "on the machine's load; recorded with each run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -92,23 +137,62 @@ def _options(args: argparse.Namespace) -> Any:
 # -- validate / dry run -----------------------------------------------------------------------
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
+def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(spec, options, preflight): the spec loaded and every pre-trial check passed.
 
-    spec = load_spec(args.spec, args.profile)
+    ``validate``, ``run`` and ``worker`` all come through here, so they reject the same
+    things with the same messages, before anything is written.
+    """
+    from archbench.runner.preflight import preflight
+    from archbench.runner.variants import load_checked
+
+    spec = load_checked(args.spec, args.profile)
+    options = _options(args)
+    return spec, options, preflight(spec, options, where=args.spec)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from archbench.runner.preflight import human_bytes
+    from archbench.store.storage import redact
+
+    spec, options, checked = _checked(args)
+    memory = ""
+    if checked.largest is not None:
+        memory = (
+            f"; largest variant needs {human_bytes(checked.largest.total)} of "
+            f"{human_bytes(checked.memory_limit)} on {checked.device}"
+        )
+    if args.json:
+        from archbench.cli.format import emit, to_json
+
+        payload = {
+            "spec": args.spec,
+            "valid": True,  # an invalid spec is an error: one line on stderr, exit code 2
+            "experiment": spec.name,
+            "profile": spec.profile,
+            "trials": spec.n_trials(),
+            "seeds": list(spec.seeds),
+            "storage": redact(options.storage or spec.storage),
+        }
+        emit(to_json("archbench.validate/1", payload))
+        for note in checked.notes:
+            print(f"archbench: note: {note}", file=sys.stderr)
+        return OK
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage {spec.storage})"
+        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage "
+        f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory})"
     )
-    return 0
+    for note in checked.notes:
+        print(f"archbench: note: {note}", file=sys.stderr)
+    return OK
 
 
 def _dry_run(spec: Any, as_json: bool) -> int:
     import json
 
     from archbench.models.complexity import analytic_counts
-    from archbench.runner.spec import dataset_shape
-    from archbench.runner.variants import resolve_all
+    from archbench.runner.variants import dataset_shape, resolve_all
 
     rows = []
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -160,36 +244,49 @@ def _quiet_optuna() -> None:
     # "experimental feature" notes (heartbeats) would drown them.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _UserErrorFilter) for f in optimize_log.filters):
+        optimize_log.addFilter(_UserErrorFilter())
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop Optuna's "Trial N failed" warnings (with a traceback) when the cause is a user
+    error: our own line already says which trial failed and why. Bugs keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ArchbenchError):
+            return False
+        # Its follow-up "Trial N failed with value None." says nothing our line does not.
+        return not (exc is None and "failed with value None" in record.getMessage())
 
 
 def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
-    from archbench.runner.spec import load_spec
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
-    set_worker_threads(workers, options.threads)
-    spec = load_spec(spec_path, profile, check_budgets=False)
+    set_worker_threads(options.threads)
+    spec = load_checked(spec_path, profile, budgets=False)  # run checked the budgets
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
+    from archbench.runner.variants import load_checked
     from archbench.runner.worker import study_progress, worker_threads
     from archbench.store.storage import redact
 
-    spec = load_spec(args.spec, args.profile)
     if args.dry_run:
-        return _dry_run(spec, args.json)
-    if args.workers < 1:
-        raise SpecError(f"--workers must be >= 1, got {args.workers}")
-    options = _options(args)
-    # Decided once, here: workers starting together would count each other as busy cores.
-    options = _replace(options, threads=worker_threads(args.workers, options.threads))
+        return _dry_run(load_checked(args.spec, args.profile), args.json)
+    spec, options, checked = _checked(args)
+    options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
         options = _replace(options, progress=False)  # N bars on one terminal are unreadable
     storage = options.storage or spec.storage
+    for note in checked.notes:
+        print(f"archbench: note: {note}", file=sys.stderr, flush=True)
     _quiet_optuna()
     start = time.perf_counter()
     study, requeued = prepare_study(spec, options)
@@ -222,43 +319,79 @@ def cmd_run(args: argparse.Namespace) -> int:
             proc.start()
         for proc in procs:
             proc.join()
-        failed = [p.exitcode for p in procs if p.exitcode != 0]
-        if failed:
-            raise ArchbenchError(f"{len(failed)} worker(s) failed (exit codes {failed})")
+        crashed = [p.exitcode for p in procs if p.exitcode != 0]
+        if crashed:
+            print(
+                f"archbench: {len(crashed)} worker process(es) failed (exit codes {crashed})",
+                file=sys.stderr,
+                flush=True,
+            )
     progress = study_progress(spec, study.get_trials(deepcopy=False))
     print(
         f"done in {time.perf_counter() - start:.1f} s: {progress.done}/{progress.total} "
         "trial(s) finished",
         flush=True,
     )
-    if progress.missing:
-        print(
-            f"warning: {len(progress.missing)} configuration(s) failed: "
-            f"{', '.join(progress.missing)}; rerun the same command to retry them",
-            flush=True,
-        )
     print(flush=True)
-    return _print_results(spec.name, spec.profile, storage, runs=False)
+    # Nothing recorded (every trial failed before its first run) is said below.
+    with contextlib.suppress(ArchbenchError):
+        _print_results(spec.name, spec.profile, storage, runs=False)
+    return _report_unfinished(spec, study, _retry_command(args))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from archbench.runner.spec import load_spec
     from archbench.runner.study import prepare_study
 
-    spec = load_spec(args.spec, args.profile)
-    options = _options(args)
+    spec, options, checked = _checked(args)
+    for note in checked.notes:
+        print(f"archbench: note: {note}", file=sys.stderr, flush=True)
     _quiet_optuna()
     # The first process on a study sets it up (baselines); later ones just join.
     import optuna
 
     from archbench.runner.study import open_storage
 
-    storage, _store = open_storage(spec, options)
+    storage, store = open_storage(spec, options)
+    store.close()
     names = optuna.get_all_study_names(storage)
     if spec.study_name not in names:
         prepare_study(spec, options)
     _worker_main(args.spec, args.profile, options, 1)
-    return 0
+    study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    return _report_unfinished(spec, study, _retry_command(args))
+
+
+def _retry_command(args: argparse.Namespace) -> str:
+    from archbench.store.storage import redact
+
+    words = ["archbench", args.command, args.spec]
+    for flag, value in (
+        ("--profile", args.profile),
+        ("--storage", redact(args.storage) if args.storage else None),
+        ("--device", None if args.device == "auto" else args.device),
+    ):
+        if value:
+            words += [flag, value]
+    return " ".join(words)
+
+
+def _report_unfinished(spec: Any, study: Any, retry: str) -> int:
+    """One stderr line per configuration that did not finish, how to retry; the exit code."""
+    from archbench.runner.outcome import unfinished
+
+    left = unfinished(spec, study.get_trials(deepcopy=False))
+    if not left:
+        return OK
+    print(f"archbench: {len(left)} configuration(s) did not finish:", file=sys.stderr)
+    for item in left:
+        print(f"  {item.line()}", file=sys.stderr)
+    print(
+        f"archbench: to retry them, run the same command again ({retry}): finished trials are "
+        "kept, failed ones are re-queued and resume from their last checkpoint",
+        file=sys.stderr,
+        flush=True,
+    )
+    return INCOMPLETE
 
 
 def _replace(options: Any, **changes: Any) -> Any:
@@ -277,7 +410,7 @@ def _experiment_and_storage(
     if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
         from archbench.runner.spec import load_spec
 
-        spec = load_spec(experiment, profile, check_budgets=False)
+        spec = load_spec(experiment, profile)
         return spec.name, storage or spec.storage
     if storage is None:
         default = Path("results") / f"{experiment}.db"
@@ -330,7 +463,9 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
-def _print_results(experiment: str, profile: str | None, storage: str, *, runs: bool) -> int:
+def _print_results(
+    experiment: str, profile: str | None, storage: str, *, runs: bool, as_json: bool = False
+) -> int:
     with _open_store(storage) as store:
         known = store.experiments()
         names = sorted(set(known["experiment"])) if len(known) else []
@@ -347,6 +482,12 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
             table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
             if "val_err_mean" in table.columns:
                 table = table.sort_values("val_err_mean")
+    if as_json:
+        from archbench.cli.format import emit, frame_records, to_json
+
+        payload = {"experiment": experiment, "profile": profile, "rows": frame_records(table)}
+        emit(to_json("archbench.results/1", payload))
+        return 0
     from archbench.cli.format import frame_table
 
     print(frame_table(_as_percent(table)))
@@ -355,12 +496,38 @@ def _print_results(experiment: str, profile: str | None, storage: str, *, runs: 
 
 def cmd_results(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
-    return _print_results(experiment, args.profile, storage, runs=args.runs)
+    return _print_results(experiment, args.profile, storage, runs=args.runs, as_json=args.json)
+
+
+def check_output_file(value: str, flag: str) -> Path:
+    """A file the command will write: not a folder, in a folder that exists and is writable."""
+    import os
+
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ArchbenchError(f"{flag} {value!r} is a folder; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise ArchbenchError(f"{flag} {value!r}: folder {str(folder)!r} {what}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ArchbenchError(f"{flag} {value!r}: permission denied")
+    return path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    out = check_output_file(args.out, "--out")
     experiment, storage = _experiment_and_storage(args.experiment, args.storage)
     with _open_store(storage) as store:
-        path = store.export(args.out, format=args.format, table=args.table, experiment=experiment)
+        known = store.experiments()
+        names = sorted(set(known["experiment"])) if len(known) else []
+        if experiment not in names:
+            raise ArchbenchError(
+                f"no results for experiment {experiment!r}; known: {', '.join(names) or 'none'}"
+            )
+        try:
+            path = store.export(out, format=args.format, table=args.table, experiment=experiment)
+        except OSError as exc:
+            raise ArchbenchError(f"--out {args.out!r}: cannot write: {exc.strerror}") from None
     print(f"wrote {path}", file=sys.stdout)
-    return 0
+    return OK

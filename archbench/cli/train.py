@@ -26,16 +26,17 @@ when training completed, 1 when it diverged, 2 for a user error.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from archbench.cli.args import finite_float, nonnegative_int, positive_int
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
-from archbench.models.net import NetSpec, build_net
+from archbench.models.net import NetSpec, build_net, is_spec_file, read_spec_file
 from archbench.models.presets import get_preset
 from archbench.training.checkpoint import LAST, load_checkpoint
 from archbench.training.recipe import Recipe
@@ -44,20 +45,25 @@ from archbench.training.train import (
     EpochMetrics,
     TrainResult,
     seed_everything,
-    select_device,
     train,
 )
 
 # (flag, Recipe field, type, help); flags left out keep the Recipe default.
+# Types check the form; Recipe.validate checks the ranges (naming the field).
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--epochs", "epochs", int, "training epochs"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--lr", "lr", float, "peak learning rate"),
-    ("--momentum", "momentum", float, "SGD momentum"),
-    ("--weight-decay", "weight_decay", float, "L2 weight decay"),
-    ("--warmup-epochs", "warmup_epochs", float, "warm-up length in epochs (may be fractional)"),
-    ("--warmup-lr", "warmup_lr", float, "warm-up start (linear) or hold (constant) rate"),
-    ("--label-smoothing", "label_smoothing", float, "label smoothing of the training loss"),
+    ("--epochs", "epochs", positive_int, "training epochs"),
+    ("--batch-size", "batch_size", positive_int, "training batch size"),
+    ("--lr", "lr", finite_float(), "peak learning rate"),
+    ("--momentum", "momentum", finite_float(), "SGD momentum"),
+    ("--weight-decay", "weight_decay", finite_float(), "L2 weight decay"),
+    (
+        "--warmup-epochs",
+        "warmup_epochs",
+        finite_float(),
+        "warm-up length in epochs (fractional ok)",
+    ),
+    ("--warmup-lr", "warmup_lr", finite_float(), "warm-up start (linear) or hold (constant) rate"),
+    ("--label-smoothing", "label_smoothing", finite_float(), "label smoothing of the loss"),
 ]
 RECIPE_SWITCHES: list[tuple[str, str, str]] = [
     ("--nesterov", "nesterov", "Nesterov momentum"),
@@ -96,21 +102,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="no weight decay on normalisation parameters and biases",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of init, data order, dropout")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of init, data order, dropout"
+    )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda[:i], mps")
     p.add_argument("--data-root", help="dataset folder (default $ARCHBENCH_DATA_ROOT or ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
-    p.add_argument("--train-subset", type=int, help="train on a stratified subset of this size")
-    p.add_argument("--test-subset", type=int, help="test on a stratified subset of this size")
+    p.add_argument(
+        "--train-subset", type=positive_int, help="train on a stratified subset of this size"
+    )
+    p.add_argument(
+        "--test-subset", type=positive_int, help="test on a stratified subset of this size"
+    )
     p.add_argument(
         "--val-size", type=_val_size, default=0.1, help="validation carve: fraction or count"
     )
-    p.add_argument("--image-size", type=int, help="resize images once at load")
+    p.add_argument("--image-size", type=positive_int, help="resize images once at load")
     p.add_argument("--checkpoint-dir", help="write last.pt there each epoch and resume from it")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--diagnostics-every",
-        type=int,
+        type=nonnegative_int,
         default=1,
         help="per-block gradient norms / branch ratios every N epochs (0: off; default 1)",
     )
@@ -120,13 +132,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _val_size(text: str) -> int | float:
+    value: int | float
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            value = math.nan
+        ok = 0.0 <= value < 1.0  # a fraction
+    else:
+        ok = value >= 0  # a count
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"must be a count >= 0 or a fraction in [0, 1), got {text!r}"
+        )
+    return value
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Output paths that cannot be written fail now, not after the training they record."""
+    if args.checkpoint_dir:
+        folder = Path(args.checkpoint_dir)
+        if folder.exists() and not folder.is_dir():
+            raise SpecError(f"--checkpoint-dir {str(folder)!r} is a file; give a folder")
+        if any(p.exists() and not p.is_dir() for p in folder.parents):
+            raise SpecError(f"--checkpoint-dir {str(folder)!r}: a parent of it is a file")
+    if args.json_path:
+        path = Path(args.json_path)
+        if path.is_dir():
+            raise SpecError(f"--json {str(path)!r} is a folder; give a file name")
+        if any(p.exists() and not p.is_dir() for p in path.parents):
+            raise SpecError(f"--json {str(path)!r}: a parent of it is a file")
 
 
 def load_spec(model: str, data: LoadedData) -> NetSpec:
@@ -137,14 +174,15 @@ def load_spec(model: str, data: LoadedData) -> NetSpec:
         "in_channels": info.channels,
         "input_size": info.image_size,
     }
-    path = Path(model)
-    if model.endswith(".json") or path.is_file():
+    if is_spec_file(model):
         try:
-            spec = NetSpec.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise SpecError(f"spec file {model!r} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec file {model!r} is not valid JSON: {exc}") from None
+            spec = read_spec_file(model)
+        except SpecError:
+            raise
+        except OSError as exc:
+            raise SpecError(f"cannot read spec file {model!r}: {exc.strerror}") from None
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise SpecError(f"spec file {model!r} is not a NetSpec: {exc!r}") from None
         spec = spec.replace(**shape)
     else:
         spec = get_preset(model, **shape)
@@ -166,7 +204,16 @@ def run(args: argparse.Namespace) -> int:
     fields = [name for _, name, _, _ in RECIPE_FLAGS] + [n for _, n, _ in RECIPE_SWITCHES]
     fields += ["schedule", "warmup", "wd_on_norm_and_bias"]
     recipe = Recipe.from_dict({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
-    device = select_device(args.device)
+    _check_paths(args)
+    from archbench.runner.preflight import (
+        check_device,
+        check_fits,
+        data_bytes,
+        estimate_memory,
+        memory_limit,
+    )
+
+    device = check_device(args.device)
     data = load_dataset(
         args.dataset,
         root=args.data_root,
@@ -177,6 +224,16 @@ def run(args: argparse.Namespace) -> int:
         download=not args.no_download,
     )
     spec = load_spec(args.model, data)
+    estimate = estimate_memory(
+        spec, recipe.batch_size, amp=recipe.amp and device.type == "cuda", data=data_bytes(data)
+    )
+    check_fits(
+        estimate,
+        device,
+        memory_limit(device),
+        f"model {spec.name or args.model!r}",
+        "Give a smaller model or --batch-size.",
+    )
     seed_everything(args.seed)
     net = build_net(spec)
     params = sum(p.numel() for p in net.parameters())
@@ -185,25 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = args.quiet
     if not quiet:
-        emit(
-            render_kv(
-                [
-                    (
-                        "model",
-                        f"{spec.name or args.model}: {params:,} params, hash {spec.spec_hash()}",
-                    ),
-                    ("data", data.summary()),
-                    ("recipe", _recipe_line(recipe)),
-                    ("device", f"{device}, seed {args.seed}"),
-                ]
-            )
-            + "\n"
-        )
-        # Rows are printed as epochs end (a long run shows its progress in a log file too),
-        # so the columns have fixed widths rather than render_table's fitted ones.
-        emit(_row(HEADER) + "\n" + _row(tuple("-" * w for w in WIDTHS)))
-        for metrics in _restored_epochs(args):
-            emit(_row(_cells(metrics)) + "  (checkpoint)")
+        _print_header(args, spec, params, data, recipe, device)
 
     def on_epoch_end(metrics: EpochMetrics, _diags: list) -> bool:
         if not quiet:
@@ -224,30 +263,54 @@ def run(args: argparse.Namespace) -> int:
     )
     emit(final_line(result))
     if args.json_path:
-        out = result.to_dict()
-        out["model"] = {
-            "name": spec.name or args.model,
-            "spec_hash": spec.spec_hash(),
-            "params": params,
-            "spec": spec.to_dict(),
-        }
-        info = data.info
-        out["dataset"] = {
-            "name": info.name,
-            "train": len(data.train),
-            "val": len(data.val) if data.val is not None else 0,
-            "test": len(data.test),
-            "image_size": info.image_size,
-            "channels": info.channels,
-            "num_classes": info.num_classes,
-            "source": data.source,
-        }
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(to_json(RESULT_SCHEMA, out) + "\n")
+        path = _write_json(Path(args.json_path), result, spec, args.model, params, data)
         if not quiet:
             emit(f"wrote {path}")
     return 1 if result.status == "diverged" else 0
+
+
+def _print_header(
+    args: argparse.Namespace, spec: Any, params: int, data: Any, recipe: Recipe, device: Any
+) -> None:
+    """What is about to train, then the epoch table's header (and epochs a checkpoint holds)."""
+    model = f"{spec.name or args.model}: {params:,} params, hash {spec.spec_hash()}"
+    pairs = [
+        ("model", model),
+        ("data", data.summary()),
+        ("recipe", _recipe_line(recipe)),
+        ("device", f"{device}, seed {args.seed}"),
+    ]
+    emit(render_kv(pairs) + "\n")
+    # Rows are printed as epochs end (a long run shows its progress in a log file too),
+    # so the columns have fixed widths rather than render_table's fitted ones.
+    emit(_row(HEADER) + "\n" + _row(tuple("-" * w for w in WIDTHS)))
+    for metrics in _restored_epochs(args):
+        emit(_row(_cells(metrics)) + "  (checkpoint)")
+
+
+def _write_json(path: Path, result: Any, spec: Any, model: str, params: int, data: Any) -> Path:
+    """The run's result, its model and its data as one JSON file (``--json``)."""
+    out = result.to_dict()
+    out["model"] = {
+        "name": spec.name or model,
+        "spec_hash": spec.spec_hash(),
+        "params": params,
+        "spec": spec.to_dict(),
+    }
+    info = data.info
+    out["dataset"] = {
+        "name": info.name,
+        "train": len(data.train),
+        "val": len(data.val) if data.val is not None else 0,
+        "test": len(data.test),
+        "image_size": info.image_size,
+        "channels": info.channels,
+        "num_classes": info.num_classes,
+        "source": data.source,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(RESULT_SCHEMA, out) + "\n")
+    return path
 
 
 # -- formatting -------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from archbench.data import datasets as _datasets  # noqa: F401  (registers the built-ins)
 from archbench.data.base import AUGMENTS, DatasetInfo, LoadedData, TensorSplit
-from archbench.data.load import ROOT_ENV, load_dataset, resolve_root
+from archbench.data.load import ROOT_ENV, dataset_shape, load_dataset, resolve_root
 from archbench.data.loader import DeviceLoader
-from archbench.data.registry import DatasetEntry, RawData, ReadRequest
+from archbench.data.registry import DatasetEntry, DatasetShape, RawData, ReadRequest
 from archbench.errors import DataError
 
 __all__ = [
@@ -21,11 +21,13 @@ __all__ = [
     "DataError",
     "DatasetEntry",
     "DatasetInfo",
+    "DatasetShape",
     "DeviceLoader",
     "LoadedData",
     "RawData",
     "ReadRequest",
     "TensorSplit",
+    "dataset_shape",
     "load_dataset",
     "resolve_root",
 ]

@@ -24,6 +24,7 @@ from archbench.data.augment import crop_index
 from archbench.data.base import DatasetInfo, TensorSplit
 from archbench.data.registry import (
     DatasetEntry,
+    DatasetShape,
     RawData,
     ReadRequest,
     channel_stats,
@@ -107,11 +108,7 @@ def read_cifar100(req: ReadRequest) -> RawData:
         files="train and test (the CIFAR-100 python version)",
         download=_then(_torchvision("CIFAR100"), lambda r: r / "cifar-100-python"),
     )
-    if req.options["labels"] not in ("fine", "coarse"):
-        raise SpecError(
-            f"cifar100 option labels must be 'fine' or 'coarse', got {req.options['labels']!r}"
-        )
-    coarse = req.options["labels"] == "coarse"
+    coarse = _cifar100_coarse(req)
     key = "coarse_labels" if coarse else "fine_labels"
     train = sources.read_cifar_batches(paths[:1], key)
     test = sources.read_cifar_batches(paths[1:], key)
@@ -125,6 +122,18 @@ def read_cifar100(req: ReadRequest) -> RawData:
         info, split_from_numpy(*train), split_from_numpy(*test),
         "download" if downloaded else str(folder),
     )  # fmt: skip
+
+
+def _cifar100_coarse(req: ReadRequest) -> bool:
+    if req.options["labels"] not in ("fine", "coarse"):
+        raise SpecError(
+            f"cifar100 option labels must be 'fine' or 'coarse', got {req.options['labels']!r}"
+        )
+    return req.options["labels"] == "coarse"
+
+
+def probe_cifar100(req: ReadRequest) -> DatasetShape:
+    return DatasetShape(20 if _cifar100_coarse(req) else 100, 3, req.image_size or 32)
 
 
 # Published statistics of the 50k training images. The std is the per-pixel std over the whole
@@ -279,6 +288,13 @@ def _int_option(opts: dict[str, Any], key: str, low: int) -> int:
     return value
 
 
+def probe_synthetic(req: ReadRequest) -> DatasetShape:
+    opts = dict(req.options)
+    size = req.image_size or _int_option(opts, "image_size", 4)
+    k, c = _int_option(opts, "num_classes", 2), _int_option(opts, "channels", 1)
+    return DatasetShape(k, c, size)
+
+
 def read_synthetic(req: ReadRequest) -> RawData:
     """Each class is a smooth random pattern, shown at a random offset under pixel noise.
 
@@ -338,12 +354,8 @@ def read_synthetic(req: ReadRequest) -> RawData:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_image_folder(req: ReadRequest) -> RawData:
-    """Decode a whole image folder into memory at one square size (shorter side, centre crop).
-
-    The size is ``image_size`` if given, else the first training image's shorter side. Large
-    folders (ImageNet scale) do not fit this in-memory design; use a DataLoader pipeline.
-    """
+def _image_folder(req: ReadRequest) -> tuple[Path, Path, Path]:
+    """(folder, train dir, test dir) of an image folder; raises naming where it looked."""
     path = Path(req.options["path"]) if req.options["path"] is not None else req.root
     channels = req.options["channels"]
     if channels not in (1, 3):
@@ -362,6 +374,37 @@ def read_image_folder(req: ReadRequest) -> RawData:
                 "with train/<class>/*.png and test/<class>/*.png"
             ],
         )
+    return path, train_dir, test_dir
+
+
+def _image_size(req: ReadRequest, first: Path) -> int:
+    """``image_size`` if given, else the first training image's shorter side."""
+    if req.image_size is not None:
+        return req.image_size
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(first) as im:
+            return min(im.size)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image {first}: {exc}") from None
+
+
+def probe_image_folder(req: ReadRequest) -> DatasetShape:
+    """Count the class folders of train/ and open its first image, reading nothing else."""
+    _path, train_dir, _test_dir = _image_folder(req)
+    classes, first = sources.image_folder_classes(train_dir)
+    return DatasetShape(len(classes), req.options["channels"], _image_size(req, first))
+
+
+def read_image_folder(req: ReadRequest) -> RawData:
+    """Decode a whole image folder into memory at one square size (shorter side, centre crop).
+
+    The size is ``image_size`` if given, else the first training image's shorter side. Large
+    folders (ImageNet scale) do not fit this in-memory design; use a DataLoader pipeline.
+    """
+    path, train_dir, test_dir = _image_folder(req)
+    channels = req.options["channels"]
     classes, train_files = sources.list_image_folder(train_dir)
     test_classes, test_files = sources.list_image_folder(test_dir)
     unknown = sorted(set(test_classes) - set(classes))
@@ -370,12 +413,7 @@ def read_image_folder(req: ReadRequest) -> RawData:
             f"{test_dir} has classes {unknown} that {train_dir} lacks (train classes: {classes})"
         )
     mode = "L" if channels == 1 else "RGB"
-    size = req.image_size
-    if size is None:
-        from PIL import Image
-
-        with Image.open(train_files[0][0]) as im:
-            size = min(im.size)
+    size = _image_size(req, train_files[0][0])
     index = {c: i for i, c in enumerate(classes)}
     train = split_from_numpy(*sources.read_image_split(train_files, index, size, mode))
     test = split_from_numpy(*sources.read_image_split(test_files, index, size, mode))
@@ -398,7 +436,7 @@ def _register() -> None:
          DatasetEntry(CIFAR10_INFO, read_cifar10, {}, "<root>/cifar-10-batches-py")),
         ("cifar100", "CIFAR-100: 50k/10k 32x32 colour images, 100 (or 20 coarse) classes",
          DatasetEntry(CIFAR100_INFO, read_cifar100, {"labels": "fine"},
-                      "<root>/cifar-100-python")),
+                      "<root>/cifar-100-python", probe_cifar100)),
         ("svhn", "SVHN cropped digits: 73k/26k 32x32 colour (+531k extra), 10 classes",
          DatasetEntry(SVHN_INFO, read_svhn, {"extra": False}, "<root>/svhn or <root>")),
         ("mnist", "MNIST: 60k/10k 28x28 grey handwritten digits",
@@ -413,11 +451,12 @@ def _register() -> None:
         ("synthetic", "seeded random images with a learnable class signal (tests, speed runs)",
          DatasetEntry(
              DatasetInfo("synthetic", 3, 32, 10, (0.5,) * 3, (0.25,) * 3, "crop_flip", 4),
-             read_synthetic, SYNTHETIC_OPTIONS, "generated")),
+             read_synthetic, SYNTHETIC_OPTIONS, "generated", probe_synthetic)),
         ("image_folder", "a folder with train/ and test/ (or val/) sub-folders of class folders",
          DatasetEntry(
              DatasetInfo("image_folder", 3, 32, 2, (0.5,) * 3, (0.25,) * 3, "crop_flip", 4),
-             read_image_folder, {"path": None, "channels": 3}, "options path, or root")),
+             read_image_folder, {"path": None, "channels": 3}, "options path, or root",
+             probe_image_folder)),
     ]  # fmt: skip
     for name, description, entry in entries:
         DATASETS.add(name, entry, description=description)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from archbench.data.base import AUGMENTS, DatasetInfo, LoadedData, TensorSplit
-from archbench.data.registry import DatasetEntry, ReadRequest
+from archbench.data.registry import DatasetEntry, DatasetShape, ReadRequest
 from archbench.data.seeds import generator
 from archbench.data.splits import resize_uint8, stratified_pick
 from archbench.errors import DataError, SpecError
 from archbench.registry import DATASETS
+from archbench.validation import is_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _val_count(val_size: int | float, pool: int, name: str) -> int:
 
 
 def _check_subset(value: int | None, what: str) -> None:
-    if value is not None and (not _is_int(value) or value < 1):
+    if value is not None and not is_positive_int(value):
         raise SpecError(f"{what} must be None or a positive int, got {value!r}")
 
 
@@ -78,6 +79,36 @@ def _options(name: str, entry: DatasetEntry, options: Mapping[str, Any] | None) 
     if "pad" in common and (not _is_int(common["pad"]) or common["pad"] < 0):
         raise SpecError(f"option pad must be an int >= 0, got {common['pad']!r}")
     return {**entry.options, **given}, common
+
+
+def _entry(name: str) -> DatasetEntry:
+    entry = DATASETS.get(name)
+    if not isinstance(entry, DatasetEntry):
+        raise DataError(
+            f"dataset {name!r} is registered as {type(entry).__name__}, not DatasetEntry"
+        )
+    return entry
+
+
+def check_options(name: str, options: Mapping[str, Any] | None) -> None:
+    """Raise (naming the option and the allowed ones) for unknown or bad dataset options."""
+    _options(name, _entry(name), options)
+
+
+def dataset_shape(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    image_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> DatasetShape:
+    """(num_classes, channels, image_size) of a dataset as ``load_dataset`` would return it,
+    without reading it: from the registered info, or the entry's probe (an image folder
+    counts its class folders and opens one image)."""
+    entry = _entry(name)
+    own, _common = _options(name, entry, options)
+    base_root, origin = resolve_root(root)
+    return entry.shape(ReadRequest(name, base_root, origin, False, own, image_size))
 
 
 def load_dataset(
@@ -109,12 +140,8 @@ def load_dataset(
       ``augment`` ("crop_flip" | "crop" | "none") and ``pad`` overriding the standard
       augmentation.
     """
-    entry = DATASETS.get(name)
-    if not isinstance(entry, DatasetEntry):
-        raise DataError(
-            f"dataset {name!r} is registered as {type(entry).__name__}, not DatasetEntry"
-        )
-    if image_size is not None and (not _is_int(image_size) or image_size < 1):
+    entry = _entry(name)
+    if image_size is not None and not is_positive_int(image_size):
         raise SpecError(f"image_size must be None or a positive int, got {image_size!r}")
     if not _is_int(split_seed) or split_seed < 0:
         raise SpecError(f"split_seed must be an int >= 0, got {split_seed!r}")
@@ -131,6 +158,11 @@ def load_dataset(
     n_full = len(train_full)
     n_val = _val_count(val_size, train_subset if train_subset is not None else n_full, name)
     n_train = train_subset if train_subset is not None else n_full - n_val
+    if train_subset is None and n_train < 1:
+        raise SpecError(
+            f"dataset {name!r}: val_size {val_size!r} ({n_val} images) is not smaller than the "
+            f"{n_full} training images it is carved from; no training images would be left"
+        )
     if n_val + n_train > n_full or n_train < 1:
         raise SpecError(
             f"dataset {name!r}: val_size {val_size!r} ({n_val} images) plus train_subset "

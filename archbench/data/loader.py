@@ -18,6 +18,7 @@ from archbench.data.augment import crop_flip, normalise, normalise_constants
 from archbench.data.base import DatasetInfo, TensorSplit
 from archbench.data.seeds import generator
 from archbench.errors import SpecError
+from archbench.validation import is_positive_int
 
 
 class DeviceLoader:
@@ -46,7 +47,7 @@ class DeviceLoader:
         dtype: torch.dtype | None = None,
         shuffle: bool | None = None,
     ) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        if not is_positive_int(batch_size):
             raise SpecError(f"batch_size must be a positive int, got {batch_size!r}")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise SpecError(f"seed must be an int >= 0, got {seed!r}")

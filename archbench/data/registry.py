@@ -14,13 +14,13 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 
 from archbench.data.base import DatasetInfo, TensorSplit
-from archbench.errors import DataError
+from archbench.errors import DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,38 @@ class RawData:
     source: str
 
 
+class DatasetShape(NamedTuple):
+    """What a net for a dataset must be built for, in the order ``resolve`` takes it."""
+
+    num_classes: int
+    channels: int
+    image_size: int
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registered dataset: its nominal info (computed stats are filled in at load time for
-    datasets whose info depends on options) and the function that reads it."""
+    datasets whose info depends on options), the function that reads it and, for datasets
+    whose shape depends on their options or files, the function that tells that shape
+    without reading the data."""
 
     info: DatasetInfo
     read: Callable[[ReadRequest], RawData]
     options: Mapping[str, Any] = field(default_factory=dict)  # allowed options -> defaults
     locations: str = ""  # where it is looked for, for listings
+    probe: Callable[[ReadRequest], DatasetShape] | None = None
+
+    def shape(self, req: ReadRequest) -> DatasetShape:
+        """(classes, channels, size) the data will have when read with ``req``."""
+        if self.probe is not None:
+            return self.probe(req)
+        # Without a probe: the nominal info, with the shape options a dataset may declare.
+        opts, info = req.options, self.info
+        return DatasetShape(
+            int(opts.get("num_classes", info.num_classes)),
+            int(opts.get("channels", info.channels)),
+            int(req.image_size or opts.get("image_size", info.image_size)),
+        )
 
 
 def split_from_numpy(images: np.ndarray, labels: np.ndarray) -> TensorSplit:
@@ -89,12 +112,27 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
     )
 
 
-def not_found(req: ReadRequest, looked: list[str], reason: str, how: list[str]) -> DataError:
-    """The one error for a dataset that is nowhere: every place looked and how to get it."""
+def not_found(
+    req: ReadRequest,
+    looked: list[str],
+    reason: str,
+    how: list[str],
+    *,
+    local_how: int | None = None,
+    downloadable: bool = False,
+) -> DataNotFoundError:
+    """The one error for a dataset that is nowhere: every place looked and how to get it.
+
+    ``how[:local_how]`` are the ways that need no download (pre-trial checks show only those).
+    """
     places = "; ".join(looked) if looked else "nowhere"
-    return DataError(
-        f"dataset {req.name!r} not found. Looked in: {places} "
-        f"(data root {req.root} from {req.root_origin}). {reason}. To get it: " + "; or ".join(how)
+    places += f" (data root {req.root} from {req.root_origin})"
+    return DataNotFoundError(
+        f"dataset {req.name!r} not found. Looked in: {places}. {reason}. To get it: "
+        + "; or ".join(how),
+        places=places,
+        how="; or ".join(how[:local_how]),
+        downloadable=downloadable,
     )
 
 
@@ -142,8 +180,9 @@ def locate(
         "point root= (CLI: --data-root) or ARCHBENCH_DATA_ROOT at a folder that has them",
         *extra_how,
     ]
+    local = len(how)
     if download is not None and req.download:
         how.append("connect to the internet and try again (torchvision downloads them)")
     elif download is not None:
         how.append("run with download=True and internet access (torchvision downloads them)")
-    raise not_found(req, looked, reason, how)
+    raise not_found(req, looked, reason, how, local_how=local, downloadable=download is not None)

@@ -1,9 +1,28 @@
-"""Derive independent generator seeds from tuples of integers (seed, epoch, stream, ...)."""
+"""Every seed archbench derives, in one module: named streams and integer tuples.
+
+Two schemes, both kept because stored results depend on their exact numbers (changing either
+changes every run's data order, dropout masks or splits):
+
+* :func:`derive_seed` (``seed``, ``"data"`` | ``"dropout"`` | ``"diagnostics"``): a 31-bit
+  seed per named stream of the trainer, from SHA-256;
+* :func:`mix_seed` / :func:`generator` (``seed, epoch, ...``): a 63-bit seed per integer
+  tuple for the data layer (shuffles, augmentation, splits), from NumPy's ``SeedSequence``.
+
+Both are pure functions of their arguments; neither touches a global generator.
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 31-bit seed for a named random stream ("data", "dropout", ...)."""
+    digest = hashlib.sha256(f"archbench:{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**31 - 1)
 
 
 def mix_seed(*parts: int) -> int:

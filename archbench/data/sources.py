@@ -233,6 +233,25 @@ IMAGE_EXTENSIONS = (
 )
 
 
+def image_folder_classes(folder: Path) -> tuple[list[str], Path]:
+    """Sorted class names (sub-folders) and the first image, as :func:`list_image_folder`
+    orders them, without listing every file."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>)")
+    for c in classes:
+        images = sorted(
+            p
+            for p in (folder / c).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if images:
+            return classes, images[0]
+    raise DataError(
+        f"{folder} has no images with extensions {', '.join(IMAGE_EXTENSIONS)} in its class folders"
+    )
+
+
 def list_image_folder(folder: Path) -> tuple[list[str], list[tuple[Path, str]]]:
     """Sorted class names (sub-folders) and (image path, class name) pairs, sorted by path."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))

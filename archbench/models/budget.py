@@ -26,6 +26,7 @@ from archbench.errors import BudgetError, SpecError
 from archbench.models.complexity import analytic, analytic_params
 from archbench.models.net import NetSpec
 from archbench.models.presets import Family, get_family
+from archbench.units import int_count
 
 Metric = Literal["params", "macs"]
 METRICS: tuple[str, ...] = ("params", "macs")
@@ -252,95 +253,74 @@ def data_shape(
     }
 
 
-def _fmt(value: int) -> str:
-    return f"{value:,}"
-
-
 def _rel(value: int, target: int) -> float:
     return (value - target) / target
 
 
-def solve_width(
-    family: str | Family,
-    target: int | float | str,
-    *,
-    metric: Metric = "params",
-    depth: int | None = None,
-    tolerance: float = 0.01,
-    params: Mapping[str, Any] | None = None,
-    num_classes: int | None = None,
-    in_channels: int | None = None,
-    input_size: int | None = None,
-) -> BudgetMatch:
-    """The width (a multiple of the family's width step) whose count is closest to ``target``.
+Vary = Literal["width", "depth"]
+VARY: tuple[str, ...] = ("width", "depth")
 
-    ``num_classes``, ``in_channels`` and ``input_size`` default to the family's own (see
-    :func:`data_shape`); ``depth`` to its default depth; ``params`` are the family's params.
 
-    Raises :class:`BudgetError` naming the nearest achievable budgets below and above (with
-    their widths) when the closest is further than ``tolerance`` (relative) from the target.
-    """
-    fam = get_family(family) if isinstance(family, str) else family
-    goal = _check_common(target, metric, tolerance)
-    params = dict(params or {})
-    depth = fam.default_depth if depth is None else depth
-    step = fam.width_step(params)
-    count = _counter(metric)
-    shape = data_shape(fam, num_classes, in_channels, input_size)
+@dataclass(frozen=True)
+class _Axis:
+    """What a solve varies: grid index ``k`` (1-based) -> ``(depth, width)``."""
 
-    def build(k: int) -> NetSpec:
-        return fam.build(
-            depth,
-            k * step,
-            **shape,
-            **params,
-        )
+    name: str  # "width" or "depth"
+    dims: Callable[[int], tuple[int, int]]  # grid index -> (depth, width)
+    k_max: int
+    start: int  # the grid index of the family's default
+    degree: int  # counts grow ~ value**degree (quadratic in width, linear in depth)
+    grid: str  # how the values are spaced, for messages: "multiple of 8", "6n+2"
+    fixed: str  # the other axis, for messages: "depth 110", "width 16"
 
-    build(max(1, round(fam.default_width / step)))  # bad depth/params: fail with the family's error
-    grid = _Grid(lambda k: count(build(k)), 1, max(1, MAX_WIDTH // step))
-    lo, hi = _search(grid, goal, max(1, round(fam.default_width / step)), degree=2)
-    k, achieved = _closest(lo, hi, goal)
-    rel = _rel(achieved, goal)
-    if abs(rel) > tolerance:
-        where = f"family {fam.name!r} at depth {depth}" + (f" with {params}" if params else "")
-        smallest = _fmt(grid.values[grid.k_min]) if grid.k_min in grid.values else "more"
-        below = (
-            f"{_fmt(lo[1])} at width {lo[0] * step} ({_rel(lo[1], goal):+.2%})"
-            if lo
-            else f"none (the smallest width, {grid.k_min * step}, gives {smallest})"
+    def value(self, k: int) -> int:
+        depth, width = self.dims(k)
+        return width if self.name == "width" else depth
+
+
+def _axis(
+    fam: Family,
+    vary: str,
+    depth: int | None,
+    width: int | None,
+    params: Mapping[str, Any],
+    max_depth: int,
+) -> _Axis:
+    if vary == "width":
+        if width is not None:
+            raise BudgetError("solve(vary='width') finds the width: fix the depth, not the width")
+        step = fam.width_step(params)
+        d = fam.default_depth if depth is None else depth
+        return _Axis(
+            "width",
+            lambda k: (d, k * step),
+            max(1, MAX_WIDTH // step),
+            max(1, round(fam.default_width / step)),
+            2,
+            f"multiple of {step}",
+            f"depth {d}",
         )
-        above = (
-            f"{_fmt(hi[1])} at width {hi[0] * step} ({_rel(hi[1], goal):+.2%})"
-            if hi
-            else f"none (widths stop at {grid.k_max * step})"
-        )
-        raise BudgetError(
-            f"{where}: no width (multiple of {step}) gives {metric} within {tolerance:.2%} of "
-            f"{_fmt(goal)}; nearest below: {below}; nearest above: {above}. Loosen --tolerance "
-            "or change the depth"
-        )
-    spec = build(k)
-    return BudgetMatch(
-        spec=spec.replace(name=spec.name or f"{fam.name}_d{depth}_w{k * step}"),
-        family=fam.name,
-        depth=depth,
-        width=k * step,
-        metric=metric,
-        target=goal,
-        achieved=achieved,
-        rel_error=rel,
-        tolerance=float(tolerance),
-        params=params,
-        vary="width",
-        evaluations=len(grid.values),
+    if vary != "depth":
+        raise BudgetError(f"unknown vary {vary!r}; allowed: {', '.join(VARY)}")
+    if depth is not None:
+        raise BudgetError("solve(vary='depth') finds the depth: fix the width, not the depth")
+    depths = fam.depth.valid_depths(1, max_depth)
+    if not depths:
+        raise BudgetError(f"family {fam.name!r} has no valid depth up to {max_depth}")
+    w = fam.default_width if width is None else width
+    start = depths.index(fam.default_depth) + 1 if fam.default_depth in depths else 1
+    return _Axis(
+        "depth", lambda i: (depths[i - 1], w), len(depths), start, 1, fam.depth.rule, f"width {w}"
     )
 
 
-def solve_depth(
+def solve(
     family: str | Family,
     target: int | float | str,
     *,
+    vary: Vary = "width",
     metric: Metric = "params",
+    depth: int | None = None,
     width: int | None = None,
     tolerance: float = 0.01,
     params: Mapping[str, Any] | None = None,
@@ -349,63 +329,92 @@ def solve_depth(
     input_size: int | None = None,
     max_depth: int = MAX_DEPTH,
 ) -> BudgetMatch:
-    """The valid depth (``family.depth.valid_depths``) whose count is closest to ``target``,
-    at a fixed ``width`` (default: the family's). Errors as :func:`solve_width`."""
+    """The width (``vary="width"``: a multiple of the family's width step, at ``depth``) or
+    the valid depth (``vary="depth"``: ``family.depth.valid_depths``, at ``width``) whose
+    count is closest to ``target``.
+
+    The fixed one defaults to the family's own; giving the varied one is an error.
+    ``num_classes``, ``in_channels`` and ``input_size`` default to the family's own (see
+    :func:`data_shape`); ``params`` are the family's params; ``max_depth`` bounds a depth
+    search.
+
+    Raises :class:`BudgetError` naming the nearest achievable budgets below and above (with
+    their widths or depths) when the closest is further than ``tolerance`` (relative) from
+    the target.
+    """
     fam = get_family(family) if isinstance(family, str) else family
     goal = _check_common(target, metric, tolerance)
     params = dict(params or {})
-    width = fam.default_width if width is None else width
-    depths = fam.depth.valid_depths(1, max_depth)
-    if not depths:
-        raise BudgetError(f"family {fam.name!r} has no valid depth up to {max_depth}")
-    count = _counter(metric)
+    axis = _axis(fam, vary, depth, width, params, max_depth)
     shape = data_shape(fam, num_classes, in_channels, input_size)
+    count = _counter(metric)
 
-    def build(i: int) -> NetSpec:  # 1-based index into depths
-        return fam.build(
-            depths[i - 1],
-            width,
-            **shape,
-            **params,
-        )
+    def build(k: int) -> NetSpec:
+        return fam.build(*axis.dims(k), **shape, **params)
 
-    start = depths.index(fam.default_depth) + 1 if fam.default_depth in depths else 1
-    build(start)  # bad width/params: fail with the family's error
-    grid = _Grid(lambda i: count(build(i)), 1, len(depths))
-    lo, hi = _search(grid, goal, start, degree=1)
-    i, achieved = _closest(lo, hi, goal)
+    build(axis.start)  # a bad fixed value or params: fail with the family's own error
+    grid = _Grid(lambda k: count(build(k)), 1, axis.k_max)
+    lo, hi = _search(grid, goal, axis.start, degree=axis.degree)
+    k, achieved = _closest(lo, hi, goal)
     rel = _rel(achieved, goal)
     if abs(rel) > tolerance:
-        where = f"family {fam.name!r} at width {width}" + (f" with {params}" if params else "")
-        smallest = _fmt(grid.values[grid.k_min]) if grid.k_min in grid.values else "more"
-        below = (
-            f"{_fmt(lo[1])} at depth {depths[lo[0] - 1]} ({_rel(lo[1], goal):+.2%})"
-            if lo
-            else f"none (the smallest depth, {depths[grid.k_min - 1]}, gives {smallest})"
-        )
-        above = (
-            f"{_fmt(hi[1])} at depth {depths[hi[0] - 1]} ({_rel(hi[1], goal):+.2%})"
-            if hi
-            else f"none (depths stop at {depths[-1]})"
-        )
-        raise BudgetError(
-            f"{where}: no depth ({fam.depth.rule}) gives {metric} within {tolerance:.2%} of "
-            f"{_fmt(goal)}; nearest below: {below}; nearest above: {above}. Loosen --tolerance "
-            "or change the width"
-        )
-    spec = build(i)
-    depth = depths[i - 1]
+        raise _no_match(fam.name, axis, grid, lo, hi, goal, metric, tolerance, params)
+    spec = build(k)
+    d, w = axis.dims(k)
     return BudgetMatch(
-        spec=spec.replace(name=spec.name or f"{fam.name}_d{depth}_w{width}"),
+        spec=spec.replace(name=spec.name or f"{fam.name}_d{d}_w{w}"),
         family=fam.name,
-        depth=depth,
-        width=width,
+        depth=d,
+        width=w,
         metric=metric,
         target=goal,
         achieved=achieved,
         rel_error=rel,
         tolerance=float(tolerance),
         params=params,
-        vary="depth",
+        vary=axis.name,
         evaluations=len(grid.values),
     )
+
+
+def _no_match(
+    family: str,
+    axis: _Axis,
+    grid: _Grid,
+    lo: Point | None,
+    hi: Point | None,
+    goal: int,
+    metric: str,
+    tolerance: float,
+    params: Mapping[str, Any],
+) -> BudgetError:
+    """The error of a target no grid point meets: the nearest budgets below and above."""
+    name = axis.name
+    where = f"family {family!r} at {axis.fixed}" + (f" with {params}" if params else "")
+    smallest = int_count(grid.values[grid.k_min]) if grid.k_min in grid.values else "more"
+    below = (
+        f"{int_count(lo[1])} at {name} {axis.value(lo[0])} ({_rel(lo[1], goal):+.2%})"
+        if lo
+        else f"none (the smallest {name}, {axis.value(grid.k_min)}, gives {smallest})"
+    )
+    above = (
+        f"{int_count(hi[1])} at {name} {axis.value(hi[0])} ({_rel(hi[1], goal):+.2%})"
+        if hi
+        else f"none ({name}s stop at {axis.value(grid.k_max)})"
+    )
+    other = "depth" if name == "width" else "width"
+    return BudgetError(
+        f"{where}: no {name} ({axis.grid}) gives {metric} within {tolerance:.2%} of "
+        f"{int_count(goal)}; nearest below: {below}; nearest above: {above}. Loosen "
+        f"--tolerance or change the {other}"
+    )
+
+
+def solve_width(family: str | Family, target: int | float | str, **options: Any) -> BudgetMatch:
+    """:func:`solve` with ``vary="width"`` (kept: many callers and the README use it)."""
+    return solve(family, target, vary="width", **options)
+
+
+def solve_depth(family: str | Family, target: int | float | str, **options: Any) -> BudgetMatch:
+    """:func:`solve` with ``vary="depth"`` (kept: many callers and the README use it)."""
+    return solve(family, target, vary="depth", **options)

@@ -8,7 +8,6 @@ hash of that JSON is the variant's identity in the results store.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from archbench.canonical import canonical_json, text_hash
 from archbench.errors import SpecError
 from archbench.registry import BLOCKS, HEADS, STEMS
+from archbench.validation import is_positive_int
 
 
 def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -111,10 +112,10 @@ class NetSpec:
         """Stable JSON of everything that defines the architecture (not its name)."""
         data = self.to_dict()
         del data["name"]
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return canonical_json(data)
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        return text_hash(self.canonical_json())
 
     def replace(self, **changes: Any) -> NetSpec:
         return dataclasses.replace(self, **changes)
@@ -125,12 +126,63 @@ class NetSpec:
         return sum(s.depth for s in self.stages)
 
     def validate(self) -> None:
-        """Check names, sizes and strides without allocating a model."""
-        build_net(self, device="meta")
+        """Check names, sizes and strides without allocating a model.
+
+        Blocks after a stage's second have the same arguments and input size as the second, so
+        two per stage are built (a 60,000-block net takes minutes to build even on meta),
+        unless a stride-1 block changes the feature map (then every block is built).
+        """
+        short = self.replace(
+            stages=tuple(
+                dataclasses.replace(s, depth=2) if _is_int(s.depth) and s.depth > 2 else s
+                for s in self.stages
+            )
+        )
+        net = build_net(short, device="meta")
+        if short == self:
+            return
+        size = net.stem.output_size(self.input_size)
+        for stage, blocks in zip(self.stages, net.stages, strict=True):
+            size = blocks[0].output_size(size)
+            if len(blocks) > 1 and blocks[1].output_size(size) != size and stage.depth > 2:
+                build_net(self, device="meta")  # the copies differ: check them all
+                return
+            size = blocks[-1].output_size(size) if len(blocks) > 1 else size
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_spec_file(name: str) -> bool:
+    """Whether a model argument names a NetSpec JSON file rather than a preset."""
+    from pathlib import Path
+
+    return name.endswith(".json") or Path(name).is_file()
+
+
+def read_spec_file(path: str) -> NetSpec:
+    """A NetSpec from a JSON file: the spec itself (``NetSpec.to_dict``), or the output of
+    ``archbench describe --json`` or ``archbench train --json``, which carry it."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "stages" not in data:
+        data = data["model"]  # a train result
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
+        data = data["spec"]  # a describe result
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {path!r}: expected a JSON object (a NetSpec)")
+    return NetSpec.from_dict(data)
 
 
 def _check_positive(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_positive_int(value):
         raise SpecError(f"{what} must be a positive integer, got {value!r}")
 
 

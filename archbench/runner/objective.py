@@ -19,8 +19,9 @@ from typing import Any
 
 import optuna
 
-from archbench.errors import SpecError
-from archbench.runner.spec import ExperimentSpec, config_key, dataset_shape
+from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.metrics import TrialOutcome, objective_values
+from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
     WORKER_ID,
@@ -28,7 +29,8 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
-from archbench.runner.variants import ResolvedVariant, resolve
+from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
+from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +149,14 @@ class Objective:
         *,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = bind(spec)  # idempotent: the registries' names, default depths
         self.store = store
         self.options = options
         self.on_event = on_event or (lambda message: None)
         self.shape = dataset_shape(spec)
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
+        self._derived: dict[str, Any] | None = None
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -177,11 +180,10 @@ class Objective:
 
     def resolve(self, config: dict[str, Any]) -> ResolvedVariant:
         """The budget-matched variant of ``config`` (cached: solving a budget takes counts)."""
-        import json
+        from archbench.canonical import canonical_json
 
-        key = json.dumps(
+        key = canonical_json(
             {k: config.get(k) for k in ("preset", "family", "depth", "width", "params")},
-            sort_keys=True,
             default=str,
         )
         if key not in self._variants:
@@ -193,10 +195,35 @@ class Objective:
         beat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if _needs_attr_heartbeat(trial.study):
             beat = _AttrHeartbeat(trial.study, trial, self.options.heartbeat_interval)
-        with beat:
-            return self._run(trial)
+        try:
+            with beat:
+                return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", reason)
+            raise
+
+    @property
+    def derived(self) -> dict[str, Any]:
+        """The derived params of this study's trials (:mod:`archbench.runner.trial_facts`)."""
+        if self._derived is None:
+            variants = []
+            if self.spec.sampler.name == "grid":  # solved now, then cached for the trials
+                for config in self.spec.grid():
+                    try:
+                        variants.append(self.resolve(config))
+                    except ArchbenchError as exc:  # its own trial fails with this message
+                        log.debug("%s: %s", config["label"], exc)
+            self._derived = derived_distributions(self.spec, variants)
+        return self._derived
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        import torch
+
         from archbench.models.net import build_net
         from archbench.training.device import environment_info, seed_everything, select_device
         from archbench.training.train import train
@@ -211,12 +238,14 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            budget=_budget_dict(variant),
             depth=config.get("depth"),
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
         )
         ckey = config_key(config, recipe, budget=spec.budget, dataset=spec.dataset)
+        hyperparameters = dict(trial.params)  # what was sampled, before the derived params
+        facts = {**architecture_facts(variant, spec), "threads": torch.get_num_threads()}
+        record_facts(trial, facts, self.derived)
         for key, value in {
             "label": variant.label,
             "spec_hash": spec_hash,
@@ -246,10 +275,11 @@ class Objective:
                 spec_hash=spec_hash,
                 seed=seed,
                 config_key=ckey,
-                hyperparameters=dict(trial.params),
+                hyperparameters=hyperparameters,
                 recipe=recipe.to_dict(),
                 device=str(device),
                 env=env,
+                budget=_budget_dict(variant),
             )
             run_ids.append(run_id)
             previous = self.store.run(run_id)
@@ -337,9 +367,7 @@ class Objective:
         acc = sum(accs) / len(accs)
         trial.set_user_attr("val_acc_per_seed", accs)
         trial.set_user_attr("run_ids", run_ids)
-        values: list[float] = [acc]
-        for objective in spec.objectives[1:]:
-            values.append(float(getattr(cost, objective)))
+        values = objective_values(spec.objectives, TrialOutcome(val_acc=acc, cost=cost))
         return values[0] if len(values) == 1 else tuple(values)
 
 

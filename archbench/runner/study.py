@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import SpecError
+from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,16 @@ log = logging.getLogger(__name__)
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 ALIVE_STATES = (*DONE_STATES, TrialState.RUNNING, TrialState.WAITING)
 HEARTBEAT_ATTR = "archbench_heartbeat"  # journal storage: seconds since the epoch
-FINGERPRINT_ATTR = "fingerprint"
+# Study system attrs (not user attrs: `optuna studies` prints every user attr in its table).
+FINGERPRINT_ATTR = "archbench:fingerprint"
+SPEC_ATTR = "archbench:spec"  # the spec's YAML text; archbench.analysis.data reads it
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    """How (not what) to run: these never change results, so they are not in the spec."""
+    """How (not what) to run, so not in the spec. Only ``threads`` and ``device`` can change
+    results, in their last bits (reduction order); both are recorded with every run."""
 
     storage: str | None = None  # overrides the spec's storage
     results_dir: str | None = None  # checkpoints; default: beside a SQLite file, else results/
@@ -55,7 +59,7 @@ class RunnerOptions:
     max_retry: int = 3
     keep_checkpoints: bool = False
     progress: bool | None = None  # None: progress bars on a terminal only
-    threads: int | None = None  # torch CPU threads per worker; None: see set_worker_threads
+    threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
 
 
 # -- storage ----------------------------------------------------------------------------------
@@ -131,30 +135,11 @@ def results_dir(spec: ExperimentSpec, options: RunnerOptions) -> Path:
 
 
 def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
-    seed = spec.sampler.seed
-    name = spec.sampler.name
-    if name in ("grid", "random"):
-        # A grid study enqueues every configuration (prepare_study), in the spec's order:
-        # workers pop them one at a time, so no two workers ever get the same one and the
-        # sampler is never asked. (Optuna's GridSampler shuffles the grid and, with several
-        # workers, can hand out a point twice.)
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.NSGAIISampler(seed=seed)
+    return SAMPLERS[spec.sampler.name].build(spec)
 
 
 def make_pruner(spec: ExperimentSpec) -> optuna.pruners.BasePruner:
-    p = spec.pruner
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
-        )
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.recipe.epochs)
-    return optuna.pruners.NopPruner()
+    return PRUNERS[spec.pruner.name].build(spec)
 
 
 def grid_labels(spec: ExperimentSpec) -> list[str]:
@@ -199,12 +184,15 @@ def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
             f"{spec.directions}; use another experiment name, profile or storage"
         )
     wanted = fingerprint(spec)
-    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    system = study._storage.get_study_system_attrs(study._study_id)
+    # Studies made before the fingerprint moved to the system attrs keep it in the user attrs.
+    stored = system.get(FINGERPRINT_ATTR, study.user_attrs.get("fingerprint"))
     if stored is None:
+        # Short user attrs only: they are `optuna studies`' and the dashboard's columns.
         study.set_user_attr("experiment", spec.name)
         study.set_user_attr("profile", spec.profile)
-        study.set_user_attr("spec", spec.source)
-        study.set_user_attr(FINGERPRINT_ATTR, wanted)
+        study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, spec.source)
+        study._storage.set_study_system_attr(study._study_id, FINGERPRINT_ATTR, wanted)
     elif stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise SpecError(
@@ -212,6 +200,14 @@ def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
             "; its results would not be comparable. Use another experiment name, profile or "
             "storage (or delete the study: optuna delete-study)"
         )
+    if study.metric_names is None:  # names the values in the dashboard and trials_dataframe
+        import warnings
+
+        from archbench.runner.trial_facts import metric_names
+
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(spec))
     return study
 
 
@@ -281,6 +277,9 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
     Call once per ``archbench run``, not in every worker: two workers would queue twice.
     """
+    from archbench.runner.variants import bind
+
+    spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     store.close()  # only the Optuna side is needed here
     study = create_study(spec, storage)

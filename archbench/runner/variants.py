@@ -1,14 +1,23 @@
-"""Turn an experiment's architecture configurations into concrete, budget-matched NetSpecs."""
+"""Turn an experiment's architecture configurations into concrete, budget-matched NetSpecs.
+
+This is where a parsed spec meets the registries: :func:`bind` checks the names of its
+dataset, families and presets (and the dataset's options) and gives space families their
+default depth; :func:`check_spec` also solves every budget that can be enumerated up front,
+so ``archbench validate`` reports an impossible budget before anything runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from archbench.errors import ArchbenchError, SpecError
 from archbench.models.net import NetSpec
-from archbench.runner.spec import BudgetSection, ExperimentSpec
+from archbench.runner.sections import BudgetSection, Distribution, VariantSection, variant_config
+from archbench.runner.spec import ExperimentSpec, load_spec
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,78 @@ class ResolvedVariant:
     @property
     def family(self) -> str | None:
         return self.config.get("family")
+
+
+def load_checked(
+    path: str | Path, profile: str | None = None, *, budgets: bool = True
+) -> ExperimentSpec:
+    """:func:`~archbench.runner.spec.load_spec`, bound to the registries and, with
+    ``budgets``, every enumerable budget solved (what ``validate`` and ``run`` check)."""
+    spec = load_spec(path, profile)
+    return check_spec(spec)[0] if budgets else bind(spec)
+
+
+def check_spec(spec: ExperimentSpec) -> tuple[ExperimentSpec, list[ResolvedVariant]]:
+    """The bound spec and its resolved variants; raises :class:`SpecError` naming the spec
+    for an unknown name, a bad budget target or a budget no variant can meet."""
+    from archbench.models.budget import parse_count
+
+    spec = bind(spec)
+    if spec.budget is not None:
+        try:
+            parse_count(spec.budget.target)  # "1.7M"; a clear error otherwise
+        except ArchbenchError as exc:
+            raise SpecError(f"{spec.origin}: budget.target: {exc}") from None
+    try:
+        return spec, resolve_all(spec, dataset_shape(spec))
+    except SpecError as exc:
+        raise SpecError(f"{spec.origin}: {exc}") from None
+
+
+def bind(spec: ExperimentSpec) -> ExperimentSpec:
+    """Check the spec's names against the registries; fill in the space's default depths.
+
+    Idempotent and cheap (no counting); the runner binds every spec it is given.
+    """
+    from archbench.data.load import check_options
+    from archbench.models.presets import get_family, get_preset
+    from archbench.registry import DATASETS
+
+    where = spec.origin
+    if spec.dataset.name not in DATASETS:
+        raise SpecError(f"{where}: dataset: {DATASETS.unknown_message(spec.dataset.name)}")
+    try:
+        check_options(spec.dataset.name, spec.dataset.options)
+    except ArchbenchError as exc:
+        raise SpecError(f"{where}: dataset.options: {exc}") from None
+    for key, items in (("variants", spec.variants), ("baselines", spec.baselines)):
+        for i, variant in enumerate(items):
+            try:
+                if variant.preset:
+                    get_preset(variant.preset)
+                else:
+                    get_family(variant.family)
+            except ArchbenchError as exc:
+                raise SpecError(f"{where}: {key}[{i}]: {exc}") from None
+    if spec.space is None:
+        return spec
+    depth = dict(spec.space.depth)
+    for fam in spec.space.families:
+        try:
+            family = get_family(fam)
+        except ArchbenchError as exc:
+            raise SpecError(f"{where}: space.family: {exc}") from None
+        depth.setdefault(fam, Distribution(choices=(family.default_depth,)))
+    return dataclasses.replace(spec, space=dataclasses.replace(spec.space, depth=depth))
+
+
+def dataset_shape(spec: ExperimentSpec) -> tuple[int, int, int]:
+    """(num_classes, in_channels, input_size) of the spec's dataset, without loading it: the
+    dataset entry tells, given its options (an image folder counts its class folders)."""
+    from archbench.data.load import dataset_shape as shape_of
+
+    d = spec.dataset
+    return tuple(shape_of(d.name, root=d.root, image_size=d.image_size, options=d.options))
 
 
 def resolve(
@@ -46,20 +127,20 @@ def resolve(
             spec = family.build(config.get("depth"), config.get("width"), **shape_kw, **params)
             spec.validate()
             return ResolvedVariant(label, config, spec.replace(name=label), None)
+        target = budget_mod.parse_count(budget.target)
         common = {
             "metric": budget.metric,
             "tolerance": budget.tolerance,
             "params": params,
             **shape_kw,
         }
-        if budget.solve == "width":
-            match = budget_mod.solve_width(
-                family.name, budget.target_count, depth=config.get("depth"), **common
-            )
-        else:
-            match = budget_mod.solve_depth(
-                family.name, budget.target_count, width=config.get("width"), **common
-            )
+        # The axis that is solved is not passed: the config may name a starting value for it.
+        fixed = (
+            {"depth": config.get("depth")}
+            if budget.solve == "width"
+            else {"width": config.get("width")}
+        )
+        match = budget_mod.solve(family.name, target, vary=budget.solve, **fixed, **common)
         return ResolvedVariant(label, config, match.spec.replace(name=label), match)
     except ArchbenchError as exc:
         message = str(exc).replace("--tolerance", "the budget's 'tolerance'")
@@ -78,9 +159,7 @@ def resolve_all(spec: ExperimentSpec, shape: tuple[int, int, int]) -> list[Resol
                 seen.add(key)
                 configs.append(config)
     else:
-        from archbench.runner.spec import VariantSection, _variant_config
-
-        configs += [_variant_config(v) for v in spec.baselines]
+        configs += [variant_config(v) for v in spec.baselines]
         if spec.space is not None:
             for fam in spec.space.families:
                 dist = spec.space.depth[fam]
@@ -99,7 +178,7 @@ def resolve_all(spec: ExperimentSpec, shape: tuple[int, int, int]) -> list[Resol
                 for depth in depths:
                     for w in widths:
                         section = VariantSection(family=fam, depth=depth, width=w)
-                        configs.append(_variant_config(section))
+                        configs.append(variant_config(section))
     return [resolve(c, shape, spec.budget) for c in configs]
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timezone
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -32,6 +30,7 @@ from archbench.runner.study import (
     open_storage,
     trial_config,
 )
+from archbench.runner.variants import bind
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +132,7 @@ def run_worker(
     trials than asked for); otherwise it waits for the running ones, so two workers do not
     train the same grid point at the end of a study.
     """
+    spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     try:
         study = create_study(spec, storage)
@@ -162,7 +162,7 @@ def _work(
         label = trial.user_attrs.get("label", trial.params)
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         value = f" val_acc {trial.values[0]:.4f}" if trial.values else ""
-        reason = trial.system_attrs.get("fail_reason")
+        reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
         why = f" [{reason.splitlines()[0][:200]}]" if reason else ""
         progress = study_progress(spec, study.get_trials(deepcopy=False))
         on_event(
@@ -207,7 +207,7 @@ def _work(
             continue
         break  # nothing running, nothing to start: what is left failed for good
     if progress.missing:
-        log.warning(
+        log.info(  # the CLI lists them, with the reasons
             "%d configuration(s) failed and were not retried: %s (rerun to retry them)",
             len(progress.missing),
             ", ".join(progress.missing),
@@ -215,53 +215,30 @@ def _work(
     return study
 
 
-def worker_threads(workers: int, threads: int | None = None) -> int:
-    """Torch CPU threads per worker: ``threads``, else ``OMP_NUM_THREADS``, else the idle cores
-    shared among the workers.
+#: Torch CPU threads per worker unless told otherwise. A fixed number, not one read from the
+#: machine's load: results depend on the thread count (reduction order in the kernels), so a
+#: default that followed the load would change metrics from one run to the next.
+DEFAULT_THREADS = 1
 
-    Idle cores are the usable cores minus the processes running elsewhere right now: OpenMP
-    threads that share a core with another busy process wait at every barrier, and a small
-    net then trains tens of times slower with 2 threads than with 1.
+
+def worker_threads(threads: int | None = None) -> int:
+    """Torch CPU threads per worker: ``threads``, else :data:`DEFAULT_THREADS`.
+
+    One thread is also the fast choice for the small nets of CPU runs on shared cores:
+    OpenMP threads that share a core with another busy process wait at every barrier. Give
+    more with ``--threads`` (the count is recorded with every run as ``env.cpu_threads``).
     """
-    if threads is not None:
-        if isinstance(threads, bool) or threads < 1:
-            raise SpecError(f"threads must be >= 1, got {threads}")
-        return threads
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    free = max(1, cores - _busy_cores())
-    return max(1, free // max(1, workers))
+    if threads is None:
+        return DEFAULT_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SpecError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
 
 
-def _busy_cores() -> int:
-    """Runnable processes besides this one (median of a few looks at /proc/loadavg), or the
-    1-minute load average where there is no /proc."""
-    samples = []
-    for i in range(5):
-        try:
-            fields = Path("/proc/loadavg").read_text().split()
-            samples.append(max(0, int(fields[3].split("/")[0]) - 1))
-        except (OSError, IndexError, ValueError):
-            break
-        if i < 4:
-            time.sleep(0.02)
-    if samples:
-        return sorted(samples)[len(samples) // 2]
-    try:
-        return round(os.getloadavg()[0])
-    except OSError:
-        return 0
-
-
-def set_worker_threads(workers: int, threads: int | None = None) -> int:
+def set_worker_threads(threads: int | None = None) -> int:
     """Apply :func:`worker_threads` to torch in this process; returns the count."""
     import torch
 
-    count = worker_threads(workers, threads)
+    count = worker_threads(threads)
     torch.set_num_threads(count)
     return count

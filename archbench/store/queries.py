@@ -31,9 +31,6 @@ VARIANT_COLUMNS = (
     "macs",
     "flops",
     "acts",
-    "budget_metric",
-    "budget_target",
-    "budget_error",
 )
 #: Run columns joined onto epochs and diagnostics.
 RUN_KEY_COLUMNS = (
@@ -45,6 +42,7 @@ RUN_KEY_COLUMNS = (
     "seed",
     "status",
     "spec_hash",
+    *db.BUDGET_COLUMNS,
 )
 
 
@@ -203,7 +201,7 @@ def experiments(conn: sa.Connection) -> pd.DataFrame:
 
 #: Per-configuration columns of :func:`summarize`, in order.
 SUMMARY_KEYS = ("experiment", "profile", "config_key", "spec_hash")
-SUMMARY_FIRST = (*VARIANT_COLUMNS, "hyperparameters")
+SUMMARY_FIRST = (*VARIANT_COLUMNS, *db.BUDGET_COLUMNS, "hyperparameters")
 SUMMARY_METRICS = ("test_err", "val_err")
 
 

@@ -1,14 +1,18 @@
 """The results store's tables, prefixed ``archbench_`` so they sit beside Optuna's own.
 
-Bump :data:`SCHEMA_VERSION` with every change to these tables; a store written by another
-version is refused on open (see ``ResultsStore``) rather than read or written wrongly.
+Bump :data:`SCHEMA_VERSION` with every change to these tables, and add the step from the
+previous version to :mod:`archbench.store.migrate`: an older store is upgraded on open, a
+newer one (or one with no upgrade path) refused rather than read or written wrongly.
+
+Version history: 1, the first; 2, a run's budget (metric, target, error) moved from the
+variant row (where the first experiment to record the variant set it for all) to the run.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PREFIX = "archbench_"
 
 RUN_STATUSES = ("running", "completed", "diverged", "pruned", "failed")
@@ -43,9 +47,6 @@ variants = sa.Table(
     sa.Column("macs", _Count, nullable=False),
     sa.Column("flops", _Count, nullable=False),  # 2 * macs, by convention
     sa.Column("acts", _Count, nullable=False),
-    sa.Column("budget_metric", sa.String(16)),
-    sa.Column("budget_target", sa.Float),
-    sa.Column("budget_error", sa.Float),  # (achieved - target) / target
     sa.Column("created_at", _Time, nullable=False),
 )
 
@@ -64,6 +65,11 @@ runs = sa.Table(
     ),
     sa.Column("hyperparameters", sa.JSON, nullable=False),
     sa.Column("recipe", sa.JSON, nullable=False),
+    # The budget this run's variant was solved to (NULL: none), per run: one architecture can
+    # be budget-matched in one experiment and a fixed point in another.
+    sa.Column("budget_metric", sa.String(16)),
+    sa.Column("budget_target", sa.Float),
+    sa.Column("budget_error", sa.Float),  # (achieved - target) / target, signed
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),  # 1 + number of restarts
     sa.Column("val_err", sa.Float),
@@ -139,3 +145,5 @@ EPOCH_METRICS = tuple(c.name for c in epochs.columns if c.name not in ("run_id",
 #: Final metrics ``finish_run`` accepts.
 FINAL_METRICS = ("val_err", "test_err", "test_top5_err", "train_err", "train_loss", "epochs_done")
 DIAGNOSTIC_METRICS = ("grad_norm", "branch_ratio")
+#: A run's budget columns (schema 2; on the variant row in schema 1).
+BUDGET_COLUMNS = ("budget_metric", "budget_target", "budget_error")

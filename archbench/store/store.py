@@ -4,6 +4,9 @@ Every write is one short transaction that either lands whole or not at all; inpu
 checked before the transaction starts, so a bad call writes nothing. Transient lock errors
 (SQLite "database is locked", PostgreSQL serialisation failures) are retried a few times.
 Create one store per process: engines do not survive ``fork``.
+
+Inputs become rows in :mod:`.rows`, reads live in :mod:`.reads` (SQL in :mod:`.queries`),
+older schemas are upgraded by :mod:`.migrate`.
 """
 
 from __future__ import annotations
@@ -11,26 +14,21 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
-from archbench.store import queries
+from archbench.store import migrate, rows
+from archbench.store.reads import StoreReads
 from archbench.store.schema import (
-    DIAGNOSTIC_METRICS,
-    EPOCH_METRICS,
     FINAL_METRICS,
-    FINISHED_STATUSES,
     PREFIX,
-    RUN_STATUSES,
     SCHEMA_VERSION,
     diagnostics,
     epochs,
@@ -46,24 +44,18 @@ from archbench.store.storage import (
     redact,
     resolve_storage,
 )
+from archbench.store.upsert import upsert
 from archbench.store.values import (
     SchemaVersionError,
     StoreError,
-    as_mapping,
-    check_keys,
-    to_float,
     to_int,
-    to_json,
     to_name,
 )
-from archbench.store.values import config_key as make_config_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_ATTEMPTS = 8
-BUDGET_METRICS = ("params", "macs")
-DEFAULT_PROFILE = "default"
 _RETRY_PGCODES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock timeout
 
 
@@ -88,15 +80,7 @@ def _transient(exc: DBAPIError) -> bool:
     return False
 
 
-def _main_block(spec: Any) -> str:
-    """The block type of most blocks (the first stage's on a tie)."""
-    counts: Counter[str] = Counter()
-    for stage in spec.stages:
-        counts[stage.block] += stage.depth
-    return counts.most_common(1)[0][0]
-
-
-class ResultsStore:
+class ResultsStore(StoreReads):
     """The results store at a URL, path, resolved storage or SQLAlchemy engine.
 
     ``create=False`` opens an existing store only (for readers), raising if there is none.
@@ -175,11 +159,26 @@ class ResultsStore:
 
     # -- schema -----------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
+        if self._read(self._stored_version) is not None:
+            self._write(self._upgrade)
         if self._read(self._check_version):
             return
         if not create:
             raise StoreError(f"no archbench results store in {self.url}")
         self._write(self._create_schema, race=True)
+
+    def _stored_version(self, conn: sa.Connection) -> int | None:
+        """The schema version of an older store that :mod:`.migrate` can upgrade, else None."""
+        if meta.name not in sa.inspect(conn).get_table_names():
+            return None
+        version = conn.execute(sa.select(meta.c.schema_version)).scalar()
+        return version if version is not None and migrate.upgradable(version) else None
+
+    def _upgrade(self, conn: sa.Connection) -> None:
+        version = self._stored_version(conn)  # again: another process may have upgraded it
+        if version is not None:
+            migrate.upgrade(conn, version, __version__)
+            log.info("upgraded results store %s from schema %d", self.url, version)
 
     def _check_version(self, conn: sa.Connection) -> bool:
         """True when the schema exists at this version; raises on another version."""
@@ -230,7 +229,6 @@ class ResultsStore:
         *,
         family: str,
         complexity: Any,
-        budget: Mapping[str, Any] | None = None,
         depth: int | None = None,
         width: float | None = None,
         name: str | None = None,
@@ -238,50 +236,13 @@ class ResultsStore:
         """Store a variant once and return its ``spec_hash``.
 
         ``complexity`` gives ``params``, ``macs``, ``acts`` (a mapping or an object with those
-        attributes); ``budget`` is ``{"metric": "params"|"macs", "target": n}`` (``tolerance``
-        allowed). ``depth``/``width`` are the family's parameters (default: the number of
-        blocks and the first stage's width). Re-recording the same variant is a no-op; the same
-        hash with other counts raises :class:`StoreError` (a drift in the complexity count).
+        attributes). ``depth``/``width`` are the family's parameters (default: the number of
+        blocks and the first stage's width). A budget belongs to a run (``start_run``).
+        Re-recording the same variant is a no-op; the same hash with other counts raises
+        :class:`StoreError` (a drift in the complexity count).
         """
-        for attr in ("canonical_json", "spec_hash", "stages"):
-            if not hasattr(spec, attr):
-                raise StoreError(f"record_variant: expected a NetSpec, got {type(spec).__name__}")
-        if not spec.stages:
-            raise StoreError("record_variant: the spec has no stages")
-        spec_hash = spec.spec_hash()
-        counts = self._counts(complexity)
-        metric = target = error = None
-        if budget is not None:
-            data = as_mapping(budget, "budget")
-            check_keys(data, ("metric", "target", "tolerance", "error"), "budget")
-            metric = data.get("metric")
-            if metric not in BUDGET_METRICS:
-                raise StoreError(f"budget metric {metric!r} is not one of {list(BUDGET_METRICS)}")
-            target = to_float(data.get("target"), "budget target")
-            if target is None or target <= 0:
-                raise StoreError(f"budget target must be a positive number, got {target!r}")
-            # Stored from the counts stored beside it; a caller's own figure may come from
-            # another (e.g. analytic) count, so a difference is only logged.
-            error = (counts[metric] - target) / target
-            given = to_float(data.get("error"), "budget error")
-            if given is not None and abs(given - error) > 1e-3:
-                log.debug("budget error %.4f given, %.4f from the stored counts", given, error)
-        num_blocks = int(spec.depth)
-        row = {
-            "spec_hash": spec_hash,
-            "name": to_name(name or spec.name or f"{family}_{spec_hash[:8]}", "variant name"),
-            "spec_json": spec.canonical_json(),
-            "family": to_name(family, "family"),
-            "block": _main_block(spec),
-            "depth": to_int(num_blocks if depth is None else depth, "depth", minimum=1),
-            "width": to_float(spec.stages[0].width if width is None else width, "width"),
-            "num_blocks": num_blocks,
-            **counts,
-            "flops": 2 * counts["macs"],
-            "budget_metric": metric,
-            "budget_target": target,
-            "budget_error": error,
-        }
+        row = rows.variant_row(spec, family, complexity, depth=depth, width=width, name=name)
+        spec_hash = row["spec_hash"]
 
         def write(conn: sa.Connection) -> None:
             old = conn.execute(sa.select(variants).where(variants.c.spec_hash == spec_hash)).first()
@@ -298,41 +259,9 @@ class ResultsStore:
                     f"{now}. The same architecture counted differently means the complexity "
                     "code or a block changed: use a new storage path for the new counts"
                 )
-            if old["budget_metric"] is None and metric is not None:
-                conn.execute(
-                    variants.update()
-                    .where(variants.c.spec_hash == spec_hash)
-                    .values(budget_metric=metric, budget_target=target, budget_error=error)
-                )
-            elif metric is not None and (old["budget_metric"], old["budget_target"]) != (
-                metric,
-                target,
-            ):
-                log.warning(
-                    "variant %s already stored with budget %s=%s; keeping it (asked: %s=%s)",
-                    old["name"],
-                    old["budget_metric"],
-                    old["budget_target"],
-                    metric,
-                    target,
-                )
 
         self._write(write, race=True)
         return spec_hash
-
-    @staticmethod
-    def _counts(complexity: Any) -> dict[str, int]:
-        if isinstance(complexity, Mapping):
-            get = complexity.get
-        else:
-            get = lambda key: getattr(complexity, key, None)  # noqa: E731
-        counts = {}
-        for key in ("params", "macs", "acts"):
-            value = get(key)
-            if value is None:
-                raise StoreError(f"complexity: missing {key!r} (need params, macs and acts)")
-            counts[key] = to_int(value, f"complexity {key}", minimum=0)
-        return counts
 
     # -- runs -------------------------------------------------------------------------------
     def start_run(
@@ -349,6 +278,7 @@ class ResultsStore:
         recipe: Mapping[str, Any] | None = None,
         device: str | None = None,
         env: Mapping[str, Any] | None = None,
+        budget: Mapping[str, Any] | None = None,
         rerun_completed: bool = False,
     ) -> int:
         """Open (or reopen) the run of one configuration and seed; return its ``run_id``.
@@ -358,62 +288,60 @@ class ResultsStore:
         A run already 'completed' is returned untouched, so a rerun can skip it (check
         ``run(run_id)["status"]``), unless ``rerun_completed``. ``config_key`` defaults to the
         variant hash plus a hash of ``recipe`` and ``hyperparameters``.
+
+        ``budget`` is ``{"metric": "params"|"macs", "target": n}`` (``tolerance`` and a
+        caller's ``error`` allowed) when the variant was solved to one: the run stores the
+        metric, the target and the signed error of the variant's stored count.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
-        hp = to_json(hyperparameters, "hyperparameters")
-        rec = to_json(recipe, "recipe")
-        key = {
-            "experiment": to_name(experiment, "experiment"),
-            "profile": DEFAULT_PROFILE if profile is None else to_name(profile, "profile"),
-            "config_key": to_name(
-                config_key if config_key is not None else make_config_key(spec_hash, rec, hp),
-                "config_key",
-            ),
-            "seed": to_int(seed, "seed"),
-        }
-        fields = {
-            "study_name": None if study_name is None else to_name(study_name, "study_name"),
-            "trial_number": to_int(trial_number, "trial_number", minimum=0, optional=True),
-            "hyperparameters": hp,
-            "recipe": rec,
-            "device": None if device is None else str(device),
-            "env": to_json(env, "env"),
-        }
-        cleared = dict.fromkeys((*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at"))
+        key, fields = rows.run_key_fields(
+            spec_hash,
+            experiment=experiment,
+            profile=profile,
+            seed=seed,
+            config_key=config_key,
+            study_name=study_name,
+            trial_number=trial_number,
+            hyperparameters=hyperparameters,
+            recipe=recipe,
+            device=device,
+            env=env,
+        )
+        budget_of = rows.parse_budget(budget)
 
         def write(conn: sa.Connection) -> int:
-            known = conn.execute(
-                sa.select(variants.c.spec_hash).where(variants.c.spec_hash == spec_hash)
-            ).first()
-            if known is None:
-                raise StoreError(f"start_run: unknown variant {spec_hash!r}; record_variant first")
-            where = sa.and_(*(runs.c[k] == v for k, v in key.items()))
-            old = conn.execute(
-                sa.select(runs.c.run_id, runs.c.spec_hash, runs.c.attempts, runs.c.status).where(
-                    where
-                )
-            ).first()
-            now = _now()
-            if old is not None:
-                if old.spec_hash != spec_hash:
-                    raise StoreError(
-                        f"run {old.run_id} ({key}) belongs to variant {old.spec_hash}, not "
-                        f"{spec_hash}: the config_key must identify the variant"
-                    )
-                if old.status == "completed" and not rerun_completed:
-                    return int(old.run_id)
-                conn.execute(
-                    runs.update()
-                    .where(runs.c.run_id == old.run_id)
-                    .values(
-                        **fields,
-                        **cleared,
-                        status="running",
-                        attempts=old.attempts + 1,
-                        heartbeat_at=now,
-                    )
-                )
-                return int(old.run_id)
+            return self._open_run(conn, spec_hash, key, fields, budget_of, rerun_completed)
+
+        run_id = self._write(write, race=True)
+        log.debug("run %d started: %s", run_id, key)
+        return run_id
+
+    @staticmethod
+    def _open_run(
+        conn: sa.Connection,
+        spec_hash: str,
+        key: dict[str, Any],
+        fields: dict[str, Any],
+        budget: tuple[str | None, float | None],
+        rerun_completed: bool,
+    ) -> int:
+        """``start_run``'s transaction: insert the run, or reopen the one with this key."""
+        known = conn.execute(
+            sa.select(variants.c.params, variants.c.macs).where(variants.c.spec_hash == spec_hash)
+        ).first()
+        if known is None:
+            raise StoreError(f"start_run: unknown variant {spec_hash!r}; record_variant first")
+        metric, target = budget
+        # The error from the count stored beside it (a caller's figure may come from another
+        # count, e.g. the analytic one).
+        error = None if metric is None else (known._mapping[metric] - target) / target
+        fields = {**fields, "budget_metric": metric, "budget_target": target, "budget_error": error}
+        where = sa.and_(*(runs.c[k] == v for k, v in key.items()))
+        old = conn.execute(
+            sa.select(runs.c.run_id, runs.c.spec_hash, runs.c.attempts, runs.c.status).where(where)
+        ).first()
+        now = _now()
+        if old is None:
             result = conn.execute(
                 runs.insert().values(
                     **key,
@@ -426,10 +354,22 @@ class ResultsStore:
                 )
             )
             return int(result.inserted_primary_key[0])
-
-        run_id = self._write(write, race=True)
-        log.debug("run %d started: %s", run_id, key)
-        return run_id
+        if old.spec_hash != spec_hash:
+            raise StoreError(
+                f"run {old.run_id} ({key}) belongs to variant {old.spec_hash}, not "
+                f"{spec_hash}: the config_key must identify the variant"
+            )
+        if old.status == "completed" and not rerun_completed:
+            return int(old.run_id)
+        cleared = dict.fromkeys((*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at"))
+        conn.execute(
+            runs.update()
+            .where(runs.c.run_id == old.run_id)
+            .values(
+                **fields, **cleared, status="running", attempts=old.attempts + 1, heartbeat_at=now
+            )
+        )
+        return int(old.run_id)
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run's row as a dict (``None`` if there is no such run)."""
@@ -471,31 +411,7 @@ class ResultsStore:
         not final metrics are in the epochs table already.
         """
         run_id = to_int(run_id, "run_id")
-        if status not in FINISHED_STATUSES:
-            raise StoreError(
-                f"finish_run: status {status!r} is not one of {list(FINISHED_STATUSES)}"
-            )
-        values: dict[str, Any] = dict.fromkeys(FINAL_METRICS)
-        if final is not None:
-            data = as_mapping(final, "final metrics")
-            check_keys(data, {*FINAL_METRICS, "epoch", *EPOCH_METRICS}, "final metrics")
-            if "epoch" in data:
-                data.setdefault("epochs_done", data["epoch"])
-            for key, value in data.items():
-                if key not in FINAL_METRICS:
-                    continue
-                if key == "epochs_done":
-                    values[key] = to_int(value, key, minimum=0, optional=True)
-                else:
-                    values[key] = to_float(value, f"final {key}")
-        wall = to_float(wall_time_s, "wall_time_s")
-        if wall is not None and wall < 0:
-            raise StoreError(f"wall_time_s must be >= 0, got {wall}")
-        values.update(
-            status=status,
-            wall_time_s=wall,
-            diverged_at=to_json(diverged_at, "diverged_at", optional=True),
-        )
+        values = rows.final_values(status, final, wall_time_s, diverged_at)
 
         def write(conn: sa.Connection) -> None:
             now = _now()
@@ -526,50 +442,20 @@ class ResultsStore:
         Keys: ``epoch`` plus any of ``EPOCH_METRICS``; the ones left out are stored as NULL.
         """
         run_id = to_int(run_id, "run_id")
-        data = as_mapping(metrics, "epoch metrics")
-        if data.get("run_id", run_id) != run_id:
-            raise StoreError(f"epoch metrics: run_id {data['run_id']} != {run_id}")
-        data.pop("run_id", None)
-        check_keys(data, ("epoch", *EPOCH_METRICS), "epoch metrics")
-        if "epoch" not in data:
-            raise StoreError("epoch metrics: missing 'epoch'")
-        row = {"run_id": run_id, "epoch": to_int(data["epoch"], "epoch", minimum=0)}
-        row.update({k: to_float(data.get(k), k) for k in EPOCH_METRICS})
+        row = rows.epoch_row(run_id, metrics)
         self._write(lambda conn: self._upsert_rows(conn, run_id, epochs, [row], touch=True))
 
-    def record_diagnostics(self, run_id: int, rows: Iterable[Any]) -> int:
+    def record_diagnostics(self, run_id: int, items: Iterable[Any]) -> int:
         """Store per-block diagnostics (mappings or ``BlockDiagnostics``); returns the count.
 
         Keys: ``epoch``, ``block``, ``index`` (or ``block_index``), ``grad_norm``,
         ``branch_ratio``. A row for an existing (run, epoch, block) replaces it.
         """
         run_id = to_int(run_id, "run_id")
-        clean: dict[tuple[int, str], dict[str, Any]] = {}
-        allowed = ("epoch", "block", "index", "block_index", "run_id", *DIAGNOSTIC_METRICS)
-        for i, item in enumerate(rows):
-            what = f"diagnostics row {i}"
-            data = as_mapping(item, what)
-            check_keys(data, allowed, what)
-            if data.get("run_id", run_id) != run_id:
-                raise StoreError(f"{what}: run_id {data['run_id']} != {run_id}")
-            for needed in ("epoch", "block"):
-                if needed not in data:
-                    raise StoreError(f"{what}: missing {needed!r}")
-            index = data.get("block_index", data.get("index"))
-            if index is None:
-                raise StoreError(f"{what}: missing 'index' (the block's position)")
-            row = {
-                "run_id": run_id,
-                "epoch": to_int(data["epoch"], f"{what} epoch", minimum=0),
-                "block": to_name(data["block"], f"{what} block"),
-                "block_index": to_int(index, f"{what} index", minimum=0),
-            }
-            row.update({k: to_float(data.get(k), f"{what} {k}") for k in DIAGNOSTIC_METRICS})
-            clean[(row["epoch"], row["block"])] = row  # the last of duplicates wins
-        if clean:
-            batch = list(clean.values())
+        batch = rows.diagnostic_rows(run_id, items)
+        if batch:
             self._write(lambda conn: self._upsert_rows(conn, run_id, diagnostics, batch))
-        return len(clean)
+        return len(batch)
 
     def discard_epochs_after(self, run_id: int, epoch: int) -> int:
         """Delete epochs (and diagnostics) after ``epoch``: a resume from an older checkpoint.
@@ -610,127 +496,4 @@ class ResultsStore:
         found = result.rowcount if touch else len(result.fetchall())
         if not found:
             raise StoreError(f"unknown run_id {run_id}; start_run first")
-        keys = [c.name for c in table.primary_key.columns]
-        dialect = conn.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            stmt = insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-            )
-            conn.execute(stmt, rows)
-            return
-        # Portable fallback (other backends): delete then insert, in the same transaction.
-        for row in rows:
-            conn.execute(table.delete().where(*(table.c[k] == row[k] for k in keys)))
-        conn.execute(table.insert(), rows)
-
-    # -- queries (DataFrames) ---------------------------------------------------------------
-    def variants(self) -> pd.DataFrame:
-        """One row per stored variant, with its canonical spec JSON."""
-        return self._read(queries.variants)
-
-    def runs(
-        self,
-        experiment: str | None = None,
-        profile: str | None = None,
-        status: str | Iterable[str] | None = None,
-    ) -> pd.DataFrame:
-        """Runs joined with their variant's columns; hyperparameters also as ``hp_<name>``."""
-        statuses = _statuses(status)
-        return self._read(lambda c: queries.runs(c, experiment, profile, statuses))
-
-    def epochs(
-        self,
-        experiment: str | None = None,
-        run_ids: Iterable[int] | None = None,
-        profile: str | None = None,
-    ) -> pd.DataFrame:
-        """Per-epoch metrics with the run's and the variant's columns (ready to plot)."""
-        ids = None if run_ids is None else [to_int(r, "run_id") for r in run_ids]
-        return self._read(lambda c: queries.epochs(c, experiment, ids, profile))
-
-    def diagnostics(
-        self,
-        experiment: str | None = None,
-        run_ids: Iterable[int] | None = None,
-        profile: str | None = None,
-        epoch: int | None = None,
-    ) -> pd.DataFrame:
-        """Per-block gradient norms and branch ratios with run and variant columns."""
-        ids = None if run_ids is None else [to_int(r, "run_id") for r in run_ids]
-        return self._read(lambda c: queries.diagnostics(c, experiment, ids, profile, epoch))
-
-    def experiments(self) -> pd.DataFrame:
-        """One row per (experiment, profile): variant and run counts by status, times."""
-        return self._read(queries.experiments)
-
-    def summary(self, experiment: str, profile: str | None = None) -> pd.DataFrame:
-        """Per configuration (variant + recipe): seeds, mean/std of test and val error.
-
-        Means and standard deviations (ddof=1) are over completed runs only; diverged, pruned
-        and failed runs are counted beside them. Raises for an experiment with no runs.
-        """
-        frame = self.runs(experiment=experiment, profile=profile)
-        if frame.empty:
-            known = self._read(queries.experiment_names)
-            from archbench.errors import UnknownNameError
-
-            where = f"experiment {experiment!r}" + (f", profile {profile!r}" if profile else "")
-            raise UnknownNameError(f"no runs recorded for {where}; known experiments: {known}")
-        return queries.summarize(frame)
-
-    def export(
-        self,
-        path: str | Path,
-        format: str | None = None,
-        table: str = "runs",
-        experiment: str | None = None,
-    ) -> Path:
-        """Write one table (``queries.EXPORT_TABLES``) as CSV or Parquet; returns the path.
-
-        ``format`` defaults to the file's suffix. JSON columns are written as JSON text.
-        """
-        path = Path(path)
-        fmt = format or path.suffix.lstrip(".").lower()
-        if fmt not in ("csv", "parquet"):
-            raise StoreError(
-                f"export format {fmt or path.name!r} is not one of ['csv', 'parquet'] "
-                "(give format= or a .csv/.parquet file name)"
-            )
-        if table not in queries.EXPORT_TABLES:
-            raise StoreError(f"export table {table!r} is not one of {list(queries.EXPORT_TABLES)}")
-        if table == "summary":
-            if experiment is None:
-                raise StoreError("export table 'summary' needs an experiment")
-            frame = self.summary(experiment)
-        elif table in ("runs", "epochs", "diagnostics"):
-            frame = getattr(self, table)(experiment=experiment)
-        else:
-            frame = getattr(self, table)()
-        frame = queries.flatten_json(frame)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            try:
-                frame.to_parquet(path, index=False)
-            except ImportError as exc:
-                raise StoreError(
-                    f"Parquet export needs pyarrow ({exc}); pip install 'archbench[parquet]'"
-                ) from None
-        return path
-
-
-def _statuses(status: str | Iterable[str] | None) -> list[str] | None:
-    if status is None:
-        return None
-    items = [status] if isinstance(status, str) else list(status)
-    bad = [s for s in items if s not in RUN_STATUSES]
-    if bad:
-        raise StoreError(f"unknown run status {bad}; allowed: {list(RUN_STATUSES)}")
-    return items
+        upsert(conn, table, rows)

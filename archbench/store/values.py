@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from archbench.canonical import canonical_hash as _canonical_hash
 from archbench.errors import ArchbenchError
 
 
@@ -107,8 +106,7 @@ def to_json(value: Any, what: str, *, optional: bool = False) -> Any:
 
 
 def canonical_hash(value: Any, length: int = 12) -> str:
-    text = json.dumps(_jsonable(value, "value"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+    return _canonical_hash(_jsonable(value, "value"), length)
 
 
 def config_key(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import platform
 import random
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from archbench import __version__
+from archbench.data.seeds import derive_seed  # noqa: F401  (re-exported: seeds live in one module)
 from archbench.errors import SpecError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
@@ -59,12 +59,6 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
             raise SpecError(f"device {preference!r} requested but MPS is not available")
         return device
     raise SpecError(f"unsupported device {preference!r}; allowed: {', '.join(DEVICE_CHOICES)}")
-
-
-def derive_seed(seed: int, stream: str) -> int:
-    """An independent 31-bit seed for a named random stream ("data", "dropout", ...)."""
-    digest = hashlib.sha256(f"archbench:{seed}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**31 - 1)
 
 
 def seed_everything(seed: int) -> None:

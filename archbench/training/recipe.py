@@ -13,13 +13,15 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from archbench.errors import SpecError
 from archbench.validation import _check_type as check_type
+from archbench.validation import is_positive_int
+
+if TYPE_CHECKING:  # a Recipe is plain data: parsing a spec must not import torch
+    import torch
+    from torch import nn
 
 Schedule = Literal["step", "cosine", "constant"]
 Warmup = Literal["linear", "constant"]
@@ -68,7 +70,7 @@ class Recipe:
 
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise bad(name, "a positive integer")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "a finite number > 0")
@@ -148,6 +150,8 @@ def param_groups(net: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
 
 def build_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD with the recipe's momentum, Nesterov flag and weight decay (per group)."""
+    import torch
+
     return torch.optim.SGD(
         param_groups(net, recipe),
         lr=recipe.lr,

@@ -6,6 +6,9 @@ input/output channels, ``stride`` the spatial reduction of the block's first lay
 validated on construction (an unknown or ill-typed param names the block, the param and what
 is allowed).
 
+Class facts with defaults here: ``strides``, ``layout``, ``stem_pre_act``, ``head_pre_act``
+(see :class:`Block`); a subclass inherits its parent's.
+
 Optional duck-typed hooks (timm-style), so a new block gets correct behaviour without edits
 elsewhere:
 
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from archbench.errors import SpecError
-from archbench.validation import parse_params
+from archbench.validation import is_positive_int, parse_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +64,21 @@ class Block(Component):
     block_name: ClassVar[str] = ""
     # Strides the block supports; the registry-wide tests try each of them.
     strides: ClassVar[tuple[int, ...]] = (1, 2)
+    # What the CIFAR layout families (``resnet_variant``, ``resnet_bottleneck_variant``) need
+    # to know, read from the class so any block of the right shape (a plugin's too) fits:
+    # ``layout`` "basic" (w_out is the stage width) or "bottleneck" (w_out is 4x the stage
+    # width, param ``expansion``); None keeps a block out of those families.
+    layout: ClassVar[str | None] = None
+    # The block normalises its own input (BN-ReLU first): the stem ends in a bare conv.
+    stem_pre_act: ClassVar[bool] = False
+    # The block's output is not activated (no ReLU after the addition): the head adds BN-ReLU
+    # before pooling (He et al. 2016, Sec. 4.1).
+    head_pre_act: ClassVar[bool] = False
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__()
         for label, value in (("w_in", w_in), ("w_out", w_out), ("stride", stride)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise self.fail(f"{label} must be a positive integer, got {value!r}")
         if stride not in self.strides:
             raise self.fail(f"stride must be one of {self.strides}, got {stride}")

@@ -123,6 +123,8 @@ class BottleneckReLUBeforeAddBlock(BottleneckBlock):
 class BasicReLUPreActBlock(BasicBlock):
     """Basic block, ReLU-only pre-activation (He et al. 2016, Fig. 4(d)): ReLU-conv-BN x2, +."""
 
+    head_pre_act = True  # ends at the addition, un-activated
+
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)
         self.relu_in = nn.ReLU()  # not in place: the shortcut still needs the raw input
@@ -136,6 +138,8 @@ class BasicReLUPreActBlock(BasicBlock):
 @register_block("bottleneck_relu_preact", family="preact")
 class BottleneckReLUPreActBlock(BottleneckBlock):
     """Bottleneck, ReLU-only pre-activation (He et al. 2016, Fig. 4(d)): ReLU-conv-BN x3, +."""
+
+    head_pre_act = True
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)
@@ -155,6 +159,8 @@ class _PreActBlock(Block):
     """Shared shortcut handling of the full pre-activation blocks."""
 
     residual = True
+    stem_pre_act = True  # BN-ReLU first: the first block normalises the stem's conv
+    head_pre_act = True
 
     def _make_shortcut(self) -> None:
         self.downsample = make_preact_shortcut(
@@ -178,6 +184,7 @@ class PreActBasicBlock(_PreActBlock):
     """Full pre-activation basic block (He et al. 2016, Fig. 4(e)): BN-ReLU-conv x2, +."""
 
     Params = BasicParams
+    layout = "basic"
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)
@@ -204,6 +211,7 @@ class PreActBottleneckBlock(_PreActBlock):
     """Full pre-activation bottleneck (He et al. 2016, Fig. 4(e)): BN-ReLU-conv x3, +."""
 
     Params = BottleneckParams
+    layout = "bottleneck"
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)

@@ -47,6 +47,7 @@ class BasicBlock(Block):
 
     Params = BasicParams
     residual = True
+    layout = "basic"
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)
@@ -77,6 +78,7 @@ class BottleneckBlock(Block):
 
     Params = BottleneckParams
     residual = True
+    layout = "bottleneck"
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)

@@ -58,6 +58,8 @@ class ResNeXtBlock(BottleneckBlock):
     """ResNeXt bottleneck: 1x1, grouped 3x3 (cardinality x base_width), 1x1 expand x4."""
 
     Params = ResNeXtParams
+    # Its widths follow cardinality x base_width (family 'resnext'), not a stage width.
+    layout = None
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         # Check widths before BottleneckBlock builds (and silently floors) them.

@@ -19,6 +19,7 @@ from typing import Any
 from archbench.errors import SpecError, UnknownNameError
 from archbench.models.net import NetSpec
 from archbench.registry import FAMILIES, PRESETS
+from archbench.validation import is_positive_int
 
 # -- depth rules ------------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class Family:
         """The family's spec; data-shape arguments left as None keep the family's defaults."""
         depth = self.default_depth if depth is None else depth
         width = self.default_width if width is None else width
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if not is_positive_int(width):
             raise SpecError(
                 f"family {self.name!r}: width must be a positive integer, got {width!r}"
             )

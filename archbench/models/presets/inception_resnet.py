@@ -25,6 +25,7 @@ from typing import Any
 from archbench.errors import SpecError
 from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec
 from archbench.models.presets import register_family, register_preset
+from archbench.validation import is_positive_int
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class StageRatioDepth:
 
     def blocks_per_stage(self, depth: int, what: str) -> int:
         """``n`` for ``depth``; a :class:`SpecError` naming the rule if it does not fit."""
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1 or depth % self.step:
+        if not is_positive_int(depth) or depth % self.step:
             examples = ", ".join(str(self.step * k) for k in (1, 2, 5, 10))
             raise SpecError(
                 f"{what}: depth must be {self.rule} with n >= 1 (e.g. {examples}), got {depth!r}"

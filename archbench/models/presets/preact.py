@@ -13,7 +13,9 @@ Families:
 Pre-activation nets (Fig. 4(d), (e)) need an activation after the last addition (the paper,
 Sec. 4.1): their head is ``linear`` with ``pre_act`` (BN-ReLU before pooling). Full
 pre-activation nets also start with a bare conv (stem ``pre_act``): the first block
-normalises its own input.
+normalises its own input. Which a block needs is a fact on its class
+(``stem_pre_act``/``head_pre_act``), as is its ``layout``, so the variant families take any
+registered block of their layout, plugins included.
 
 ``preact_resnet<d>`` follows the paper's split: up to 110 layers a depth that is 6n+2 gets
 basic blocks, from 164 on a depth that is 9n+2 gets bottlenecks; a depth that fits only one
@@ -30,26 +32,12 @@ from archbench.models.presets import register_family, register_pattern, register
 from archbench.models.presets.resnet import BASIC_DEPTH, BOTTLENECK_DEPTH, cifar_spec, staged_spec
 from archbench.registry import BLOCKS
 
-# block -> (stem pre_act, head pre_act): where the block leaves its activations.
-BASIC_VARIANTS: dict[str, tuple[bool, bool]] = {
-    "basic": (False, False),  # Fig. 4(a), the original
-    "basic_bn_after_add": (False, False),  # 4(b)
-    "basic_relu_before_add": (False, False),  # 4(c)
-    "basic_relu_preact": (False, True),  # 4(d): starts with ReLU, ends un-activated
-    "preact_basic": (True, True),  # 4(e)
-    "basic_scaled": (False, False),  # Fig. 2(b)
-    "basic_exclusive_gating": (False, False),  # 2(c)
-    "basic_shortcut_gating": (False, False),  # 2(d)
-    "basic_conv_shortcut": (False, False),  # 2(e)
-    "basic_dropout_shortcut": (False, False),  # 2(f)
-}
-BOTTLENECK_VARIANTS: dict[str, tuple[bool, bool]] = {
-    "bottleneck": (False, False),
-    "bottleneck_bn_after_add": (False, False),
-    "bottleneck_relu_before_add": (False, False),
-    "bottleneck_relu_preact": (False, True),
-    "preact_bottleneck": (True, True),
-}
+
+def layout_blocks(layout: str) -> list[str]:
+    """The registered blocks (plugins included) of a ``layout``, which the variant families
+    accept: a block declares its layout and pre-activation needs on its class."""
+    return [n for n in BLOCKS.names() if getattr(BLOCKS.get(n), "layout", None) == layout]
+
 
 # Published parameter counts (CIFAR-10), at the paper's precision.
 PAPER_PARAMS = {110: 1.7e6, 164: 1.7e6, 1001: 10.2e6}
@@ -102,7 +90,7 @@ def preact_bottleneck_family(depth: int, width: int, shortcut: str = "B") -> Net
 
 def variant_spec(
     family: str,
-    variants: dict[str, tuple[bool, bool]],
+    layout: str,
     *,
     n: int,
     width: int,
@@ -114,12 +102,15 @@ def variant_spec(
     name: str,
 ) -> NetSpec:
     """The CIFAR layout with ``block`` in every stage and the stem/head that block needs."""
-    if block not in variants:
+    cls = BLOCKS.get(block) if block in BLOCKS else None
+    if getattr(cls, "layout", None) != layout:
+        what = "" if cls is None else f" for a {layout!r} layout (its layout: {cls.layout!r})"
         raise SpecError(
-            f"family {family!r}: unknown block {block!r}; allowed: {', '.join(variants)}"
+            f"family {family!r}: unknown block {block!r}{what}; allowed: "
+            + ", ".join(layout_blocks(layout))
         )
     params = dict(block_params)
-    takes_shortcut = "shortcut" in BLOCKS.get(block).Params.__dataclass_fields__
+    takes_shortcut = "shortcut" in cls.Params.__dataclass_fields__
     if takes_shortcut:
         params["shortcut"] = default_shortcut if shortcut is None else shortcut
     elif shortcut is not None:
@@ -127,7 +118,7 @@ def variant_spec(
             f"family {family!r}: block {block!r} has a fixed shortcut; drop param 'shortcut' "
             f"(got {shortcut!r})"
         )
-    stem_pre_act, head_pre_act = variants[block]
+    stem_pre_act, head_pre_act = cls.stem_pre_act, cls.head_pre_act
     return staged_spec(
         block,
         (n, n, n),
@@ -146,8 +137,9 @@ def variant_spec(
     default_depth=20,
     default_width=16,
     params_doc=(
-        f"block: {'|'.join(BASIC_VARIANTS)} (default basic); shortcut: A|B|C (default A); "
-        "any other param goes to the block (e.g. gate_bias, dropout, shortcut_scale)"
+        "block: any block of layout 'basic', plugins included (default basic; the Fig. 4 "
+        "orderings, the Fig. 2 shortcuts); shortcut: A|B|C (default A); any other param goes "
+        "to the block (e.g. gate_bias, dropout, shortcut_scale)"
     ),
 )
 def resnet_variant_family(
@@ -156,7 +148,7 @@ def resnet_variant_family(
     n = BASIC_DEPTH.blocks_per_stage(depth, "family 'resnet_variant'")
     return variant_spec(
         "resnet_variant",
-        BASIC_VARIANTS,
+        "basic",
         n=n,
         width=width,
         expansion=1,
@@ -176,8 +168,8 @@ def resnet_variant_family(
     default_width=16,
     width_meaning="bottleneck width of the first stage (outputs are 4x)",
     params_doc=(
-        f"block: {'|'.join(BOTTLENECK_VARIANTS)} (default bottleneck); shortcut: A|B|C "
-        "(default B); groups, base_width, expansion go to the block"
+        "block: any block of layout 'bottleneck', plugins included (default bottleneck); "
+        "shortcut: A|B|C (default B); groups, base_width, expansion go to the block"
     ),
 )
 def resnet_bottleneck_variant_family(
@@ -190,7 +182,7 @@ def resnet_bottleneck_variant_family(
     n = BOTTLENECK_DEPTH.blocks_per_stage(depth, "family 'resnet_bottleneck_variant'")
     return variant_spec(
         "resnet_bottleneck_variant",
-        BOTTLENECK_VARIANTS,
+        "bottleneck",
         n=n,
         width=width,
         expansion=4,

@@ -83,6 +83,7 @@ def _objective_names(data: ExperimentData, n: int) -> list[str]:
     "Optimisation history (Optuna)",
     "Each trial's objective (mean validation accuracy over seeds) in trial order, with the "
     "best so far: whether the search still improves.",
+    order=110,
 )
 def plot_history(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     import optuna.visualization.matplotlib as ovm
@@ -148,6 +149,7 @@ def importance_frame(data: ExperimentData) -> pd.DataFrame:
     "Parameter importances (Optuna, fANOVA)",
     "How much of the objective's variance each choice explains (fANOVA, seeded), over the "
     "family, depth and width of the stored variants and the sampled recipe parameters.",
+    order=120,
 )
 def plot_importance(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     import optuna
@@ -208,6 +210,7 @@ def plot_importance(data: ExperimentData, options: PlotOptions) -> tuple[Figure,
     "Pareto front (Optuna)",
     "For multi-objective studies: every trial by its objectives, the non-dominated ones "
     "highlighted.",
+    order=130,
 )
 def plot_pareto(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     import optuna.visualization.matplotlib as ovm

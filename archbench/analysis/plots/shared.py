@@ -1,18 +1,12 @@
-"""Plot kinds: the registry, rendering and saving, and the helpers the plot modules share.
+"""What every plot kind shares: the kind type and its registration, the options a kind
+draws with, the skip exception, and the drawing helpers (bands, sweeps, colours, labels).
 
-Each plot kind turns an :class:`ExperimentData` into a Figure; the kinds live in
-:mod:`~archbench.analysis.tradeoff_plots` (depth, width, heatmap, cost, budget, edf),
-:mod:`~archbench.analysis.training_plots` (degradation, preact, gradflow, branch) and
-:mod:`~archbench.analysis.optuna_views`.
-
-A plot that lacks its data (one seed, no diagnostics, a single depth, ...) raises
-:class:`PlotSkipped` with the reason; :func:`make_plots` records the reason and goes on.
-Errors are plotted in percent; counts on log axes with engineering labels (75k, 1.2M).
+Kinds live in :mod:`.tradeoff`, :mod:`.training` and :mod:`.optuna_views` and import only
+from here, so nothing imports back into :mod:`archbench.analysis.plots`.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +17,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from archbench.analysis import PLOT_KINDS
 from archbench.analysis.data import (
     METRICS,
     ExperimentData,
@@ -35,13 +28,12 @@ from archbench.analysis.style import (
     MARKERS,
     figure,
     palette,
-    style,
 )
-from archbench.errors import UnknownNameError
-
-log = logging.getLogger(__name__)
+from archbench.registry import PLOTS
 
 ROLE_ORDER = ("plain", "residual", "preact")
+#: Report position of a kind registered without one (third-party kinds): after the built-ins.
+DEFAULT_ORDER = 1000
 
 
 class PlotSkipped(Exception):
@@ -61,6 +53,7 @@ class PlotKind:
     title: str
     description: str
     draw: Callable[[ExperimentData, PlotOptions], tuple[Figure, list[str]]]
+    order: int = DEFAULT_ORDER  # position in the report and in ``plot_kinds()``
 
 
 @dataclass
@@ -76,65 +69,17 @@ class PlotResult:
     notes: list[str] = field(default_factory=list)
 
 
-PLOTS: dict[str, PlotKind] = {}
+def register_plot(
+    name: str, title: str, description: str, *, order: int = DEFAULT_ORDER
+) -> Callable:
+    """Decorator: register ``fn(data, options) -> (figure, notes)`` as plot kind ``name`` in
+    :data:`archbench.registry.PLOTS`; ``order`` is its place in reports (lower first)."""
 
-
-def register_plot(name: str, title: str, description: str) -> Callable:
     def decorate(fn: Callable) -> Callable:
-        if name in PLOTS:
-            raise ValueError(f"plot kind {name!r} registered twice")
-        PLOTS[name] = PlotKind(name, title, description, fn)
+        PLOTS.add(name, PlotKind(name, title, description, fn, order), description=description)
         return fn
 
     return decorate
-
-
-def plot_kinds() -> list[str]:
-    """Every registered kind: the built-in ones in report order, then any others."""
-    # Importing these modules registers their plots.
-    from archbench.analysis import optuna_views, tradeoff_plots, training_plots  # noqa: F401
-
-    order = [k for k in PLOT_KINDS if k in PLOTS]
-    return order + [k for k in PLOTS if k not in order]
-
-
-def render(data: ExperimentData, kind: str, options: PlotOptions | None = None) -> PlotResult:
-    """Draw one plot kind; a lack of data gives a result with ``skipped`` set, not an error."""
-    kinds = plot_kinds()
-    if kind not in PLOTS:
-        raise UnknownNameError(f"unknown plot kind {kind!r}; known: {', '.join(kinds)}")
-    spec = PLOTS[kind]
-    options = options or PlotOptions()
-    result = PlotResult(kind, spec.title, spec.description)
-    try:
-        with style():
-            result.figure, result.notes = spec.draw(data, options)
-    except PlotSkipped as exc:
-        result.skipped = str(exc)
-    return result
-
-
-def make_plots(
-    data: ExperimentData,
-    kinds: Sequence[str] | None = None,
-    *,
-    options: PlotOptions | None = None,
-    out_dir: str | Path | None = None,
-    keep_figures: bool = True,
-) -> list[PlotResult]:
-    """Render ``kinds`` (default: all); with ``out_dir``, save each as ``<kind>.png``."""
-    results = []
-    for kind in kinds or plot_kinds():
-        result = render(data, kind, options)
-        if result.figure is not None and out_dir is not None:
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            result.path = out / f"{kind}.png"
-            result.figure.savefig(result.path)
-        if not keep_figures:
-            result.figure = None
-        results.append(result)
-    return results
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -154,11 +99,9 @@ def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
 
 
 def _seed_note(table: pd.DataFrame, level: float) -> str:
-    lo, hi = int(table["n"].min()), int(table["n"].max())
-    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    if hi < 2:
-        return "1 seed per point: no confidence interval"
-    return f"mean of {seeds} seeds, {level:.0%} t-interval"
+    from archbench.analysis.stats import interval_caption
+
+    return interval_caption(table["n"].tolist(), level)
 
 
 def _band(ax, x, sub: pd.DataFrame, colour, label: str, ls: str = "-", marker: str = "o") -> None:

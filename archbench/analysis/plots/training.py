@@ -16,7 +16,7 @@ from archbench.analysis.data import (
     ExperimentData,
     fixed_quantity,
 )
-from archbench.analysis.plots import (
+from archbench.analysis.plots.shared import (
     PlotOptions,
     PlotSkipped,
     _colours,
@@ -73,6 +73,7 @@ def _style_legend(ax, extra: list[Line2D], metric: str) -> None:
     "Training error (dashed) and test error (solid) per epoch, mean over seeds, for plain "
     "and residual nets at several depths (cf. He et al. 2016, Fig. 1 and 6): a deeper plain "
     "net training worse is the degradation problem; shortcuts remove it.",
+    order=60,
 )
 def plot_degradation(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     ep, metric = _curves(data)
@@ -120,6 +121,7 @@ def plot_degradation(data: ExperimentData, options: PlotOptions) -> tuple[Figure
     "Training (dashed) and test (solid) error per epoch of the original (post-activation) "
     "residual net and the pre-activation one at the largest depth both ran (cf. He et al. "
     "2016, 'Identity Mappings in Deep Residual Networks', Fig. 6).",
+    order=70,
 )
 def plot_preact(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     ep, metric = _curves(data)
@@ -202,6 +204,7 @@ def _epoch_name(epoch: int) -> str:
     "L2 norm of each block's parameter gradients vs its position (0 = nearest the input), "
     "measured on a fixed batch at initialisation and at the last recorded epoch, mean over "
     "seeds, log scale: plain nets' gradients shrink towards the input, residual ones do not.",
+    order=80,
 )
 def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     diag = _diagnostics(data, "grad_norm", "gradient norm")
@@ -255,6 +258,7 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
     "Mean over blocks of ||F(x)|| / ||x|| at the residual addition vs depth, at "
     "initialisation (dashed) and at the last recorded epoch (solid), mean and t-interval "
     "over seeds: how much each block changes its input.",
+    order=90,
 )
 def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     diag = _diagnostics(data, "branch_ratio", "residual-branch ratio (no residual blocks)")

@@ -14,7 +14,7 @@ from archbench.analysis.data import (
     format_count,
     select_best,
 )
-from archbench.analysis.plots import (
+from archbench.analysis.plots.shared import (
     PlotOptions,
     PlotSkipped,
     _colours,
@@ -41,8 +41,9 @@ MIN_EDF_CONFIGS = 3
     "depth",
     "Depth trade-off",
     "Final error vs depth, one line per family at a fixed width (or at a fixed budget, when "
-    "the width was solved to one); the band is the t-interval of the mean over seeds. "
+    "the width was solved to one); the band is the t-interval of the mean over seeds, clipped to 0-100%. "
     "Depth is the family's depth parameter (20 for resnet20).",
+    order=10,
 )
 def plot_depth(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)
@@ -67,7 +68,8 @@ def plot_depth(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list
     "Width trade-off",
     "Final error vs width, one line per family and depth; width is the family's width "
     "parameter (first-stage channels; the widening factor's 16k for wrn). Band: t-interval "
-    "over seeds.",
+    "over seeds, clipped to 0-100%.",
+    order=20,
 )
 def plot_width(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)
@@ -103,6 +105,7 @@ def plot_width(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list
     "Depth x width grid",
     "Mean final error (with the t-interval half-width) of one family over its depth x width "
     "grid: where extra capacity pays off, deeper or wider.",
+    order=30,
 )
 def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)
@@ -165,8 +168,9 @@ def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, li
     "cost",
     "Cost trade-off",
     "Final error vs parameters and vs MACs per image (log axes), one colour per family, "
-    "error bars the t-interval over seeds; the black staircase is the Pareto front (no other "
+    "error bars the t-interval over seeds (clipped to 0-100%); the black staircase is the Pareto front (no other "
     "configuration is both cheaper and better).",
+    order=40,
 )
 def plot_cost(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)
@@ -215,8 +219,9 @@ def plot_cost(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[
     "budget",
     "Equal-budget comparison",
     "Each variant solved to the same parameter (or MAC) budget: the mean final error with its "
-    "t-interval over seeds (dots: single seeds), and below it the achieved budget error "
+    "t-interval over seeds, clipped to 0-100% (dots: single seeds), and below it the achieved budget error "
     "(achieved - target, % of target) with the spec's tolerance band.",
+    order=50,
 )
 def plot_budget(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)
@@ -303,6 +308,7 @@ def plot_budget(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
     "the same with each family's models reweighted so that every family has the same "
     "parameter-count distribution (right; Radosavovic et al. 2019, 'On Network Design "
     "Spaces for Visual Recognition'): a curve further up and left is a better design space.",
+    order=100,
 )
 def plot_edf(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     table = _table(data, options)

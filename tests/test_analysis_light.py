@@ -1,0 +1,84 @@
+"""The analysis reads results without the model stack: no torch in a fresh process that
+imports the analysis and loads a store (run in a subprocess: this one has torch already)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures_store import SWEEP, build_fixture_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+IMPORTS = """
+import sys
+import archbench
+import archbench.analysis.data, archbench.analysis.tables, archbench.analysis.report
+from archbench.analysis.plots import plot_kinds
+plot_kinds()  # imports every plot module
+import archbench.store
+from archbench.store import ResultsStore
+"""
+
+
+def test_importing_the_analysis_does_not_import_torch() -> None:
+    done = _run(IMPORTS + "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_store(tmp_path_factory.mktemp("light") / "fixture.db")
+
+
+def test_reading_a_store_does_not_import_torch(store_path: Path) -> None:
+    code = (
+        IMPORTS
+        + f"""
+with ResultsStore({str(store_path)!r}) as store:
+    runs, variants = store.runs(), store.variants()
+assert len(runs) and len(variants)
+print('torch' in sys.modules)
+"""
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="load_experiment asks the block registry for each block's family (imports torch); "
+    "needs the block family recorded in the store's variants",
+)
+def test_loading_an_experiment_does_not_import_torch(store_path: Path) -> None:
+    code = (
+        IMPORTS
+        + f"""
+from archbench.analysis.data import load_experiment
+from archbench.analysis.plots import make_plots
+from archbench.analysis.tables import summary_table
+data = load_experiment({str(store_path)!r}, {SWEEP!r})
+summary_table(data)
+make_plots(data, ["depth"])
+print('torch' in sys.modules)
+"""
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
