@@ -20,7 +20,7 @@ import yaml
 
 from archbench.analysis.stats import ERROR_BOUNDS, t_interval
 from archbench.errors import ArchbenchError, UnknownNameError
-from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.store.storage import ResolvedStorage, redact, resolve_storage
 from archbench.units import human_count
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,10 @@ def load_experiment(
     spec_text = None
     if study is not None:
         # archbench.runner.study.SPEC_ATTR; older studies kept the spec in the user attrs.
+        # Redacted again: a study stored by an older archbench may hold a password.
         system = study._storage.get_study_system_attrs(study._study_id)
-        spec_text = system.get("archbench:spec") or study.user_attrs.get("spec") or None
+        spec_text = redact(system.get("archbench:spec") or study.user_attrs.get("spec") or "")
+        spec_text = spec_text or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:

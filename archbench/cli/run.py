@@ -272,6 +272,18 @@ def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
 
 
+def _spawned_worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
+    """Entry point of a worker process of ``run --workers N``: it stops with its parent."""
+    from archbench.runner.lifeline import exit_with_parent
+
+    exit_with_parent()
+    try:
+        _worker_main(spec_path, profile, options, workers)
+    except KeyboardInterrupt:
+        print("worker interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from archbench.runner.study import prepare_study
     from archbench.runner.variants import load_checked
@@ -312,7 +324,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_worker_main, args=(args.spec, args.profile, options, args.workers))
+            ctx.Process(
+                target=_spawned_worker_main,
+                args=(args.spec, args.profile, options, args.workers),
+            )
             for _ in range(args.workers)
         ]
         for proc in procs:
@@ -346,16 +361,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for note in checked.notes:
         print(f"archbench: note: {note}", file=sys.stderr, flush=True)
     _quiet_optuna()
-    # The first process on a study sets it up (baselines); later ones just join.
+    # The first process on a study sets it up (baselines); later ones just join. Under the
+    # setup lock: workers started together would all see no study and all queue it.
     import optuna
 
-    from archbench.runner.study import open_storage
+    from archbench.runner.study import open_storage, study_setup
 
-    storage, store = open_storage(spec, options)
-    store.close()
-    names = optuna.get_all_study_names(storage)
-    if spec.study_name not in names:
-        prepare_study(spec, options)
+    with study_setup(spec, options):
+        storage, store = open_storage(spec, options)
+        store.close()
+        if spec.study_name not in optuna.get_all_study_names(storage):
+            prepare_study(spec, options)
     _worker_main(args.spec, args.profile, options, 1)
     study = optuna.load_study(study_name=spec.study_name, storage=storage)
     return _report_unfinished(spec, study, _retry_command(args))
@@ -432,7 +448,7 @@ def _open_store(storage: str) -> Any:
         path = Path(resolved.store_url.removeprefix("sqlite:///"))
         if not path.exists():
             raise ArchbenchError(f"no results database at {path}")
-    return ResultsStore(resolved.store_url)
+    return ResultsStore(resolved.store_url, create=False)  # a reader never creates tables
 
 
 _RUN_COLUMNS = (

@@ -292,8 +292,6 @@ class Objective:
             self.on_event(
                 f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}"
             )
-            seed_everything(seed)
-            net = build_net(variant.spec)
             # Prune on the first seed's curve (later seeds only run if it survives). Optuna
             # takes no intermediate values from multi-objective trials.
             report = i == 0 and len(spec.objectives) == 1
@@ -317,6 +315,10 @@ class Objective:
                 return False
 
             try:
+                # Building the net can fail too (an allocation error): inside the try, so
+                # the run row never stays 'running'.
+                seed_everything(seed)
+                net = build_net(variant.spec)
                 result = train(
                     net,
                     data,
@@ -331,11 +333,12 @@ class Objective:
                     on_epoch_end=on_epoch_end,
                     progress=self.options.progress,
                 )
-            except BaseException:
+            except BaseException as exc:
                 # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
                 # A killed process never gets here: its run turns stale instead.
                 with contextlib.suppress(Exception):
-                    self.store.finish_run(run_id, status="failed")
+                    reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                    self.store.finish_run(run_id, status="failed", error=reason)
                 raise
             final = result.final
             # A worker killed between the trainer's checkpoint and the epoch callback resumes

@@ -221,7 +221,18 @@ def parse_spec(data: Any, profile: str | None = None, *, where: str = "spec") ->
         known = ", ".join(sorted(profiles)) or "none defined"
         raise SpecError(f"{where}: unknown profile {profile!r}; known profiles: {known}")
     spec = _build(merged, profile, where)
-    return dataclasses.replace(spec, source=yaml.safe_dump(merged, sort_keys=False))
+    return dataclasses.replace(spec, source=_source_text(merged))
+
+
+def _source_text(merged: Mapping[str, Any]) -> str:
+    """The spec as YAML for studies and reports, with any password in its storage URL
+    redacted (``${NAME}`` references are kept: they are expanded only to connect)."""
+    from archbench.store.storage import redact
+
+    shown = dict(merged)
+    if isinstance(shown.get("storage"), str):
+        shown["storage"] = redact(shown["storage"])
+    return yaml.safe_dump(shown, sort_keys=False)
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:

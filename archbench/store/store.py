@@ -43,6 +43,7 @@ from archbench.store.storage import (
     create_engine,
     redact,
     resolve_storage,
+    sqlite_table_names,
 )
 from archbench.store.upsert import upsert
 from archbench.store.values import (
@@ -80,6 +81,25 @@ def _transient(exc: DBAPIError) -> bool:
     return False
 
 
+def _check_sqlite_store(path: Path) -> None:
+    """Refuse, before connecting, a SQLite file that holds no results store: a reader's
+    engine would switch it to WAL mode and opening would otherwise go on to create tables."""
+    names = sqlite_table_names(path)
+    if names is None or any(name.startswith(PREFIX) for name in names):
+        # Not SQLite (connecting raises the database's own error), or ours (the version
+        # check says more if it is damaged or another version).
+        return
+    what = (
+        f"it holds other tables ({', '.join(sorted(names)[:5])}), none of archbench's"
+        if names
+        else "it is an empty database"
+    )
+    raise StoreError(
+        f"no archbench results store in {path}: {what}; reading never creates one "
+        "(give the storage an `archbench run` wrote)"
+    )
+
+
 class ResultsStore(StoreReads):
     """The results store at a URL, path, resolved storage or SQLAlchemy engine.
 
@@ -102,6 +122,8 @@ class ResultsStore(StoreReads):
                 path = sa.engine.make_url(target.store_url).database
                 if path and not Path(path).exists():
                     raise StoreError(f"no results store at {path} (file does not exist)")
+                if path:
+                    _check_sqlite_store(Path(path))
             self.engine = create_engine(target)
             self._owns_engine = True
         self.url = redact(self.engine.url)
@@ -403,22 +425,31 @@ class ResultsStore(StoreReads):
         final: Mapping[str, Any] | None = None,
         wall_time_s: float | None = None,
         diverged_at: Mapping[str, Any] | None = None,
+        error: str | None = None,
     ) -> None:
         """Close a run with its status and final metrics.
 
         ``final`` has ``FINAL_METRICS`` keys, or is the last epoch's metrics (a mapping or
         ``EpochMetrics``): its ``epoch`` becomes ``epochs_done``; the per-epoch columns that are
-        not final metrics are in the epochs table already.
+        not final metrics are in the epochs table already. ``error`` (why a failed run failed)
+        goes into the run's ``env`` record as ``env["error"]``.
         """
         run_id = to_int(run_id, "run_id")
         values = rows.final_values(status, final, wall_time_s, diverged_at)
 
+        if error is not None:
+            error = str(error)[:2000]
+
         def write(conn: sa.Connection) -> None:
             now = _now()
+            extra: dict[str, Any] = {}
+            if error is not None:
+                env = conn.execute(sa.select(runs.c.env).where(runs.c.run_id == run_id)).scalar()
+                extra["env"] = {**(env or {}), "error": error}
             result = conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
-                .values(**values, finished_at=now, heartbeat_at=now)
+                .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
             if result.rowcount == 0:
                 raise StoreError(f"unknown run_id {run_id}")
