@@ -61,11 +61,6 @@ print('torch' in sys.modules)
     assert done.stdout.strip() == "False"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_experiment asks the block registry for each block's family (imports torch); "
-    "needs the block family recorded in the store's variants",
-)
 def test_loading_an_experiment_does_not_import_torch(store_path: Path) -> None:
     code = (
         IMPORTS
