@@ -111,7 +111,11 @@ def _overrides(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="local worker processes (default 1)"
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
+        "trials faster than 1 x N threads (benchmarks/README.md)",
     )
 
 

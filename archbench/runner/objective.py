@@ -296,10 +296,17 @@ class Objective:
             # takes no intermediate values from multi-objective trials.
             report = i == 0 and len(spec.objectives) == 1
 
+            recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
+
             def on_epoch_end(
-                metrics: Any, diagnostics: list[Any], run_id: int = run_id, report: bool = report
+                metrics: Any,
+                diagnostics: list[Any],
+                run_id: int = run_id,
+                report: bool = report,
+                recorded: set[int] = recorded,
             ) -> bool:
                 self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
+                recorded.add(metrics.epoch)
                 if diagnostics:
                     self.store.record_diagnostics(run_id, diagnostics)
                 if report and metrics.val_err is not None:
@@ -320,6 +327,9 @@ class Objective:
                     device=device,
                     checkpoint_dir=ckpt,
                     resume=True,
+                    # At initialisation and after the last epoch: all the gradient-flow and
+                    # branch plots read; every epoch cost ~2 training steps each.
+                    diagnostics_every=recipe.epochs,
                     on_epoch_end=on_epoch_end,
                     progress=self.options.progress,
                 )
@@ -332,9 +342,10 @@ class Objective:
                 raise
             final = result.final
             # A worker killed between the trainer's checkpoint and the epoch callback resumes
-            # after an epoch the store never got: record them all again (an upsert).
+            # after an epoch the store never got: record those this process did not.
             for metrics in result.epochs:
-                self.store.record_epoch(run_id, metrics)
+                if metrics.epoch not in recorded:
+                    self.store.record_epoch(run_id, metrics)
             # Diagnostics at initialisation (epoch 0) come before any epoch callback.
             initial = [d for d in result.diagnostics if d.epoch == 0]
             if initial:

@@ -190,11 +190,12 @@ class ResultsStore(StoreReads):
         self._write(self._create_schema, race=True)
 
     def _stored_version(self, conn: sa.Connection) -> int | None:
-        """The schema version of an older store that :mod:`.migrate` can upgrade, else None."""
+        """The schema version of a store that :mod:`.migrate` upgrades (or completes), else
+        None."""
         if meta.name not in sa.inspect(conn).get_table_names():
             return None
         version = conn.execute(sa.select(meta.c.schema_version)).scalar()
-        return version if version is not None and migrate.upgradable(version) else None
+        return version if version is not None and migrate.pending(conn, version) else None
 
     def _upgrade(self, conn: sa.Connection) -> None:
         version = self._stored_version(conn)  # again: another process may have upgraded it
@@ -254,16 +255,27 @@ class ResultsStore(StoreReads):
         depth: int | None = None,
         width: float | None = None,
         name: str | None = None,
+        block_family: str | None = None,
     ) -> str:
         """Store a variant once and return its ``spec_hash``.
 
         ``complexity`` gives ``params``, ``macs``, ``acts`` (a mapping or an object with those
         attributes). ``depth``/``width`` are the family's parameters (default: the number of
-        blocks and the first stage's width). A budget belongs to a run (``start_run``).
+        blocks and the first stage's width). ``block_family`` is the family of the spec's main
+        block (default: the block registry's, which imports the blocks; the variant's
+        ``family`` for a block not registered). A budget belongs to a run (``start_run``).
         Re-recording the same variant is a no-op; the same hash with other counts raises
         :class:`StoreError` (a drift in the complexity count).
         """
-        row = rows.variant_row(spec, family, complexity, depth=depth, width=width, name=name)
+        row = rows.variant_row(
+            spec,
+            family,
+            complexity,
+            depth=depth,
+            width=width,
+            name=name,
+            block_family=block_family,
+        )
         spec_hash = row["spec_hash"]
 
         def write(conn: sa.Connection) -> None:
