@@ -307,9 +307,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         _worker_main(args.spec, args.profile, options, 1)
     else:
         ctx = multiprocessing.get_context("spawn")
+        # Numbered 0..N-1: each samples with its own seed (worker 0 with the spec's).
         procs = [
-            ctx.Process(target=_worker_main, args=(args.spec, args.profile, options, args.workers))
-            for _ in range(args.workers)
+            ctx.Process(
+                target=_worker_main,
+                args=(args.spec, args.profile, _replace(options, worker=i), args.workers),
+            )
+            for i in range(args.workers)
         ]
         for proc in procs:
             proc.start()
@@ -352,7 +356,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     names = optuna.get_all_study_names(storage)
     if spec.study_name not in names:
         prepare_study(spec, options)
-    _worker_main(args.spec, args.profile, options, 1)
+    from archbench.runner.study import WORKER_ID
+
+    # A joining worker samples apart from `run`'s worker 0 (and from other joiners).
+    _worker_main(args.spec, args.profile, _replace(options, worker=WORKER_ID), 1)
     study = optuna.load_study(study_name=spec.study_name, storage=storage)
     return _report_unfinished(spec, study, _retry_command(args))
 

@@ -135,7 +135,7 @@ def run_worker(
     spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
     try:
-        study = create_study(spec, storage)
+        study = create_study(spec, storage, worker=options.worker)
         return _work(
             spec,
             options,

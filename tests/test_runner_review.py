@@ -1,0 +1,71 @@
+"""Review findings on the runner (issue h9): per-worker sampler seeds, grid trials that find
+the queue empty, the depth stored for presets/default depths/solved depths, the median
+pruner's warmup, validation of search-space recipes, the retry command, and thread counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from archbench.runner.spec import parse_spec
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def sampled(storage: Path, sampler: str = "random", **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "r",
+        "dataset": {"name": "digits", "val_size": 200},
+        "recipe": {"epochs": 1, "batch_size": 64},
+        "space": {
+            "family": ["resnet", "plain"],
+            "depth": [8, 14, 20],
+            "width": {"low": 4, "high": 32},
+        },
+        "sampler": {"name": sampler, "seed": 5},
+        "trials": 6,
+        "seeds": [0],
+        "storage": str(storage),
+    }
+    data.update(changes)
+    return data
+
+
+def _ask(study: optuna.Study, spec: Any, n: int) -> list[dict[str, Any]]:
+    from archbench.runner.objective import suggest_config
+
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        configs.append(suggest_config(spec, trial))
+    return configs
+
+
+# -- 1: parallel workers sample apart ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_parallel_workers_draw_different_configurations(tmp_path: Path, sampler: str) -> None:
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(sampled(tmp_path / "x.db", sampler))
+    shared = optuna.storages.InMemoryStorage()  # one storage, as two workers share it
+    first = _ask(create_study(spec, shared, worker=0), spec, 3)
+    second = _ask(create_study(spec, shared, worker=1), spec, 3)
+    assert first != second
+
+
+def test_worker_zero_stays_reproducible_from_the_seed(tmp_path: Path) -> None:
+    from archbench.runner.algorithms import worker_seed
+    from archbench.runner.study import create_study
+
+    spec = parse_spec(sampled(tmp_path / "x.db"))
+    runs = [
+        _ask(create_study(spec, optuna.storages.InMemoryStorage()), spec, 3) for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert worker_seed(5, 0) == 5 and worker_seed(None, 3) is None
+    assert worker_seed(5, 1) == worker_seed(5, 1) != worker_seed(5, 2)
