@@ -69,3 +69,45 @@ def test_worker_zero_stays_reproducible_from_the_seed(tmp_path: Path) -> None:
     assert runs[0] == runs[1]
     assert worker_seed(5, 0) == 5 and worker_seed(None, 3) is None
     assert worker_seed(5, 1) == worker_seed(5, 1) != worker_seed(5, 2)
+
+
+# -- 2: a grid trial that finds the queue empty trains nothing ---------------------------------
+
+
+def grid(storage: Path, **changes: Any) -> dict[str, Any]:
+    data = sampled(storage, "grid")
+    del data["space"], data["trials"]
+    data["variants"] = [
+        {"family": "resnet", "depth": 8, "width": 4},
+        {"family": "plain", "depth": 8, "width": 4},
+    ]
+    data.update(changes)
+    return data
+
+
+def test_a_grid_trial_with_nothing_queued_is_pruned_not_sampled(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from archbench.runner.objective import NOTHING_QUEUED, suggest_config
+    from archbench.runner.outcome import unfinished
+    from archbench.runner.study import create_study, grid_labels
+    from archbench.runner.worker import study_progress
+
+    spec = parse_spec(grid(tmp_path / "x.db"))
+    study = create_study(spec, optuna.storages.InMemoryStorage())
+    for label in grid_labels(spec):
+        study.enqueue_trial({"config": label})
+    popped = [study.ask(), study.ask()]  # two workers took the queue
+    late = study.ask()  # a third found it empty after its progress check
+    with pytest.raises(optuna.TrialPruned, match="nothing queued"):
+        suggest_config(spec, late)
+    assert late.params == {}  # no random grid point was drawn
+    assert late.user_attrs["pruned_reason"] == NOTHING_QUEUED
+    study.tell(late, state=TrialState.PRUNED)
+    for trial in popped:
+        suggest_config(spec, trial)
+        study.tell(trial, 0.5)
+    trials = study.get_trials(deepcopy=False)
+    assert unfinished(spec, trials) == []  # not a failure, not un-run: exit code 0
+    progress = study_progress(spec, trials)
+    assert progress.complete and (progress.done, progress.total) == (2, 2)

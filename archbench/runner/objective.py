@@ -35,9 +35,23 @@ from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, reso
 log = logging.getLogger(__name__)
 
 
+PRUNED_REASON_ATTR = "pruned_reason"  # a user attribute: why a trial ended without training
+NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
+
+
 def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
-    """The trial's configuration: a grid entry, or sampled define-by-run from the space."""
+    """The trial's configuration: a grid entry, or sampled define-by-run from the space.
+
+    A grid trial that popped no queued configuration is pruned (raises ``TrialPruned``): it
+    is not a failure, and it trains nothing.
+    """
     if spec.sampler.name == "grid":
+        if "config" not in getattr(trial, "_fixed_params", {}):
+            # Another worker popped the last queued trial between this worker's progress
+            # check and its optimize(); suggesting now would draw a random grid point (the
+            # sampler) and train a duplicate.
+            trial.set_user_attr(PRUNED_REASON_ATTR, NOTHING_QUEUED)
+            raise optuna.TrialPruned(NOTHING_QUEUED)
         labels = grid_labels(spec)
         label = trial.suggest_categorical("config", labels)
         if label not in labels:  # queued by an earlier version of the spec
