@@ -111,3 +111,71 @@ def test_a_grid_trial_with_nothing_queued_is_pruned_not_sampled(tmp_path: Path) 
     assert unfinished(spec, trials) == []  # not a failure, not un-run: exit code 0
     progress = study_progress(spec, trials)
     assert progress.complete and (progress.done, progress.total) == (2, 2)
+
+
+# -- 3: the depth the store records ----------------------------------------------------------
+
+
+def _record_variants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: dict[str, Any]
+) -> dict[str, int]:
+    """Run the grid until each trial has recorded its variant (training is cut short)."""
+    import archbench.training.train
+    from archbench.errors import ArchbenchError
+    from archbench.runner.study import RunnerOptions, prepare_study
+    from archbench.runner.worker import run_worker
+    from archbench.store import ResultsStore
+
+    def no_training(*args: Any, **kwargs: Any) -> Any:
+        raise ArchbenchError("not trained in this test")
+
+    monkeypatch.setattr(archbench.training.train, "train", no_training)
+    spec = parse_spec(data)
+    options = RunnerOptions(progress=False)
+    prepare_study(spec, options)
+    run_worker(spec, options)
+    with ResultsStore(spec.storage) as store:
+        rows = store.variants()
+    return dict(zip(rows["name"], rows["depth"], strict=True))
+
+
+def test_the_store_records_preset_default_and_solved_depths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variants = [
+        {"preset": "resnet20"},  # 9 blocks, depth 20
+        {"family": "resnet", "width": 4, "label": "default"},  # the family's default: 20
+        {"family": "resnet", "depth": 14, "width": 4, "label": "given"},
+    ]
+    depths = _record_variants(tmp_path, monkeypatch, grid(tmp_path / "a.db", variants=variants))
+    assert depths == {"resnet20": 20, "default": 20, "given": 14}
+
+    solve = grid(
+        tmp_path / "b.db",
+        variants=[{"family": "resnet", "width": 4, "label": "solved"}],
+        budget={"metric": "params", "target": "20K", "tolerance": 0.5, "solve": "depth"},
+    )
+    from archbench.runner.variants import check_spec
+
+    _, [variant] = check_spec(parse_spec(solve))
+    assert variant.budget.depth == variant.depth != variant.spec.depth
+    assert _record_variants(tmp_path, monkeypatch, solve) == {"solved": variant.budget.depth}
+
+
+def test_dry_run_shows_the_depth_built(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import json
+
+    import yaml
+
+    from archbench.cli import main
+
+    variants = [{"preset": "resnet20"}, {"family": "resnet", "width": 4, "label": "default"}]
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(grid(tmp_path / "g.db", variants=variants)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["run", str(path), "--dry-run", "--json"]) == 0
+    rows = json.loads(out.getvalue())["variants"]
+    assert {r["variant"]: r["depth"] for r in rows} == {"resnet20": 20, "default": 20}

@@ -198,7 +198,7 @@ def _dry_run(spec: Any, as_json: bool) -> int:
             {
                 "variant": variant.label,
                 "family": variant.family or "",
-                "depth": variant.config.get("depth") or "",
+                "depth": variant.depth or "",
                 "width": match.width if match else variant.config.get("width") or "",
                 "params": params,
                 "macs": macs,

@@ -252,7 +252,7 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            depth=config.get("depth"),
+            depth=variant.depth,  # solved, default or preset depth; not the config's None
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
         )

@@ -33,6 +33,20 @@ class ResolvedVariant:
     def family(self) -> str | None:
         return self.config.get("family")
 
+    @property
+    def depth(self) -> int | None:
+        """The depth built, as the family counts it: the solved one under ``solve: depth``,
+        else the config's or the family's default; a preset's own (``None`` if it has none).
+        Not ``spec.depth``, which counts blocks."""
+        from archbench.models.presets import get_family, preset_depth
+
+        if self.budget is not None:
+            return int(self.budget.depth)
+        if self.config.get("preset"):
+            return preset_depth(self.config["preset"])
+        depth = self.config.get("depth")
+        return get_family(self.config["family"]).default_depth if depth is None else depth
+
 
 def load_checked(
     path: str | Path, profile: str | None = None, *, budgets: bool = True
