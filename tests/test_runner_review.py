@@ -179,3 +179,29 @@ def test_dry_run_shows_the_depth_built(tmp_path: Path) -> None:
         assert main(["run", str(path), "--dry-run", "--json"]) == 0
     rows = json.loads(out.getvalue())["variants"]
     assert {r["variant"]: r["depth"] for r in rows} == {"resnet20": 20, "default": 20}
+
+
+# -- 4: the median pruner's warmup -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 2])
+def test_median_warmup_epochs_are_never_pruned(tmp_path: Path, warmup: int) -> None:
+    from archbench.runner.algorithms import PRUNERS
+
+    spec = parse_spec(
+        sampled(tmp_path / "x.db", pruner={"name": "median", "warmup_epochs": warmup})
+    )
+    study = optuna.create_study(direction="maximize", pruner=PRUNERS["median"].build(spec))
+    for _ in range(spec.pruner.startup_trials):  # good curves, epochs 1..4
+        trial = study.ask()
+        for epoch in range(1, 5):
+            trial.report(0.9, epoch)
+        study.tell(trial, 0.9)
+    bad = study.ask()
+    pruned_at = None
+    for epoch in range(1, 5):  # the objective reports epochs from 1
+        bad.report(0.1, epoch)
+        if bad.should_prune():
+            pruned_at = epoch
+            break
+    assert pruned_at == warmup + 1

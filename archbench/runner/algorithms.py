@@ -65,7 +65,9 @@ PRUNERS: dict[str, Algorithm] = {
         "MedianPruner",
         lambda spec: {
             "n_startup_trials": spec.pruner.startup_trials,
-            "n_warmup_steps": spec.pruner.warmup_epochs,
+            # Epochs are reported from 1 and Optuna may prune at step == n_warmup_steps:
+            # + 1 keeps the first warmup_epochs epochs unprunable.
+            "n_warmup_steps": spec.pruner.warmup_epochs + 1,
         },
     ),
     "hyperband": Algorithm(
