@@ -205,3 +205,31 @@ def test_median_warmup_epochs_are_never_pruned(tmp_path: Path, warmup: int) -> N
             pruned_at = epoch
             break
     assert pruned_at == warmup + 1
+
+
+# -- 5: validate checks the recipes a search space can produce ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "space_recipe, sampler",
+    [
+        ({"lr": [0.1, -1.0]}, "grid"),  # one bad grid value
+        ({"lr": [0.1], "momentum": [0.9, 1.5]}, "grid"),
+        ({"lr": {"low": -1.0, "high": 0.1}}, "random"),  # a sampled range's bound
+        ({"weight_decay": {"choices": [0.0, -0.5]}}, "tpe"),
+    ],
+)
+def test_check_spec_rejects_space_recipes_that_cannot_train(
+    tmp_path: Path, space_recipe: dict[str, Any], sampler: str
+) -> None:
+    from archbench.errors import SpecError
+    from archbench.runner.variants import check_spec
+
+    space = {"family": "resnet", "depth": [8], "width": [4], "recipe": space_recipe}
+    data = sampled(tmp_path / "x.db", sampler, space=space)
+    if sampler == "grid":
+        del data["trials"]
+    with pytest.raises(SpecError, match=r"space\.recipe .*recipe: "):
+        check_spec(parse_spec(data))
+    good = {k: v for k, v in space_recipe.items() if k == "lr" and v == [0.1]}
+    check_spec(parse_spec({**data, "space": {**space, "recipe": good or {"lr": [0.1, 0.2]}}}))

@@ -69,9 +69,36 @@ def check_spec(spec: ExperimentSpec) -> tuple[ExperimentSpec, list[ResolvedVaria
         except ArchbenchError as exc:
             raise SpecError(f"{spec.origin}: budget.target: {exc}") from None
     try:
+        check_recipe_space(spec)
         return spec, resolve_all(spec, dataset_shape(spec))
     except SpecError as exc:
         raise SpecError(f"{spec.origin}: {exc}") from None
+
+
+def check_recipe_space(spec: ExperimentSpec) -> None:
+    """Every recipe a trial can get must validate: each grid combination of ``space.recipe``,
+    and for a sampled space each choice and each range's bounds (with the spec's recipe for
+    the other keys). Otherwise ``validate`` passes and the trial fails at its start."""
+    if spec.space is None or not spec.space.recipe:
+        return
+    combos: list[dict[str, Any]] = []
+    if spec.sampler.name == "grid":
+        seen: set[str] = set()
+        for config in spec.grid():
+            key = repr(sorted(config["recipe"].items()))
+            if key not in seen:  # architectures share the recipe combinations
+                seen.add(key)
+                combos.append(config["recipe"])
+    else:
+        for name, dist in spec.space.recipe.items():
+            values = dist.choices if dist.choices is not None else (dist.low, dist.high)
+            combos += [{name: value} for value in values]
+    for combo in combos:
+        try:
+            dataclasses.replace(spec.recipe, **combo).validate()
+        except (SpecError, TypeError, ValueError) as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in combo.items())
+            raise SpecError(f"space.recipe ({shown}): {exc}") from None
 
 
 def bind(spec: ExperimentSpec) -> ExperimentSpec:
