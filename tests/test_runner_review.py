@@ -233,3 +233,35 @@ def test_check_spec_rejects_space_recipes_that_cannot_train(
         check_spec(parse_spec(data))
     good = {k: v for k, v in space_recipe.items() if k == "lr" and v == [0.1]}
     check_spec(parse_spec({**data, "space": {**space, "recipe": good or {"lr": [0.1, 0.2]}}}))
+
+
+# -- 6: the retry command keeps the flags -------------------------------------------------------
+
+
+def test_the_retry_command_keeps_every_option_that_matters() -> None:
+    import shlex
+
+    from archbench.cli import build_parser
+    from archbench.cli.run import _retry_command
+
+    argv = [
+        "run", "my spec.yaml", "--profile", "cpu", "--storage", "postgresql://u:secret@h/db",
+        "--results-dir", "/tmp/res dir", "--threads", "2", "--workers", "3",
+        "--heartbeat", "10", "--device", "cpu",
+    ]  # fmt: skip
+    command = _retry_command(build_parser().parse_args(argv))
+    assert "secret" not in command
+    words = shlex.split(command)
+    assert words[:3] == ["archbench", "run", "my spec.yaml"]
+    options = dict(zip(words[3::2], words[4::2], strict=True))
+    assert options == {
+        "--profile": "cpu",
+        "--storage": options["--storage"],  # redacted, checked above
+        "--results-dir": "/tmp/res dir",
+        "--device": "cpu",
+        "--heartbeat": "10",
+        "--threads": "2",
+        "--workers": "3",
+    }
+    plain = _retry_command(build_parser().parse_args(["worker", "s.yaml"]))
+    assert plain == "archbench worker s.yaml"  # defaults are left out

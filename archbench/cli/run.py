@@ -365,17 +365,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _retry_command(args: argparse.Namespace) -> str:
+    """The command line that reruns this one: every option that changes where or how it
+    runs, shell-quoted (the storage redacted)."""
+    import shlex
+
     from archbench.store.storage import redact
 
     words = ["archbench", args.command, args.spec]
+    workers = getattr(args, "workers", 1)  # `worker` has no --workers
     for flag, value in (
         ("--profile", args.profile),
         ("--storage", redact(args.storage) if args.storage else None),
+        ("--results-dir", args.results_dir),
         ("--device", None if args.device == "auto" else args.device),
+        ("--heartbeat", None if args.heartbeat == 30 else args.heartbeat),
+        ("--threads", args.threads),
+        ("--workers", None if workers == 1 else workers),
     ):
-        if value:
-            words += [flag, value]
-    return " ".join(words)
+        if value is not None and value != "":
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _report_unfinished(spec: Any, study: Any, retry: str) -> int:
