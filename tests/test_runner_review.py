@@ -265,3 +265,19 @@ def test_the_retry_command_keeps_every_option_that_matters() -> None:
     }
     plain = _retry_command(build_parser().parse_args(["worker", "s.yaml"]))
     assert plain == "archbench worker s.yaml"  # defaults are left out
+
+
+# -- 8: small things ----------------------------------------------------------------------------
+
+
+def test_results_tables_separate_thousands_in_every_count() -> None:
+    from archbench.cli.format import rows_table
+
+    table = rows_table(
+        [
+            {"name": "tiny", "depth": 1202, "params": 4934, "macs": 123_456, "seed": 1},
+            {"name": "big", "depth": 8, "params": 42_430, "macs": 5_252_496, "seed": 2},
+        ]
+    )
+    assert "4,934" in table and "42,430" in table and "5,252,496" in table
+    assert "1202" in table  # a depth is not a count
