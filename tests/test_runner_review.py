@@ -281,3 +281,25 @@ def test_results_tables_separate_thousands_in_every_count() -> None:
     )
     assert "4,934" in table and "42,430" in table and "5,252,496" in table
     assert "1202" in table  # a depth is not a count
+
+
+def test_run_spec_restores_the_callers_torch_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import archbench.runner.run as run_module
+    from archbench.runner.run import run_spec
+
+    seen: list[int] = []
+    monkeypatch.setattr(run_module, "prepare_study", lambda spec, options: None)
+    monkeypatch.setattr(
+        run_module, "run_worker", lambda *a, **k: seen.append(torch.get_num_threads())
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_spec(parse_spec(grid(tmp_path / "x.db")), threads=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
