@@ -303,3 +303,15 @@ def test_run_spec_restores_the_callers_torch_threads(
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_storage_retries_stale_trials_through_the_one_retry_callback(tmp_path: Path) -> None:
+    from archbench.runner.study import RunnerOptions, _retry_callback, open_storage
+
+    spec = parse_spec(grid(tmp_path / "x.db"))
+    storage, store = open_storage(spec, RunnerOptions(max_retry=2))
+    store.close()
+    callback = storage.get_heartbeat_stale_trial_callback()
+    expected = _retry_callback(2)
+    assert type(callback) is type(expected) and vars(callback) == vars(expected)
+    assert vars(callback)["_max_retry"] == 2 and vars(_retry_callback())["_max_retry"] is None

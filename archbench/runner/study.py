@@ -68,10 +68,14 @@ class RunnerOptions:
 # -- storage ----------------------------------------------------------------------------------
 
 
-def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+def _retry_callback(
+    max_retry: int | None = None,
+) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """The one way trials are re-queued: stale ones (``max_retry``: the storage's limit) and
+    interrupted ones (``None``: ``archbench run`` re-queues them whatever their history)."""
     # Intermediate values come along, so a pruner judges a retried trial by its whole curve.
     return optuna.storages.RetryHeartbeatStaleTrialCallback(
-        max_retry=None, inherit_intermediate_values=True
+        max_retry=max_retry, inherit_intermediate_values=True
     )
 
 
@@ -87,9 +91,7 @@ def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any
         heartbeat = {
             "heartbeat_interval": options.heartbeat_interval,
             "grace_period": options.grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=options.max_retry, inherit_intermediate_values=True
-            ),
+            "heartbeat_stale_trial_callback": _retry_callback(options.max_retry),
         }
     storage = optuna_storage(resolved, **heartbeat)
     if resolved.kind == "sqlite":
