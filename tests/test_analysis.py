@@ -638,7 +638,7 @@ def test_heatmap_annotates_clipped_intervals_with_their_bounds(sweep) -> None:
         mean = float(shown)
         if interval.startswith("±"):
             half = float(interval[1:])
-            assert 0 <= mean - half + 0.05 and mean + half - 0.05 <= 100, note
+            assert mean - half + 0.05 >= 0 and mean + half - 0.05 <= 100, note
         else:
             low, high = (float(v) for v in interval.strip("[]").split(","))
             assert 0 <= low <= mean <= high <= 100, note

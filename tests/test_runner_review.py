@@ -63,9 +63,7 @@ def test_worker_zero_stays_reproducible_from_the_seed(tmp_path: Path) -> None:
     from archbench.runner.study import create_study
 
     spec = parse_spec(sampled(tmp_path / "x.db"))
-    runs = [
-        _ask(create_study(spec, optuna.storages.InMemoryStorage()), spec, 3) for _ in range(2)
-    ]
+    runs = [_ask(create_study(spec, optuna.storages.InMemoryStorage()), spec, 3) for _ in range(2)]
     assert runs[0] == runs[1]
     assert worker_seed(5, 0) == 5 and worker_seed(None, 3) is None
     assert worker_seed(5, 1) == worker_seed(5, 1) != worker_seed(5, 2)
