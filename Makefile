@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # The main job: the quickstart equal-budget comparison on Fashion-MNIST, then its results.
 run: setup
 	scripts/ensure-fashion-mnist.sh
-	$(VENV)/bin/archbench run experiments/quickstart.yaml
+	$(VENV)/bin/archbench run experiments/quickstart.yaml --workers 2 --threads 1
 
 lint: setup
 	$(PY) -m ruff check .

@@ -13,11 +13,19 @@ on GPU.
 for both loops (``train``'s timer is pointed at ``time.thread_time``): on a machine shared
 with other jobs, wall time measures their load more than our code.
 
+``--via cli`` measures the ``archbench train`` command instead of the function: each repeat
+runs ``archbench train MODEL --epochs 1 --diagnostics-every 0 --json FILE`` in this process
+(same preset, dataset subset, seed and recipe; its per-epoch table printing included) and
+takes the ``images_per_s`` it reports. ``--dataset fashion_mnist`` trains on Fashion-MNIST
+(1x28x28, the CPU experiments' data) instead of synthetic 3x32x32 images.
+
 Also measured: the cost of one diagnostics call (deep copy + forward/backward on one batch),
 as a share of this epoch and of a 391-step CIFAR-10 epoch (batch 128).
 
     python benchmarks/bench_pipeline.py                      # CPU: resnet20, 2048 images
     python benchmarks/bench_pipeline.py --clock thread       # CPU, robust to other load
+    python benchmarks/bench_pipeline.py --via cli --dataset fashion_mnist --model resnet20 \
+        --batch-size 64 --clock thread                       # archbench train, CPU workload
     python benchmarks/bench_pipeline.py --device cuda --images 50000 --amp --channels-last
 """
 
@@ -25,9 +33,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import statistics
+import tempfile
 import time
 import types
+from pathlib import Path
 
 import torch
 
@@ -59,6 +71,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--via", choices=("function", "cli"), default="function")
+    parser.add_argument("--dataset", default="synthetic", help="synthetic or a registered one")
+    parser.add_argument("--data-root", help="dataset folder (fashion_mnist: Debian's by default)")
     args = parser.parse_args()
 
     device = select_device(args.device)
@@ -73,15 +88,25 @@ def main() -> None:
     else:
         torch.backends.cudnn.benchmark = True
     images = args.images or (2048 if device.type == "cpu" else 50_000)
-    data = load_dataset(
-        "synthetic",
-        val_size=0,
-        options={"num_train": images, "num_test": 64, "image_size": 32},
-    )
+    if args.dataset == "synthetic":
+        data = load_dataset(
+            "synthetic",
+            val_size=0,
+            options={"num_train": images, "num_test": 64, "image_size": 32},
+        )
+    else:  # as `archbench train --train-subset --test-subset --val-size 0` loads it
+        data = load_dataset(
+            args.dataset, root=args.data_root, val_size=0, train_subset=images, test_subset=64
+        )
     info = data.info
     spec = get_preset(
-        args.model, num_classes=info.num_classes, in_channels=info.channels, input_size=32
+        args.model,
+        num_classes=info.num_classes,
+        in_channels=info.channels,
+        input_size=info.image_size,
     )
+    if args.via == "cli" and args.dataset == "synthetic" and images > 5000:
+        parser.error("--via cli on synthetic data: at most 5000 images (its default set)")
     recipe = Recipe(
         epochs=1,
         batch_size=args.batch_size,
@@ -136,25 +161,50 @@ def main() -> None:
         epoch_times.append(result.final.train_time_s)
         return result.final.images_per_s
 
+    def cli_epoch() -> float:
+        from archbench.cli import main as archbench
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = f"{tmp}/result.json"
+            argv = ["train", args.model, "--dataset", args.dataset, "--device", str(device)]
+            argv += ["--epochs", "1", "--batch-size", str(args.batch_size), "--lr", "0.02"]
+            argv += ["--schedule", "constant", "--seed", "0", "--val-size", "0"]
+            argv += ["--train-subset", str(images), "--test-subset", "64"]
+            argv += ["--diagnostics-every", "0", "--json", out]
+            argv += ["--amp"] if args.amp else []
+            argv += ["--channels-last"] if args.channels_last else []
+            argv += ["--data-root", args.data_root] if args.data_root else []
+            with contextlib.redirect_stdout(io.StringIO()):  # its table, not ours
+                code = archbench(argv)
+            assert code == 0, f"archbench train exited with {code}"
+            final = json.loads(Path(out).read_text())["final"]
+        assert final["images_per_s"] > 0
+        epoch_times.append(final["train_time_s"])
+        return float(final["images_per_s"])
+
+    measured = cli_epoch if args.via == "cli" else pipeline_epoch
+
     print(
         f"{args.model} ({sum(p.numel() for p in bare_net.parameters()):,} params) on "
-        f"{n_images} synthetic 3x32x32 images, batch {args.batch_size}, {len(batches)} steps; "
-        f"device {device}"
+        f"{n_images} {info.name} {info.channels}x{info.image_size}x{info.image_size} images, "
+        f"batch {args.batch_size}, {len(batches)} steps; device {device}; measured: "
+        f"{'archbench train (CLI)' if args.via == 'cli' else 'train()'}"
         + (f", {torch.get_num_threads()} thread(s)" if device.type == "cpu" else "")
         + (", bf16 autocast" if amp else "")
         + (", channels_last" if args.channels_last else "")
         + f"; clock: {'main-thread CPU time' if args.clock == 'thread' else 'wall'}"
     )
-    bare_epoch(), pipeline_epoch()  # warm-up: allocator, kernels, cuDNN autotuning
+    bare_epoch(), measured()  # warm-up: allocator, kernels, cuDNN autotuning
     epoch_times.clear()
     bare: list[float] = []
     pipe: list[float] = []
     for r in range(args.repeats):
-        order = [(bare, bare_epoch), (pipe, pipeline_epoch)]
+        order = [(bare, bare_epoch), (pipe, measured)]
         for store, fn in order if r % 2 == 0 else order[::-1]:
             store.append(fn())
-    print(f"bare loop images/s: {', '.join(f'{v:.1f}' for v in bare)}")
-    print(f"train()   images/s: {', '.join(f'{v:.1f}' for v in pipe)}")
+    print(f"{'bare loop':<15} images/s: {', '.join(f'{v:.1f}' for v in bare)}")
+    what = "archbench train" if args.via == "cli" else "train()"
+    print(f"{what:<15} images/s: {', '.join(f'{v:.1f}' for v in pipe)}")
     # Other load only ever slows a run down: the best run is the cleanest estimate on a
     # shared machine, the median the typical one.
     for label, pick in (("best", max), ("median", statistics.median)):

@@ -61,11 +61,6 @@ print('torch' in sys.modules)
     assert done.stdout.strip() == "False"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_experiment asks the block registry for each block's family (imports torch); "
-    "needs the block family recorded in the store's variants",
-)
 def test_loading_an_experiment_does_not_import_torch(store_path: Path) -> None:
     code = (
         IMPORTS
@@ -82,3 +77,36 @@ print('torch' in sys.modules)
     done = _run(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+# The reading commands, through the real entry point (which builds every command's parser).
+READING_COMMANDS = {
+    "results": ["results", SWEEP],
+    "stats": ["stats", SWEEP],
+    "plot": ["plot", "depth", SWEEP, "--out", "{out}"],
+    "report": ["report", SWEEP, "--out", "{out}/report.html"],
+}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(name, marks=pytest.mark.integration) if name in ("plot", "report") else name
+        for name in READING_COMMANDS
+    ],
+)  # plot and report draw figures (tens of seconds): `make test`, not `make test-fast`
+def test_reading_commands_do_not_import_torch(
+    command: str, store_path: Path, tmp_path: Path
+) -> None:
+    argv = [a.format(out=tmp_path) for a in READING_COMMANDS[command]]
+    argv += ["--storage", str(store_path)]
+    code = f"""
+import contextlib, io, sys
+from archbench.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main({argv!r})
+print(code, 'torch' in sys.modules)
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0 False", done.stderr

@@ -177,6 +177,7 @@ def test_round_trip(store: ResultsStore) -> None:
     assert len(variants) == 1
     row = variants.iloc[0]
     assert row["name"] == "tiny_resnet" and row["family"] == "resnet" and row["block"] == "basic"
+    assert row["block_family"] == "resnet"  # the block registry's family of "basic"
     assert (row["depth"], row["width"], row["num_blocks"]) == (8, 16.0, 4)
     assert (row["params"], row["macs"], row["flops"], row["acts"]) == (
         100_000,
@@ -291,6 +292,22 @@ def test_variant_upsert_is_idempotent_and_drift_raises(store: ResultsStore) -> N
     with pytest.raises(StoreError, match=r"already stored with params=100000.*params=100001"):
         store.record_variant(spec, family="resnet", complexity=drifted)
     assert store.variants().iloc[0]["params"] == COUNTS["params"]
+
+
+def test_a_variant_records_its_blocks_family(store: ResultsStore) -> None:
+    """From the block registry (not the variant's family), unless the caller says; a block
+    not registered here falls back to the variant's family."""
+    h1 = store.record_variant(make_spec(block="preact_basic"), family="mine", complexity=COUNTS)
+    h2 = store.record_variant(
+        make_spec(depth=3), family="mine", complexity=COUNTS, block_family="x"
+    )
+    unknown = SpecDouble.of(make_spec(depth=4), block="not_registered_anywhere")
+    h3 = store.record_variant(unknown, family="mine", complexity=COUNTS)
+    families = store.variants().set_index("spec_hash")["block_family"]
+    assert (families[h1], families[h2], families[h3]) == ("preact", "x", "mine")
+    assert set(store.runs().columns) >= {"block_family"}
+    with pytest.raises(StoreError, match="block_family"):
+        store.record_variant(make_spec(depth=5), family="mine", complexity=COUNTS, block_family="")
 
 
 def test_budgets_belong_to_runs(store: ResultsStore) -> None:
@@ -440,8 +457,8 @@ RUN_COLUMNS = {
     "budget_metric", "budget_target", "budget_error",
 }  # fmt: skip
 VARIANT_COLUMNS = {
-    "name", "family", "block", "depth", "width", "num_blocks", "params", "macs", "flops",
-    "acts",
+    "name", "family", "block", "block_family", "depth", "width", "num_blocks", "params",
+    "macs", "flops", "acts",
 }  # fmt: skip
 
 
@@ -649,6 +666,8 @@ def test_a_schema_1_store_is_upgraded(url: str) -> None:
             }
         assert version == SCHEMA_VERSION == 2
         assert not variant_columns & {"budget_metric", "budget_target", "budget_error"}
+        # the block registry's family of each variant's block, filled by the upgrade
+        assert store.variants()["block_family"].tolist() == ["resnet", "resnet"]
         runs = store.runs(experiment="old").set_index("config_key")
         # each run has its variant's schema 1 budget; nothing else changed
         assert runs.loc["k1", ["budget_metric", "budget_target"]].tolist() == ["params", 100000.0]
@@ -663,6 +682,31 @@ def test_a_schema_1_store_is_upgraded(url: str) -> None:
         new = add_run(store, experiment="new", budget={"metric": "params", "target": 50_000})
         assert store.run(new)["budget_error"] == pytest.approx(1.0)
     ResultsStore(url, create=False).close()  # opening again finds nothing to upgrade
+
+
+def test_a_schema_2_store_without_block_families_is_completed(url: str) -> None:
+    """Stores written at schema 2 before variants had ``block_family`` (the same unreleased
+    version) gain the column on open, filled from the block registry (the variant's family
+    for a block not registered here)."""
+    with ResultsStore(url) as store:
+        add_run(store, make_spec(block="preact_basic"), experiment="early")
+        add_run(store, make_spec(), experiment="early", seed=1)
+        unknown = SpecDouble.of(make_spec(depth=4), block="not_registered_anywhere")
+        spec_hash = store.record_variant(unknown, family="mine", complexity=COUNTS)
+        store.start_run(experiment="early", profile="cpu", spec_hash=spec_hash, seed=2)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE archbench_variants DROP COLUMN block_family"))
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")}
+        assert "block_family" not in columns
+
+    with ResultsStore(url, create=False) as store:
+        runs = store.runs(experiment="early").set_index("seed")
+        assert runs["block_family"].to_dict() == {0: "preact", 1: "resnet", 2: "mine"}
+        with store.engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT schema_version FROM archbench_meta")).scalar()
+        assert version == SCHEMA_VERSION
+        add_run(store, make_spec(depth=5), experiment="later")  # an ordinary store again
+    ResultsStore(url, create=False).close()  # opening again finds nothing to do
 
 
 def test_reader_does_not_create(tmp_path: Path) -> None:
@@ -701,8 +745,10 @@ class SpecDouble:
     depth: int
 
     @classmethod
-    def of(cls, spec: NetSpec) -> SpecDouble:
-        stages = tuple(_Stage(s.block, s.depth, s.width) for s in spec.stages)
+    def of(cls, spec: NetSpec, block: str | None = None) -> SpecDouble:
+        """``spec``'s double; ``block`` replaces every stage's block type (a name the block
+        registry need not know)."""
+        stages = tuple(_Stage(block or s.block, s.depth, s.width) for s in spec.stages)
         return cls(spec.name, spec.canonical_json(), spec.spec_hash(), stages, spec.depth)
 
     def canonical_json(self) -> str:
@@ -718,7 +764,10 @@ def _worker(
     """One writer process: the same variant and a shared run as the other, plus its own run."""
     barrier.wait(timeout=60)
     with ResultsStore(url) as store:  # both create the schema at once
-        spec_hash = store.record_variant(spec, family="resnet", complexity=COUNTS)
+        # block_family given: looking it up would import the blocks (torch) in each worker.
+        spec_hash = store.record_variant(
+            spec, family="resnet", complexity=COUNTS, block_family="resnet"
+        )
         runs = [
             store.start_run(experiment="mp", profile="cpu", spec_hash=spec_hash, seed=s)
             for s in (seed, 100)  # seed 100: both processes open the same run

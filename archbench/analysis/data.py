@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import yaml
 
 from archbench.analysis.stats import ERROR_BOUNDS, t_interval
-from archbench.errors import ArchbenchError, UnknownNameError
-from archbench.store.storage import ResolvedStorage, resolve_storage
+from archbench.errors import UnknownNameError
+from archbench.store.storage import ResolvedStorage, redact, resolve_storage
 from archbench.units import human_count
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ METRICS = {
     "test_top5_err": "test top-5 error",
 }
 
-#: The block registry's family of a block -> the role it plays in the classic figures.
+#: The block registry's family of a block -> the role it plays in the classic figures
+#: (``plain``, ``residual``, ``preact``); any other family is its own role.
 ROLES = {"plain": "plain", "resnet": "residual", "preact": "preact"}
 
 FLOP_CONVENTION = (
@@ -116,8 +117,10 @@ def load_experiment(
     spec_text = None
     if study is not None:
         # archbench.runner.study.SPEC_ATTR; older studies kept the spec in the user attrs.
+        # Redacted again: a study stored by an older archbench may hold a password.
         system = study._storage.get_study_system_attrs(study._study_id)
-        spec_text = system.get("archbench:spec") or study.user_attrs.get("spec") or None
+        spec_text = redact(system.get("archbench:spec") or study.user_attrs.get("spec") or "")
+        spec_text = spec_text or None
     spec: dict[str, Any] = {}
     if spec_text:
         try:
@@ -178,20 +181,13 @@ def load_study(resolved: ResolvedStorage, engine: sa.Engine, name: str) -> tuple
         return None, f"cannot open the Optuna study ({type(exc).__name__}: {exc})"
 
 
-def block_role(block: str, family: str) -> str:
-    """``plain``, ``residual`` or ``preact`` for the classic figures; else the block's family."""
-    from archbench.registry import BLOCKS
-
-    try:
-        block_family = BLOCKS.entry(block).meta.get("family", family)
-    except ArchbenchError:  # a plugin block that is not installed here
-        block_family = family
-    return ROLES.get(block_family, block_family)
-
-
 def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
     """Add ``group`` (the family, split by block type where a family used several) and
-    ``role`` columns."""
+    ``role`` columns.
+
+    The role comes from the ``block_family`` the store recorded with each variant, so that
+    reading results never imports the block registry (and with it torch).
+    """
     frame = frame.copy()
     if frame.empty:
         frame["group"] = pd.Series(dtype=object)
@@ -203,19 +199,7 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
         f"{fam}:{blk}" if fam in split else fam
         for fam, blk in zip(frame["family"], frame[block_col])
     ]
-    if "block_family" in frame:  # recorded by the store: no need to import the model stack
-        roles = {
-            (fam, blk): ROLES.get(bfam, bfam) if isinstance(bfam, str) else block_role(blk, fam)
-            for fam, blk, bfam in zip(frame["family"], frame[block_col], frame["block_family"])
-        }
-    else:
-        # Asking the block registry imports every block, hence torch. TODO(store): record
-        # each variant's block family so the analysis never needs the model stack.
-        roles = {
-            (fam, blk): block_role(blk, fam)
-            for fam, blk in set(zip(frame["family"], frame[block_col]))
-        }
-    frame["role"] = [roles[(f, b)] for f, b in zip(frame["family"], frame[block_col])]
+    frame["role"] = [ROLES.get(bfam, bfam) for bfam in frame["block_family"]]
     return frame
 
 

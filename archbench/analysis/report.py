@@ -105,12 +105,26 @@ def build_html(
     metric: str = "test_err",
     pairs: Pairs = "best",
 ) -> str:
-    esc = html.escape
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    summary = summary_table(data, metric)
-    comparisons = comparisons_table(data, metric, pairs)
     drawn = [p for p in plots if p.figure is not None]
     skipped = [p for p in plots if p.skipped]
+    parts = [
+        *_head_html(data, drawn),
+        '<h2 id="fairness">Fairness facts</h2>',
+        _table_html(fairness_facts(data), "facts"),
+        *_results_html(data, metric),
+        *_pairs_html(data, metric, pairs),
+        *_figures_html(drawn),
+        *_skipped_html(skipped),
+        *_spec_html(data),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _head_html(data: ExperimentData, drawn: Sequence[PlotResult]) -> list[str]:
+    """The document head, title, provenance line, description and table of contents."""
+    esc = html.escape
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -136,36 +150,45 @@ def build_html(
         + "".join(f'<li><a href="#{a}">{esc(t)}</a></li>' for a, t in toc)
         + "</ul></nav>"
     )
+    return parts
 
-    parts.append('<h2 id="fairness">Fairness facts</h2>')
-    parts.append(_table_html(fairness_facts(data), "facts"))
 
-    parts.append('<h2 id="results">Results per configuration</h2>')
-    parts.append(
-        f"<p>Final {esc(METRICS[metric])} over completed runs, best first: mean, sample std "
-        "and 95% t-interval over seeds clipped to 0-100% (an error rate cannot leave it; "
-        f"'few seeds' marks intervals from fewer than {FEW_SEEDS} seeds), in percent (pp = "
-        "percentage points). Counts: params, MACs per image, FLOPs = 2 x MACs.</p>"
-    )
-    shown = display(summary)
+def _results_html(data: ExperimentData, metric: str) -> list[str]:
+    """The per-configuration table, without columns that say nothing ("-" throughout)."""
+    shown = display(summary_table(data, metric))
     shown = shown.drop(columns=[c for c in shown.columns if set(shown[c]) <= {"-"}])
-    parts.append(_table_html(shown))
+    return [
+        '<h2 id="results">Results per configuration</h2>',
+        f"<p>Final {html.escape(METRICS[metric])} over completed runs, best first: mean, "
+        "sample std and 95% t-interval over seeds clipped to 0-100% (an error rate cannot "
+        f"leave it; 'few seeds' marks intervals from fewer than {FEW_SEEDS} seeds), in percent "
+        "(pp = percentage points). Counts: params, MACs per image, FLOPs = 2 x MACs.</p>",
+        _table_html(shown),
+    ]
 
-    parts.append('<h2 id="comparisons">Paired comparisons</h2>')
+
+def _pairs_html(data: ExperimentData, metric: str, pairs: Pairs) -> list[str]:
+    """The paired comparisons and how to read them."""
     what = (
         "each configuration against the one with the lowest validation error"
         if pairs == "best"
         else "every pair of configurations"
     )
-    parts.append(
-        f"<p>Differences a - b in {esc(METRICS[metric])} (percentage points) over the seeds "
-        f"both ran, {what}: 95% t-interval of the mean difference, paired t-test and (from 6 "
-        "pairs) Wilcoxon signed-rank test, with Holm's correction over the rows. Grey rows: "
-        "within seed noise (the interval contains 0, or the corrected p-value is >= 0.05).</p>"
-    )
-    parts.append(_comparisons_html(comparisons))
+    return [
+        '<h2 id="comparisons">Paired comparisons</h2>',
+        f"<p>Differences a - b in {html.escape(METRICS[metric])} (percentage points) over the "
+        f"seeds both ran, {what}: 95% t-interval of the mean difference, paired t-test and "
+        "(from 6 pairs) Wilcoxon signed-rank test, with Holm's correction over the rows. Grey "
+        "rows: within seed noise (the interval contains 0, or the corrected p-value is >= "
+        "0.05).</p>",
+        _comparisons_html(comparisons_table(data, metric, pairs)),
+    ]
 
-    parts.append('<h2 id="figures">Figures</h2>')
+
+def _figures_html(drawn: Sequence[PlotResult]) -> list[str]:
+    """Each drawn figure as an embedded PNG with its description and notes."""
+    esc = html.escape
+    parts = ['<h2 id="figures">Figures</h2>']
     if not drawn:
         parts.append("<p>No figure could be drawn from this experiment's data (see below).</p>")
     for p in drawn:
@@ -177,30 +200,34 @@ def build_html(
             + (f"<ul>{notes}</ul>" if notes else "")
             + "</figcaption></figure>"
         )
+    return parts
 
-    parts.append('<h2 id="skipped">Plots not drawn</h2>')
-    if skipped:
-        parts.append(
-            '<ul class="skip">'
-            + "".join(
-                f"<li><b>{esc(p.title)}</b> ({esc(p.kind)}): {esc(p.skipped or '')}</li>"
-                for p in skipped
-            )
-            + "</ul>"
-        )
-    else:
-        parts.append("<p>Every plot kind had the data it needs.</p>")
 
-    parts.append('<h2 id="spec">Experiment spec</h2>')
+def _skipped_html(skipped: Sequence[PlotResult]) -> list[str]:
+    """The plot kinds not drawn, each with why."""
+    esc = html.escape
+    if not skipped:
+        return [
+            '<h2 id="skipped">Plots not drawn</h2>',
+            "<p>Every plot kind had the data it needs.</p>",
+        ]
+    items = "".join(
+        f"<li><b>{esc(p.title)}</b> ({esc(p.kind)}): {esc(p.skipped or '')}</li>" for p in skipped
+    )
+    return ['<h2 id="skipped">Plots not drawn</h2>', f'<ul class="skip">{items}</ul>']
+
+
+def _spec_html(data: ExperimentData) -> list[str]:
+    """The experiment spec as the study stored it, or why there is none."""
+    esc = html.escape
     if data.spec_text:
-        parts.append(
+        body = (
             "<p>As stored in the Optuna study (profile applied):</p>"
             f"<pre>{esc(data.spec_text)}</pre>"
         )
     else:
-        parts.append(f"<p>No spec stored with the results ({esc(data.study_note)}).</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        body = f"<p>No spec stored with the results ({esc(data.study_note)}).</p>"
+    return ['<h2 id="spec">Experiment spec</h2>', body]
 
 
 def write_report(

@@ -172,11 +172,14 @@ def _recipe_facts(runs: pd.DataFrame) -> tuple[str, list[str]]:
     return text, differ
 
 
+Facts = list[tuple[str, str]]
+
+
 def fairness_facts(data: ExperimentData) -> pd.DataFrame:
     """The facts that make (or unmake) a fair comparison, as ``fact``/``value`` rows."""
     runs = data.runs
     done = data.completed
-    facts: list[tuple[str, str]] = [
+    facts: Facts = [
         ("experiment", data.experiment),
         ("profile", data.profile),
         ("store", data.store_url),
@@ -186,64 +189,9 @@ def fairness_facts(data: ExperimentData) -> pd.DataFrame:
         facts.append(
             ("dataset", ", ".join(f"{k}={v}" for k, v in dataset.items() if v is not None))
         )
-    recipe, differ = _recipe_facts(done if len(done) else runs)
-    facts.append(("recipe (shared by every configuration)", recipe or "-"))
-    facts.append(
-        (
-            "recipe differences",
-            f"configurations differ in: {', '.join(differ)}" if differ else "none",
-        )
-    )
-    epochs = sorted({int(e) for e in done["epochs_done"].dropna()})
-    facts.append(
-        (
-            "epochs trained (completed runs)",
-            "-"
-            if not epochs
-            else (
-                f"{epochs[0]} for every run"
-                if len(epochs) == 1
-                else f"{epochs} (differs between runs!)"
-            ),
-        )
-    )
-    per_config = done.groupby("config_key")["seed"].apply(lambda s: tuple(sorted(set(s))))
-    seed_sets = set(per_config)
-    if len(seed_sets) == 1:
-        facts.append(("seeds", f"{list(next(iter(seed_sets)))} for every configuration (paired)"))
-    elif seed_sets:
-        all_seeds = sorted(set().union(*seed_sets))
-        short = sum(1 for s in per_config if len(s) < len(all_seeds))
-        facts.append(
-            (
-                "seeds",
-                f"{all_seeds}; {short} configuration(s) lack some (pairs use the seeds both have)",
-            )
-        )
-    else:
-        facts.append(("seeds", "no completed runs"))
-    variants = runs.drop_duplicates("spec_hash")
-    budgeted = variants[variants["budget_target"].notna()]
-    if budgeted.empty:
-        facts.append(("budget", "none: variants differ in cost (see params/MACs columns)"))
-    else:
-        targets = sorted(
-            {
-                f"{format_count(t)} {m}"
-                for m, t in zip(budgeted["budget_metric"], budgeted["budget_target"])
-            }
-        )
-        err = budgeted["budget_error"] * 100
-        tol = (data.spec.get("budget") or {}).get("tolerance")
-        tol_text = f", tolerance ±{float(tol) * 100:g}%" if tol else ""
-        facts.append(("budget target", ", ".join(targets) + tol_text))
-        facts.append(
-            (
-                "achieved budget error",
-                f"{err.min():+.2f}% to {err.max():+.2f}% of target "
-                f"({len(budgeted)} of {len(variants)} variants budgeted)",
-            )
-        )
+    facts += _training_facts(runs, done)
+    facts.append(_seed_fact(done))
+    facts += _budget_facts(runs, data.spec.get("budget") or {})
     facts.append(("complexity convention", FLOP_CONVENTION))
     counts = runs["status"].value_counts()
     facts.append(("runs", ", ".join(f"{counts[s]} {s}" for s in counts.index)))
@@ -260,6 +208,68 @@ def fairness_facts(data: ExperimentData) -> pd.DataFrame:
         )
     )
     return pd.DataFrame(facts, columns=["fact", "value"])
+
+
+def _training_facts(runs: pd.DataFrame, done: pd.DataFrame) -> Facts:
+    """The shared recipe, what differs between configurations, and the epochs trained."""
+    recipe, differ = _recipe_facts(done if len(done) else runs)
+    epochs = sorted({int(e) for e in done["epochs_done"].dropna()})
+    if not epochs:
+        trained = "-"
+    elif len(epochs) == 1:
+        trained = f"{epochs[0]} for every run"
+    else:
+        trained = f"{epochs} (differs between runs!)"
+    return [
+        ("recipe (shared by every configuration)", recipe or "-"),
+        (
+            "recipe differences",
+            f"configurations differ in: {', '.join(differ)}" if differ else "none",
+        ),
+        ("epochs trained (completed runs)", trained),
+    ]
+
+
+def _seed_fact(done: pd.DataFrame) -> tuple[str, str]:
+    """Whether every configuration ran the same seeds (paired) or which lack some."""
+    per_config = done.groupby("config_key")["seed"].apply(lambda s: tuple(sorted(set(s))))
+    seed_sets = set(per_config)
+    if len(seed_sets) == 1:
+        return ("seeds", f"{list(next(iter(seed_sets)))} for every configuration (paired)")
+    if not seed_sets:
+        return ("seeds", "no completed runs")
+    all_seeds = sorted(set().union(*seed_sets))
+    short = sum(1 for s in per_config if len(s) < len(all_seeds))
+    return (
+        "seeds",
+        f"{all_seeds}; {short} configuration(s) lack some (pairs use the seeds both have)",
+    )
+
+
+def _budget_facts(runs: pd.DataFrame, budget: Mapping[str, Any]) -> Facts:
+    """The budget targets the variants were solved to and how close they came (per run's
+    budget, first run of each variant), or that there was none."""
+    variants = runs.drop_duplicates("spec_hash")
+    budgeted = variants[variants["budget_target"].notna()]
+    if budgeted.empty:
+        return [("budget", "none: variants differ in cost (see params/MACs columns)")]
+    targets = sorted(
+        {
+            f"{format_count(t)} {m}"
+            for m, t in zip(budgeted["budget_metric"], budgeted["budget_target"])
+        }
+    )
+    err = budgeted["budget_error"] * 100
+    tol = budget.get("tolerance")
+    tol_text = f", tolerance ±{float(tol) * 100:g}%" if tol else ""
+    return [
+        ("budget target", ", ".join(targets) + tol_text),
+        (
+            "achieved budget error",
+            f"{err.min():+.2f}% to {err.max():+.2f}% of target "
+            f"({len(budgeted)} of {len(variants)} variants budgeted)",
+        ),
+    ]
 
 
 # -- display ----------------------------------------------------------------------------------

@@ -47,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", metavar="KIND", help="a plot kind, 'all', or 'list' (print the kinds)")
     _common(p, optional=True)  # 'archbench plot list' needs no experiment
     p.add_argument("--out", help="output folder (default results/plots/<experiment>/<profile>)")
-    p.add_argument("--family", help="family of the depth x width heatmap (default: fullest grid)")
+    p.add_argument(
+        "--family",
+        help="family of the depth x width heatmap (default: fullest grid); for gradflow, "
+        "a comma-separated list of up to 4 families to compare",
+    )
     p.set_defaults(func=cmd_plot)
 
     p = subparsers.add_parser(

@@ -41,7 +41,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archbench.cli.args import number_in, positive_int
 from archbench.cli.format import (
@@ -56,11 +56,14 @@ from archbench.cli.format import (
     to_json,
 )
 from archbench.errors import SpecError, UnknownNameError
-from archbench.models.budget import data_shape, parse_count, solve
-from archbench.models.complexity import ANALYTIC_NOTE, AnalyticCounts, Complexity, analytic, measure
-from archbench.models.net import NetSpec, is_spec_file, read_spec_file
-from archbench.models.presets import get_family, get_preset, pattern_examples
 from archbench.registry import BLOCKS, FAMILIES, PRESETS
+
+if TYPE_CHECKING:
+    from archbench.models.complexity import AnalyticCounts, Complexity
+    from archbench.models.net import NetSpec
+
+# The model stack (torch) is imported inside the commands that need it: every `archbench`
+# command builds this module's parsers, and `results`/`stats`/`plot`/`report` need no torch.
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +174,9 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 
 def _family_row(name: str) -> dict[str, Any]:
+    from archbench.models.budget import data_shape
+    from archbench.models.presets import get_family
+
     fam = get_family(name)
     try:
         shape: dict[str, Any] = data_shape(fam)
@@ -254,6 +260,9 @@ def _paper_count(value: float) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from archbench.models.complexity import ANALYTIC_NOTE, analytic
+    from archbench.models.presets import pattern_examples
+
     rows = []
     for entry in PRESETS.entries():
         spec: NetSpec = entry.obj
@@ -307,6 +316,10 @@ def resolve_model(
 ) -> NetSpec:
     """A NetSpec JSON file, a preset or generic name, or a family at its default depth and
     width; the shape arguments given override the spec's."""
+    from archbench.models.budget import data_shape
+    from archbench.models.net import is_spec_file, read_spec_file
+    from archbench.models.presets import get_family, get_preset
+
     shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
     if is_spec_file(name):
         spec = read_spec_file(name)
@@ -324,6 +337,8 @@ def resolve_model(
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from archbench.models.complexity import analytic, measure
+
     spec = resolve_model(
         args.name,
         num_classes=args.num_classes,
@@ -447,6 +462,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from archbench.models.budget import parse_count, solve
+
     params = dict(parse_param(p) for p in args.param)
     metric = "params" if args.params is not None else "macs"
     target = parse_count(args.params if args.params is not None else args.macs)

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import logging
 import multiprocessing
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -86,11 +87,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="experiment spec (YAML), e.g. experiments/quickstart.yaml")
     p.add_argument("--profile", help="named profile of the spec (default: its default_profile)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key after the profile is merged, e.g. --set recipe.epochs=3 "
+        "(dotted key path, YAML value; repeatable)",
+    )
+    p.add_argument(
+        "--dataset", help="shorthand for --set dataset.name=NAME (e.g. cifar10, fashion_mnist)"
+    )
+
+
+def _overrides(args: argparse.Namespace) -> tuple[str, ...]:
+    """--dataset first, so an explicit --set dataset.name=... wins."""
+    from archbench.runner.overrides import dataset_override
+
+    extra = [dataset_override(args.dataset)] if getattr(args, "dataset", None) else []
+    return tuple(extra + list(getattr(args, "overrides", []) or []))
 
 
 def _workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="local worker processes (default 1)"
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
+        "trials faster than 1 x N threads (benchmarks/README.md)",
     )
 
 
@@ -142,7 +167,7 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from archbench.runner.preflight import preflight
     from archbench.runner.variants import load_checked
 
-    spec = load_checked(args.spec, args.profile)
+    spec = load_checked(args.spec, args.profile, overrides=_overrides(args))
     options = _options(args)
     return spec, options, preflight(spec, options, where=args.spec)
 
@@ -174,10 +199,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for note in checked.notes:
             print(f"archbench: note: {note}", file=sys.stderr)
         return OK
+    overrides = _overrides(args)
+    note = f"; overrides: {', '.join(overrides)}" if overrides else ""
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
         f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage "
-        f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory})"
+        f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory}{note})"
     )
     for note in checked.notes:
         print(f"archbench: note: {note}", file=sys.stderr)
@@ -257,15 +284,40 @@ class _UserErrorFilter(logging.Filter):
         return not (exc is None and "failed with value None" in record.getMessage())
 
 
-def _worker_main(spec_path: str, profile: str | None, options: Any, workers: int) -> None:
+def _worker_main(
+    spec_path: str,
+    profile: str | None,
+    options: Any,
+    workers: int,
+    overrides: tuple[str, ...] = (),
+) -> None:
     """Entry point of a worker process (spawned: must be importable and picklable)."""
     from archbench.runner.variants import load_checked
     from archbench.runner.worker import run_worker, set_worker_threads
 
     _quiet_optuna()
     set_worker_threads(options.threads)
-    spec = load_checked(spec_path, profile, budgets=False)  # run checked the budgets
+    # run checked the budgets
+    spec = load_checked(spec_path, profile, budgets=False, overrides=overrides)
     run_worker(spec, options, on_event=lambda message: print(message, flush=True))
+
+
+def _spawned_worker_main(
+    spec_path: str,
+    profile: str | None,
+    options: Any,
+    workers: int,
+    overrides: tuple[str, ...] = (),
+) -> None:
+    """Entry point of a worker process of ``run --workers N``: it stops with its parent."""
+    from archbench.runner.lifeline import exit_with_parent
+
+    exit_with_parent()
+    try:
+        _worker_main(spec_path, profile, options, workers, overrides)
+    except KeyboardInterrupt:
+        print("worker interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -275,7 +327,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from archbench.store.storage import redact
 
     if args.dry_run:
-        return _dry_run(load_checked(args.spec, args.profile), args.json)
+        return _dry_run(
+            load_checked(args.spec, args.profile, overrides=_overrides(args)), args.json
+        )
     spec, options, checked = _checked(args)
     options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
@@ -304,14 +358,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if args.workers == 1:
-        _worker_main(args.spec, args.profile, options, 1)
+        _worker_main(args.spec, args.profile, options, 1, _overrides(args))
     else:
         ctx = multiprocessing.get_context("spawn")
         # Numbered 0..N-1: each samples with its own seed (worker 0 with the spec's).
         procs = [
             ctx.Process(
-                target=_worker_main,
-                args=(args.spec, args.profile, _replace(options, worker=i), args.workers),
+                target=_spawned_worker_main,
+                args=(
+                    args.spec,
+                    args.profile,
+                    _replace(options, worker=i),
+                    args.workers,
+                    _overrides(args),
+                ),
             )
             for i in range(args.workers)
         ]
@@ -346,20 +406,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for note in checked.notes:
         print(f"archbench: note: {note}", file=sys.stderr, flush=True)
     _quiet_optuna()
-    # The first process on a study sets it up (baselines); later ones just join.
+    # The first process on a study sets it up (baselines); later ones just join. Under the
+    # setup lock: workers started together would all see no study and all queue it.
     import optuna
 
-    from archbench.runner.study import open_storage
+    from archbench.runner.study import open_storage, study_setup
 
-    storage, store = open_storage(spec, options)
-    store.close()
-    names = optuna.get_all_study_names(storage)
-    if spec.study_name not in names:
-        prepare_study(spec, options)
+    with study_setup(spec, options):
+        storage, store = open_storage(spec, options)
+        store.close()
+        if spec.study_name not in optuna.get_all_study_names(storage):
+            prepare_study(spec, options)
     from archbench.runner.study import WORKER_ID
 
     # A joining worker samples apart from `run`'s worker 0 (and from other joiners).
-    _worker_main(args.spec, args.profile, _replace(options, worker=WORKER_ID), 1)
+    _worker_main(args.spec, args.profile, _replace(options, worker=WORKER_ID), 1, _overrides(args))
     study = optuna.load_study(study_name=spec.study_name, storage=storage)
     return _report_unfinished(spec, study, _retry_command(args))
 
@@ -367,8 +428,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _retry_command(args: argparse.Namespace) -> str:
     """The command line that reruns this one: every option that changes where or how it
     runs, shell-quoted (the storage redacted)."""
-    import shlex
-
     from archbench.store.storage import redact
 
     words = ["archbench", args.command, args.spec]
@@ -384,6 +443,8 @@ def _retry_command(args: argparse.Namespace) -> str:
     ):
         if value is not None and value != "":
             words += [flag, str(value)]
+    for override in _overrides(args):
+        words += ["--set", override]
     return shlex.join(words)
 
 
@@ -444,7 +505,7 @@ def _open_store(storage: str) -> Any:
         path = Path(resolved.store_url.removeprefix("sqlite:///"))
         if not path.exists():
             raise ArchbenchError(f"no results database at {path}")
-    return ResultsStore(resolved.store_url)
+    return ResultsStore(resolved.store_url, create=False)  # a reader never creates tables
 
 
 _RUN_COLUMNS = (

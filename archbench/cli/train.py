@@ -28,25 +28,20 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from archbench.cli.args import finite_float, nonnegative_int, positive_int
 from archbench.cli.format import emit, render_kv, to_json
-from archbench.data import LoadedData, load_dataset
 from archbench.errors import SpecError
-from archbench.models.net import NetSpec, build_net, is_spec_file, read_spec_file
-from archbench.models.presets import get_preset
-from archbench.training.checkpoint import LAST, load_checkpoint
-from archbench.training.recipe import Recipe
-from archbench.training.train import (
-    RESULT_SCHEMA,
-    EpochMetrics,
-    TrainResult,
-    seed_everything,
-    train,
-)
+from archbench.training.recipe import Recipe  # light: no torch
+
+if TYPE_CHECKING:
+    from archbench.data import LoadedData
+    from archbench.models.net import NetSpec
+    from archbench.training.train import EpochMetrics, TrainResult
+
+# torch, the data and the model stack are imported when `train` runs: every `archbench`
+# command builds this module's parser, and the reading commands need no torch.
 
 # (flag, Recipe field, type, help); flags left out keep the Recipe default.
 # Types check the form; Recipe.validate checks the ranges (naming the field).
@@ -168,6 +163,9 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def load_spec(model: str, data: LoadedData) -> NetSpec:
     """A preset name or a spec JSON file, adapted to the dataset's shape."""
+    from archbench.models.net import is_spec_file, read_spec_file
+    from archbench.models.presets import get_preset
+
     info = data.info
     shape = {
         "num_classes": info.num_classes,
@@ -192,6 +190,9 @@ def load_spec(model: str, data: LoadedData) -> NetSpec:
 
 def _restored_epochs(args: argparse.Namespace) -> list[EpochMetrics]:
     """Epochs an existing checkpoint holds (``train`` resumes after them), for the table."""
+    from archbench.training.checkpoint import LAST, load_checkpoint
+    from archbench.training.train import EpochMetrics
+
     if not args.checkpoint_dir or args.no_resume:
         return []
     path = Path(args.checkpoint_dir) / LAST
@@ -205,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
     fields += ["schedule", "warmup", "wd_on_norm_and_bias"]
     recipe = Recipe.from_dict({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     _check_paths(args)
+    import torch
+
+    from archbench.data import load_dataset
+    from archbench.models.net import build_net
     from archbench.runner.preflight import (
         check_device,
         check_fits,
@@ -212,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         estimate_memory,
         memory_limit,
     )
+    from archbench.training.train import seed_everything, train
 
     device = check_device(args.device)
     data = load_dataset(
@@ -290,6 +296,8 @@ def _print_header(
 
 def _write_json(path: Path, result: Any, spec: Any, model: str, params: int, data: Any) -> Path:
     """The run's result, its model and its data as one JSON file (``--json``)."""
+    from archbench.training.train import RESULT_SCHEMA
+
     out = result.to_dict()
     out["model"] = {
         "name": spec.name or model,

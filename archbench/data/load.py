@@ -141,21 +141,40 @@ def load_dataset(
       augmentation.
     """
     entry = _entry(name)
+    _check_arguments(image_size, split_seed, train_subset, test_subset)
+    own, common = _options(name, entry, options)
+    base_root, origin = resolve_root(root)
+    raw = entry.read(ReadRequest(name, base_root, origin, download, own, image_size))
+    info: DatasetInfo = dataclasses.replace(raw.info, **common) if common else raw.info
+    _check_labels(raw.train, info, "train")
+    _check_labels(raw.test, info, "test")
+    n_val, n_train = _split_counts(name, len(raw.train), val_size, train_subset)
+    train, val, test = _carve(raw.train, raw.test, n_val, n_train, test_subset, split_seed)
+    if image_size is not None and image_size != info.image_size:
+        train, test = _resize(train, image_size), _resize(test, image_size)
+        val = _resize(val, image_size) if val is not None else None
+        info = dataclasses.replace(info, image_size=image_size)
+    data = LoadedData(info, train, val, test, raw.source)
+    log.info("loaded %s", data.summary())
+    return data
+
+
+def _check_arguments(
+    image_size: int | None, split_seed: int, train_subset: int | None, test_subset: int | None
+) -> None:
+    """``load_dataset``'s arguments that need no data to check."""
     if image_size is not None and not is_positive_int(image_size):
         raise SpecError(f"image_size must be None or a positive int, got {image_size!r}")
     if not _is_int(split_seed) or split_seed < 0:
         raise SpecError(f"split_seed must be an int >= 0, got {split_seed!r}")
     _check_subset(train_subset, "train_subset")
     _check_subset(test_subset, "test_subset")
-    own, common = _options(name, entry, options)
-    base_root, origin = resolve_root(root)
-    raw = entry.read(ReadRequest(name, base_root, origin, download, own, image_size))
-    info: DatasetInfo = dataclasses.replace(raw.info, **common) if common else raw.info
-    train_full, test = raw.train, raw.test
-    _check_labels(train_full, info, "train")
-    _check_labels(test, info, "test")
 
-    n_full = len(train_full)
+
+def _split_counts(
+    name: str, n_full: int, val_size: int | float, train_subset: int | None
+) -> tuple[int, int]:
+    """(validation, training) image counts carved from ``n_full`` training images."""
     n_val = _val_count(val_size, train_subset if train_subset is not None else n_full, name)
     n_train = train_subset if train_subset is not None else n_full - n_val
     if train_subset is None and n_train < 1:
@@ -168,6 +187,19 @@ def load_dataset(
             f"dataset {name!r}: val_size {val_size!r} ({n_val} images) plus train_subset "
             f"{train_subset!r} ({n_train}) exceed the {n_full} training images"
         )
+    return n_val, n_train
+
+
+def _carve(
+    train_full: TensorSplit,
+    test: TensorSplit,
+    n_val: int,
+    n_train: int,
+    test_subset: int | None,
+    split_seed: int,
+) -> tuple[TensorSplit, TensorSplit | None, TensorSplit]:
+    """(train, val, test): the stratified validation carve, then the training subset from
+    what remains, and the test subset; each from its own stream of ``split_seed``."""
     val = None
     pool = train_full
     if n_val:
@@ -180,14 +212,7 @@ def load_dataset(
     if test_subset is not None and test_subset < len(test):
         idx, _ = stratified_pick(test.labels, test_subset, generator(split_seed, 2))
         test = test.take(idx)
-
-    if image_size is not None and image_size != info.image_size:
-        train, test = _resize(train, image_size), _resize(test, image_size)
-        val = _resize(val, image_size) if val is not None else None
-        info = dataclasses.replace(info, image_size=image_size)
-    data = LoadedData(info, train, val, test, raw.source)
-    log.info("loaded %s", data.summary())
-    return data
+    return train, val, test
 
 
 def _resize(split: TensorSplit, size: int) -> TensorSplit:

@@ -306,16 +306,21 @@ class Objective:
             self.on_event(
                 f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}"
             )
-            seed_everything(seed)
-            net = build_net(variant.spec)
             # Prune on the first seed's curve (later seeds only run if it survives). Optuna
             # takes no intermediate values from multi-objective trials.
             report = i == 0 and len(spec.objectives) == 1
 
+            recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
+
             def on_epoch_end(
-                metrics: Any, diagnostics: list[Any], run_id: int = run_id, report: bool = report
+                metrics: Any,
+                diagnostics: list[Any],
+                run_id: int = run_id,
+                report: bool = report,
+                recorded: set[int] = recorded,
             ) -> bool:
                 self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
+                recorded.add(metrics.epoch)
                 if diagnostics:
                     self.store.record_diagnostics(run_id, diagnostics)
                 if report and metrics.val_err is not None:
@@ -324,6 +329,10 @@ class Objective:
                 return False
 
             try:
+                # Building the net can fail too (an allocation error): inside the try, so
+                # the run row never stays 'running'.
+                seed_everything(seed)
+                net = build_net(variant.spec)
                 result = train(
                     net,
                     data,
@@ -332,20 +341,25 @@ class Objective:
                     device=device,
                     checkpoint_dir=ckpt,
                     resume=True,
+                    # At initialisation and after the last epoch: all the gradient-flow and
+                    # branch plots read; every epoch cost ~2 training steps each.
+                    diagnostics_every=recipe.epochs,
                     on_epoch_end=on_epoch_end,
                     progress=self.options.progress,
                 )
-            except BaseException:
+            except BaseException as exc:
                 # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
                 # A killed process never gets here: its run turns stale instead.
                 with contextlib.suppress(Exception):
-                    self.store.finish_run(run_id, status="failed")
+                    reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                    self.store.finish_run(run_id, status="failed", error=reason)
                 raise
             final = result.final
             # A worker killed between the trainer's checkpoint and the epoch callback resumes
-            # after an epoch the store never got: record them all again (an upsert).
+            # after an epoch the store never got: record those this process did not.
             for metrics in result.epochs:
-                self.store.record_epoch(run_id, metrics)
+                if metrics.epoch not in recorded:
+                    self.store.record_epoch(run_id, metrics)
             # Diagnostics at initialisation (epoch 0) come before any epoch callback.
             initial = [d for d in result.diagnostics if d.epoch == 0]
             if initial:

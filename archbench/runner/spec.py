@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,8 +182,14 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def load_spec(path: str | Path, profile: str | None = None) -> ExperimentSpec:
-    """Read, merge the profile into, and parse an experiment spec file."""
+def load_spec(
+    path: str | Path, profile: str | None = None, *, overrides: Sequence[str] = ()
+) -> ExperimentSpec:
+    """Read, merge the profile into, and parse an experiment spec file.
+
+    ``overrides``: ``KEY.PATH=VALUE`` strings applied after the profile
+    (:mod:`archbench.runner.overrides`).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -196,10 +202,16 @@ def load_spec(path: str | Path, profile: str | None = None) -> ExperimentSpec:
     except RecursionError:
         raise SpecError(f"{path}: the YAML nests too deep to be a spec") from None
     check_tree(data, str(path))  # alias bombs and self-references, before anything copies it
-    return parse_spec(data, profile, where=str(path))
+    return parse_spec(data, profile, where=str(path), overrides=overrides)
 
 
-def parse_spec(data: Any, profile: str | None = None, *, where: str = "spec") -> ExperimentSpec:
+def parse_spec(
+    data: Any,
+    profile: str | None = None,
+    *,
+    where: str = "spec",
+    overrides: Sequence[str] = (),
+) -> ExperimentSpec:
     """Merge ``profile`` into the spec mapping ``data`` and parse it (no registry lookups)."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: the spec must be a mapping of keys, got {type(data).__name__}")
@@ -220,8 +232,26 @@ def parse_spec(data: Any, profile: str | None = None, *, where: str = "spec") ->
     elif profile != "default":
         known = ", ".join(sorted(profiles)) or "none defined"
         raise SpecError(f"{where}: unknown profile {profile!r}; known profiles: {known}")
+    if overrides:
+        from archbench.runner.overrides import apply_overrides
+
+        try:
+            merged = apply_overrides(merged, overrides)
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
     spec = _build(merged, profile, where)
-    return dataclasses.replace(spec, source=yaml.safe_dump(merged, sort_keys=False))
+    return dataclasses.replace(spec, source=_source_text(merged))
+
+
+def _source_text(merged: Mapping[str, Any]) -> str:
+    """The spec as YAML for studies and reports, with any password in its storage URL
+    redacted (``${NAME}`` references are kept: they are expanded only to connect)."""
+    from archbench.store.storage import redact
+
+    shown = dict(merged)
+    if isinstance(shown.get("storage"), str):
+        shown["storage"] = redact(shown["storage"])
+    return yaml.safe_dump(shown, sort_keys=False)
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:

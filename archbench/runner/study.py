@@ -82,10 +82,23 @@ def _retry_callback(
 def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
     """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
     from archbench.store import ResultsStore
-    from archbench.store.storage import optuna_storage, resolve_storage
+    from archbench.store.setup_lock import setup_lock
+    from archbench.store.storage import resolve_storage
 
     resolved = resolve_storage(options.storage or spec.storage)
-    store = ResultsStore(resolved.store_url)
+    with setup_lock(resolved):  # both create their tables on a new store
+        store = ResultsStore(resolved.store_url)
+        try:
+            storage = _optuna_storage(resolved, options)
+        except BaseException:
+            store.close()
+            raise
+    return storage, store
+
+
+def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
+    from archbench.store.storage import optuna_storage
+
     heartbeat: dict[str, Any] = {}
     if resolved.kind in ("sqlite", "postgresql", "other"):
         heartbeat = {
@@ -96,7 +109,7 @@ def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any
     storage = optuna_storage(resolved, **heartbeat)
     if resolved.kind == "sqlite":
         _serialize_sqlite_transactions(storage)
-    return storage, store
+    return storage
 
 
 def _serialize_sqlite_transactions(storage: Any) -> None:
@@ -189,6 +202,8 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
             f"{[d.name.lower() for d in study.directions]}, the spec asks for "
             f"{spec.directions}; use another experiment name, profile or storage"
         )
+    from archbench.store.storage import redact
+
     wanted = fingerprint(spec)
     system = study._storage.get_study_system_attrs(study._study_id)
     # Studies made before the fingerprint moved to the system attrs keep it in the user attrs.
@@ -197,7 +212,8 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
         # Short user attrs only: they are `optuna studies`' and the dashboard's columns.
         study.set_user_attr("experiment", spec.name)
         study.set_user_attr("profile", spec.profile)
-        study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, spec.source)
+        # Redacted: never a password in the database (a report shows this text).
+        study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, redact(spec.source))
         study._storage.set_study_system_attr(study._study_id, FINGERPRINT_ATTR, wanted)
     elif stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
@@ -281,8 +297,23 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     A grid study gets one queued trial per configuration not yet done, running or queued, in
     the spec's order. A sampled study gets its baselines. Either gets its interrupted trials
     back: those whose retry chain only failed (Ctrl-C, an error, stale retries exhausted).
-    Call once per ``archbench run``, not in every worker: two workers would queue twice.
+    Call once per ``archbench run``, not in every worker. Runs under the storage's setup
+    lock (:func:`study_setup`), so two started together queue once: the second finds the
+    first's queue.
     """
+    with study_setup(spec, options):
+        return _prepare_study(spec, options)
+
+
+def study_setup(spec: ExperimentSpec, options: RunnerOptions) -> Any:
+    """The storage's setup lock (a context manager): hold it to create or queue a study."""
+    from archbench.store.setup_lock import setup_lock
+    from archbench.store.storage import resolve_storage
+
+    return setup_lock(resolve_storage(options.storage or spec.storage))
+
+
+def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.Study, int]:
     from archbench.runner.variants import bind
 
     spec = bind(spec)  # the registries' names and default depths

@@ -9,7 +9,7 @@ so ``archbench validate`` reports an impossible budget before anything runs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,16 @@ class ResolvedVariant:
 
 
 def load_checked(
-    path: str | Path, profile: str | None = None, *, budgets: bool = True
+    path: str | Path,
+    profile: str | None = None,
+    *,
+    budgets: bool = True,
+    overrides: Sequence[str] = (),
 ) -> ExperimentSpec:
     """:func:`~archbench.runner.spec.load_spec`, bound to the registries and, with
-    ``budgets``, every enumerable budget solved (what ``validate`` and ``run`` check)."""
-    spec = load_spec(path, profile)
+    ``budgets``, every enumerable budget solved (what ``validate`` and ``run`` check).
+    ``overrides``: ``KEY.PATH=VALUE`` strings applied after the profile."""
+    spec = load_spec(path, profile, overrides=overrides)
     return check_spec(spec)[0] if budgets else bind(spec)
 
 

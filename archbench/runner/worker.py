@@ -33,6 +33,7 @@ from archbench.runner.study import (
     create_study,
     grid_labels,
     open_storage,
+    study_setup,
     trial_config,
 )
 from archbench.runner.variants import bind
@@ -138,9 +139,14 @@ def run_worker(
     train the same grid point at the end of a study.
     """
     spec = bind(spec)  # the registries' names and default depths
-    storage, store = open_storage(spec, options)
+    with study_setup(spec, options):  # not while another process creates the study
+        storage, store = open_storage(spec, options)
+        try:
+            study = create_study(spec, storage, worker=options.worker)
+        except BaseException:
+            store.close()
+            raise
     try:
-        study = create_study(spec, storage, worker=options.worker)
         return _work(
             spec,
             options,

@@ -24,6 +24,7 @@ VARIANT_COLUMNS = (
     "name",
     "family",
     "block",
+    "block_family",
     "depth",
     "width",
     "num_blocks",

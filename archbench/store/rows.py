@@ -4,6 +4,7 @@ diagnostics rows."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,8 @@ from archbench.store.values import (
 )
 from archbench.store.values import config_key as make_config_key
 
+log = logging.getLogger(__name__)
+
 BUDGET_METRICS = ("params", "macs")
 DEFAULT_PROFILE = "default"
 
@@ -37,6 +40,7 @@ def variant_row(
     depth: int | None = None,
     width: float | None = None,
     name: str | None = None,
+    block_family: str | None = None,
 ) -> dict[str, Any]:
     """The variants row of a NetSpec (see ``ResultsStore.record_variant``)."""
     for attr in ("canonical_json", "spec_hash", "stages"):
@@ -47,12 +51,17 @@ def variant_row(
     spec_hash = spec.spec_hash()
     stored = counts(complexity)
     num_blocks = int(spec.depth)
+    family = to_name(family, "family")
+    block = main_block(spec)
+    if block_family is None:
+        block_family = registered_family(block, family)
     return {
         "spec_hash": spec_hash,
         "name": to_name(name or spec.name or f"{family}_{spec_hash[:8]}", "variant name"),
         "spec_json": spec.canonical_json(),
-        "family": to_name(family, "family"),
-        "block": main_block(spec),
+        "family": family,
+        "block": block,
+        "block_family": to_name(block_family, "block_family"),
         "depth": to_int(num_blocks if depth is None else depth, "depth", minimum=1),
         "width": to_float(spec.stages[0].width if width is None else width, "width"),
         "num_blocks": num_blocks,
@@ -67,6 +76,26 @@ def main_block(spec: Any) -> str:
     for stage in spec.stages:
         tally[stage.block] += stage.depth
     return tally.most_common(1)[0][0]
+
+
+def registered_family(block: str, fallback: str) -> str:
+    """The block registry's family of ``block``, or ``fallback`` (the variant's family) for a
+    block not registered in this process (a plugin not installed).
+
+    Reading the registry imports every block, hence torch: only writers (which have built the
+    net already) and the schema 1 migration call this, never a reader.
+    """
+    from archbench.errors import ArchbenchError
+    from archbench.registry import BLOCKS
+
+    try:
+        found = BLOCKS.entry(block).meta.get("family")
+    except ArchbenchError:
+        found = None
+    if isinstance(found, str) and found:
+        return found
+    log.debug("block %r is not registered here; its family is taken as %r", block, fallback)
+    return fallback
 
 
 def run_key_fields(

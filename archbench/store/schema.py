@@ -5,7 +5,9 @@ previous version to :mod:`archbench.store.migrate`: an older store is upgraded o
 newer one (or one with no upgrade path) refused rather than read or written wrongly.
 
 Version history: 1, the first; 2, a run's budget (metric, target, error) moved from the
-variant row (where the first experiment to record the variant set it for all) to the run.
+variant row (where the first experiment to record the variant set it for all) to the run, and
+each variant records its main block's family (``block_family``), so that the analysis reads a
+store without importing the block registry (torch).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ variants = sa.Table(
     sa.Column("spec_json", sa.Text, nullable=False),  # NetSpec.canonical_json()
     sa.Column("family", sa.String(100), nullable=False),
     sa.Column("block", sa.String(100), nullable=False),  # the block type of most blocks
+    # That block's family in the block registry when the variant was recorded ("resnet",
+    # "preact", a plugin's own): what the analysis groups by, without importing the blocks.
+    sa.Column("block_family", sa.String(100), nullable=False),
     sa.Column("depth", sa.Integer, nullable=False),  # the family's depth parameter
     sa.Column("width", sa.Float, nullable=False),  # the family's width parameter
     sa.Column("num_blocks", sa.Integer, nullable=False),

@@ -6,8 +6,11 @@ Accepted values (see :func:`resolve_storage`):
   tables and archbench's. The embedded default, for one machine.
 - ``journal:path.log``: Optuna's journal file storage, for several worker processes on one
   machine; archbench's tables go into a SQLite file beside it (``path.archbench.db``).
-- ``postgresql://user:password@host:port/db``: one PostgreSQL database for both, for several
-  machines.
+- ``postgresql://user@host:port/db``: one PostgreSQL database for both, for several
+  machines. Keep the password out of the spec: libpq reads ``PGPASSWORD`` (or
+  ``~/.pgpass``) when the URL has none, and ``${NAME}`` in the URL (``postgresql://
+  bob:${DB_PASSWORD}@host/db``) is replaced from the environment only when connecting
+  (:func:`expand_env`), so the expanded URL is never stored or shown.
 - ``:memory:``: nothing persisted (dry runs and tests).
 
 SQLite connections made by :func:`create_engine` use WAL mode (a reader such as
@@ -19,6 +22,7 @@ write transactions, so concurrent writers wait for each other instead of failing
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -46,19 +50,72 @@ MEMORY = ":memory:"
 
 _PASSWORD_QUERY = re.compile(r"(?i)\b(password|passwd|pwd)=([^&\s]*)")
 _USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class StorageError(ArchbenchError, ValueError):
     """A storage value that cannot be resolved or opened."""
 
 
+def _mask(match: re.Match[str]) -> str:
+    # A bare ${NAME} reference holds no secret: keep it, it says where the password comes from.
+    whole, start, end = (
+        match.group(0),
+        match.start(2) - match.start(0),
+        match.end(2) - match.start(0),
+    )
+    if _ENV_REF.fullmatch(match.group(2)):
+        return whole
+    return whole[:start] + "***" + whole[end:]
+
+
 def redact(url: str | URL | Path | None) -> str:
-    """``url`` with any password replaced by ``***``; safe to log or show."""
+    """``url`` (or any text holding URLs, such as a spec) with every password replaced by
+    ``***``; safe to log, show or store. ``${NAME}`` references are kept."""
     if url is None:
         return ""
     text = url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
-    text = _USERINFO.sub(r"\1***\3", text)
-    return _PASSWORD_QUERY.sub(r"\1=***", text)
+    text = _USERINFO.sub(_mask, text)
+    return _PASSWORD_QUERY.sub(_mask, text)
+
+
+def expand_env(url: str) -> str:
+    """``url`` with each ``${NAME}`` in its user, password, host, database and query values
+    replaced by the environment variable ``NAME``; call it only to connect, never to store.
+
+    Raises :class:`StorageError` naming a variable that is not set.
+    """
+    if "${" not in url and "%24%7B" not in url:
+        return url
+    parsed = make_url(url)
+
+    def sub(value: str | None) -> str | None:
+        if value is None:
+            return None
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise StorageError(
+                    f"storage URL {redact(url)!r} refers to ${{{name}}}, which is not set in "
+                    "the environment; export it (or drop the reference and use PGPASSWORD)"
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(lookup, value)
+
+    query = {
+        k: tuple(sub(x) for x in v) if isinstance(v, tuple) else sub(v)
+        for k, v in parsed.query.items()
+    }
+    parsed = parsed.set(
+        username=sub(parsed.username),
+        password=sub(parsed.password),  # type: ignore[arg-type]
+        host=sub(parsed.host),
+        database=sub(parsed.database),
+        query=query,
+    )
+    return parsed.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -183,6 +240,26 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def sqlite_table_names(path: str | Path) -> set[str] | None:
+    """The tables of the SQLite file at ``path``, read through a read-only connection, or
+    ``None`` if it cannot be read as one (not a database: opening it says why).
+
+    Unlike an engine from :func:`create_engine` (which switches the file to WAL mode), this
+    never changes the file: readers use it to look before they open a store.
+    """
+    uri = f"{Path(path).expanduser().resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable file
+        log.debug("cannot read %s as SQLite: %s", path, exc)
+        return None
+    return {str(name) for (name,) in rows}
+
+
 def tune_sqlite_engine(engine: Engine) -> Engine:
     """Install archbench's SQLite connection settings on ``engine`` (before it connects)."""
     if engine.dialect.name == "sqlite" and not getattr(engine, "_archbench_tuned", False):
@@ -195,7 +272,7 @@ def tune_sqlite_engine(engine: Engine) -> Engine:
 def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine for archbench's tables at a ``--storage`` value or resolved storage."""
     url = url.store_url if isinstance(url, ResolvedStorage) else resolve_storage(url).store_url
-    parsed = make_url(url)
+    parsed = make_url(expand_env(url))
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", MEMORY):
             # One shared in-memory database for every connection of this engine.
@@ -259,7 +336,7 @@ def optuna_storage(
     log.debug("opening Optuna storage %s", redact(resolved.optuna_url))
     try:
         return optuna.storages.RDBStorage(
-            resolved.optuna_url,
+            expand_env(resolved.optuna_url),
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,

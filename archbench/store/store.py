@@ -43,6 +43,7 @@ from archbench.store.storage import (
     create_engine,
     redact,
     resolve_storage,
+    sqlite_table_names,
 )
 from archbench.store.upsert import upsert
 from archbench.store.values import (
@@ -80,6 +81,25 @@ def _transient(exc: DBAPIError) -> bool:
     return False
 
 
+def _check_sqlite_store(path: Path) -> None:
+    """Refuse, before connecting, a SQLite file that holds no results store: a reader's
+    engine would switch it to WAL mode and opening would otherwise go on to create tables."""
+    names = sqlite_table_names(path)
+    if names is None or any(name.startswith(PREFIX) for name in names):
+        # Not SQLite (connecting raises the database's own error), or ours (the version
+        # check says more if it is damaged or another version).
+        return
+    what = (
+        f"it holds other tables ({', '.join(sorted(names)[:5])}), none of archbench's"
+        if names
+        else "it is an empty database"
+    )
+    raise StoreError(
+        f"no archbench results store in {path}: {what}; reading never creates one "
+        "(give the storage an `archbench run` wrote)"
+    )
+
+
 class ResultsStore(StoreReads):
     """The results store at a URL, path, resolved storage or SQLAlchemy engine.
 
@@ -102,6 +122,8 @@ class ResultsStore(StoreReads):
                 path = sa.engine.make_url(target.store_url).database
                 if path and not Path(path).exists():
                     raise StoreError(f"no results store at {path} (file does not exist)")
+                if path:
+                    _check_sqlite_store(Path(path))
             self.engine = create_engine(target)
             self._owns_engine = True
         self.url = redact(self.engine.url)
@@ -168,11 +190,12 @@ class ResultsStore(StoreReads):
         self._write(self._create_schema, race=True)
 
     def _stored_version(self, conn: sa.Connection) -> int | None:
-        """The schema version of an older store that :mod:`.migrate` can upgrade, else None."""
+        """The schema version of a store that :mod:`.migrate` upgrades (or completes), else
+        None."""
         if meta.name not in sa.inspect(conn).get_table_names():
             return None
         version = conn.execute(sa.select(meta.c.schema_version)).scalar()
-        return version if version is not None and migrate.upgradable(version) else None
+        return version if version is not None and migrate.pending(conn, version) else None
 
     def _upgrade(self, conn: sa.Connection) -> None:
         version = self._stored_version(conn)  # again: another process may have upgraded it
@@ -232,16 +255,27 @@ class ResultsStore(StoreReads):
         depth: int | None = None,
         width: float | None = None,
         name: str | None = None,
+        block_family: str | None = None,
     ) -> str:
         """Store a variant once and return its ``spec_hash``.
 
         ``complexity`` gives ``params``, ``macs``, ``acts`` (a mapping or an object with those
         attributes). ``depth``/``width`` are the family's parameters (default: the number of
-        blocks and the first stage's width). A budget belongs to a run (``start_run``).
+        blocks and the first stage's width). ``block_family`` is the family of the spec's main
+        block (default: the block registry's, which imports the blocks; the variant's
+        ``family`` for a block not registered). A budget belongs to a run (``start_run``).
         Re-recording the same variant is a no-op; the same hash with other counts raises
         :class:`StoreError` (a drift in the complexity count).
         """
-        row = rows.variant_row(spec, family, complexity, depth=depth, width=width, name=name)
+        row = rows.variant_row(
+            spec,
+            family,
+            complexity,
+            depth=depth,
+            width=width,
+            name=name,
+            block_family=block_family,
+        )
         spec_hash = row["spec_hash"]
 
         def write(conn: sa.Connection) -> None:
@@ -403,22 +437,31 @@ class ResultsStore(StoreReads):
         final: Mapping[str, Any] | None = None,
         wall_time_s: float | None = None,
         diverged_at: Mapping[str, Any] | None = None,
+        error: str | None = None,
     ) -> None:
         """Close a run with its status and final metrics.
 
         ``final`` has ``FINAL_METRICS`` keys, or is the last epoch's metrics (a mapping or
         ``EpochMetrics``): its ``epoch`` becomes ``epochs_done``; the per-epoch columns that are
-        not final metrics are in the epochs table already.
+        not final metrics are in the epochs table already. ``error`` (why a failed run failed)
+        goes into the run's ``env`` record as ``env["error"]``.
         """
         run_id = to_int(run_id, "run_id")
         values = rows.final_values(status, final, wall_time_s, diverged_at)
 
+        if error is not None:
+            error = str(error)[:2000]
+
         def write(conn: sa.Connection) -> None:
             now = _now()
+            extra: dict[str, Any] = {}
+            if error is not None:
+                env = conn.execute(sa.select(runs.c.env).where(runs.c.run_id == run_id)).scalar()
+                extra["env"] = {**(env or {}), "error": error}
             result = conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
-                .values(**values, finished_at=now, heartbeat_at=now)
+                .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
             if result.rowcount == 0:
                 raise StoreError(f"unknown run_id {run_id}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from archbench.analysis import stats
@@ -248,64 +251,81 @@ def plot_budget(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
     axes = fig.subplots(
         2, len(budgets), squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1.4]}
     )
-    runs = data.completed
     for col, (metric, target) in enumerate(budgets):
         sub = table[(table["budget_metric"] == metric) & (table["budget_target"] == target)]
         sub = sub.sort_values("mean").reset_index(drop=True)
         top, bottom = axes[0, col], axes[1, col]
-        rng = np.random.default_rng(0)
-        for i, row in sub.iterrows():
-            colour = colours[row["group"]]
-            seeds = runs.loc[runs["config_key"] == row["config_key"], options.metric].dropna()
-            jitter = rng.uniform(-0.12, 0.12, len(seeds))
-            top.scatter(i + jitter, seeds * 100, s=12, color=colour, alpha=0.45, zorder=2)
-            y = row["mean"] * 100
-            err = None
-            if row["n"] >= 2:
-                err = [[y - row["ci_low"] * 100], [row["ci_high"] * 100 - y]]
-            top.errorbar(
-                i,
-                y,
-                yerr=err,
-                fmt="o",
-                color=colour,
-                ms=8,
-                capsize=5,
-                lw=2,
-                zorder=3,
-                mec="black",
-                mew=0.6,
-            )
-            be = row["budget_error"] * 100
-            bottom.bar(i, be, color=colour, width=0.6, edgecolor="black", lw=0.5)
-            bottom.annotate(
-                f"{be:+.1f}%",
-                (i, be),
-                xytext=(0, 3 if be >= 0 else -3),
-                textcoords="offset points",
-                ha="center",
-                va="bottom" if be >= 0 else "top",
-                fontsize="x-small",
-            )
+        _draw_budget_variants(top, bottom, sub, data.completed, colours, options.metric)
         top.set_ylabel(metric_label(options.metric))
         n_note = _seed_note(sub, options.level)
         top.set_title(f"Equal budget: {format_count(target)} {metric}\n({n_note}; dots: seeds)")
-        bottom.axhline(0, color="black", lw=0.8)
-        if tolerance:
-            tol = float(tolerance) * 100
-            bottom.axhspan(-tol, tol, color="grey", alpha=0.12, lw=0, label=f"tolerance ±{tol:g}%")
-            bottom.legend(loc="lower right", fontsize="x-small")
-        lim = max(
-            1.0,
-            float(np.nanmax(np.abs(sub["budget_error"] * 100))) * 1.6,
-            float(tolerance or 0) * 100 * 1.15,
-        )
-        bottom.set_ylim(-lim, lim)
-        bottom.set_ylabel(f"achieved {metric}\n- target (%)")
-        bottom.set_xticks(range(len(sub)))
-        bottom.set_xticklabels(sub["label"], rotation=30, ha="right")
-        bottom.set_xlabel("variant (sorted by mean error)")
+        _budget_error_axis(bottom, sub, metric, tolerance)
     return fig, []
+
+
+def _draw_budget_variants(
+    top: Axes,
+    bottom: Axes,
+    sub: pd.DataFrame,
+    runs: pd.DataFrame,
+    colours: dict[str, Any],
+    metric: str,
+) -> None:
+    """Per variant (in ``sub``'s order): its seeds, mean and t-interval on ``top``, its
+    achieved budget error as a labelled bar on ``bottom``."""
+    rng = np.random.default_rng(0)  # the same jitter in every budget's column
+    for i, row in sub.iterrows():
+        colour = colours[row["group"]]
+        seeds = runs.loc[runs["config_key"] == row["config_key"], metric].dropna()
+        jitter = rng.uniform(-0.12, 0.12, len(seeds))
+        top.scatter(i + jitter, seeds * 100, s=12, color=colour, alpha=0.45, zorder=2)
+        y = row["mean"] * 100
+        err = None
+        if row["n"] >= 2:
+            err = [[y - row["ci_low"] * 100], [row["ci_high"] * 100 - y]]
+        top.errorbar(
+            i,
+            y,
+            yerr=err,
+            fmt="o",
+            color=colour,
+            ms=8,
+            capsize=5,
+            lw=2,
+            zorder=3,
+            mec="black",
+            mew=0.6,
+        )
+        be = row["budget_error"] * 100
+        bottom.bar(i, be, color=colour, width=0.6, edgecolor="black", lw=0.5)
+        bottom.annotate(
+            f"{be:+.1f}%",
+            (i, be),
+            xytext=(0, 3 if be >= 0 else -3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom" if be >= 0 else "top",
+            fontsize="x-small",
+        )
+
+
+def _budget_error_axis(bottom: Axes, sub: pd.DataFrame, metric: str, tolerance: Any) -> None:
+    """The budget-error axis: zero line, the spec's tolerance band, limits and labels."""
+    bottom.axhline(0, color="black", lw=0.8)
+    if tolerance:
+        tol = float(tolerance) * 100
+        bottom.axhspan(-tol, tol, color="grey", alpha=0.12, lw=0, label=f"tolerance ±{tol:g}%")
+        bottom.legend(loc="lower right", fontsize="x-small")
+    lim = max(
+        1.0,
+        float(np.nanmax(np.abs(sub["budget_error"] * 100))) * 1.6,
+        float(tolerance or 0) * 100 * 1.15,
+    )
+    bottom.set_ylim(-lim, lim)
+    bottom.set_ylabel(f"achieved {metric}\n- target (%)")
+    bottom.set_xticks(range(len(sub)))
+    bottom.set_xticklabels(sub["label"], rotation=30, ha="right")
+    bottom.set_xlabel("variant (sorted by mean error)")
 
 
 # -- design spaces ----------------------------------------------------------------------------

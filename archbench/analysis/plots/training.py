@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -210,8 +212,11 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
     diag = _diagnostics(data, "grad_norm", "gradient norm")
     roles = _roles(data)
     groups = _group_order(diag["group"], roles)[:4]
+    if options.family:  # --family a,b,c: the (up to 4) families to compare
+        wanted = [g.strip() for g in options.family.split(",")]
+        groups = [g for g in wanted if g in set(diag["group"])][:4] or groups
     notes = []
-    if len(set(diag["group"])) > 4:
+    if len(set(diag["group"])) > len(groups):
         notes.append(f"showing families {', '.join(groups)}")
     epochs = sorted({int(diag["epoch"].min()), int(diag["epoch"].max())})
     picks = {}
@@ -262,6 +267,37 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
 )
 def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     diag = _diagnostics(data, "branch_ratio", "residual-branch ratio (no residual blocks)")
+    diag, notes = _at_most_depths(diag)
+    first, last = int(diag["epoch"].min()), int(diag["epoch"].max())
+    table = _branch_table(diag, (first, last), options.level)
+    lines = [
+        (g, f, e, sub.sort_values("depth"))
+        for (g, f, e), sub in table.groupby(["group", "fixed", "epoch"])
+        if sub["depth"].nunique() >= 2
+    ]
+    if not lines:
+        raise PlotSkipped("branch ratios exist at one depth only; needs two or more")
+    fig, axes = figure(width=7.0, height=4.4)
+    ax = axes[0, 0]
+    _draw_branch_lines(ax, data, lines, first, last)
+    ax.set_xticks(sorted({int(d) for *_, s in lines for d in s["depth"]}))
+    ax.set_xlabel("depth (family's depth parameter)")
+    ax.set_ylabel("mean ||F(x)|| / ||x|| over blocks")
+    extra = []
+    if first != last:
+        extra = [
+            Line2D([], [], color="black", ls="--", label=_epoch_name(first)),
+            Line2D([], [], color="black", ls="-", label=_epoch_name(last)),
+        ]
+    handles, _labels = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + extra, fontsize="small")
+    ax.set_title(f"Residual-branch ratio vs depth\n({_seed_note(table, options.level)})")
+    return fig, notes
+
+
+def _at_most_depths(diag: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Each group's rows at the fixed quantity it has the most depths for (with a note where
+    it had several)."""
     notes = []
     keep = []
     for group, sub in diag.groupby("group"):
@@ -269,10 +305,14 @@ def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
         keep.append(sub[sub["fixed"] == fixed])
         if sub["fixed"].nunique() > 1:
             notes.append(f"{group}: shown at {fixed} (its most depths)")
-    diag = pd.concat(keep)
-    first, last = int(diag["epoch"].min()), int(diag["epoch"].max())
+    return pd.concat(keep), notes
+
+
+def _branch_table(diag: pd.DataFrame, epochs: tuple[int, int], level: float) -> pd.DataFrame:
+    """Per (group, fixed, configuration, depth, epoch): the t-interval over seeds of each
+    run's mean branch ratio over blocks, at the first and last recorded epochs."""
     per_run = (
-        diag[diag["epoch"].isin([first, last])]
+        diag[diag["epoch"].isin(list(epochs))]
         .groupby(["group", "fixed", "config_key", "depth", "epoch", "run_id"], as_index=False)[
             "branch_ratio"
         ]
@@ -282,7 +322,7 @@ def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
     for (group, fixed, _key, depth, epoch), sub in per_run.groupby(
         ["group", "fixed", "config_key", "depth", "epoch"]
     ):
-        s = stats.t_interval(sub["branch_ratio"].tolist(), options.level)
+        s = stats.t_interval(sub["branch_ratio"].tolist(), level)
         rows.append(
             {
                 "group": group,
@@ -295,17 +335,14 @@ def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
                 "ci_high": s.ci_high,
             }
         )
-    table = pd.DataFrame(rows)
-    lines = [
-        (g, f, e, sub.sort_values("depth"))
-        for (g, f, e), sub in table.groupby(["group", "fixed", "epoch"])
-        if sub["depth"].nunique() >= 2
-    ]
-    if not lines:
-        raise PlotSkipped("branch ratios exist at one depth only; needs two or more")
+    return pd.DataFrame(rows)
+
+
+def _draw_branch_lines(
+    ax: Axes, data: ExperimentData, lines: list[tuple[Any, ...]], first: int, last: int
+) -> None:
+    """One line per (group, fixed, epoch) with its t-interval band; dashed at initialisation."""
     colours = _colours(data)
-    fig, axes = figure(width=7.0, height=4.4)
-    ax = axes[0, 0]
     order = _group_order({g for g, *_ in lines}, _roles(data))
     for group, fixed, epoch, sub in lines:
         label = f"{group} ({fixed})"
@@ -329,16 +366,3 @@ def plot_branch(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
                 alpha=0.15,
                 lw=0,
             )
-    ax.set_xticks(sorted({int(d) for *_, s in lines for d in s["depth"]}))
-    ax.set_xlabel("depth (family's depth parameter)")
-    ax.set_ylabel("mean ||F(x)|| / ||x|| over blocks")
-    extra = []
-    if first != last:
-        extra = [
-            Line2D([], [], color="black", ls="--", label=_epoch_name(first)),
-            Line2D([], [], color="black", ls="-", label=_epoch_name(last)),
-        ]
-    handles, _labels = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + extra, fontsize="small")
-    ax.set_title(f"Residual-branch ratio vs depth\n({_seed_note(table, options.level)})")
-    return fig, notes
