@@ -621,3 +621,25 @@ def test_make_report_script(store_path: Path, tmp_path: Path, capsys) -> None:
         "comparisons.csv",
     }
     assert module.main(["nope", "--storage", str(store_path)]) == 2
+
+
+def test_heatmap_annotates_clipped_intervals_with_their_bounds(sweep) -> None:
+    """Two seeds give t-intervals wider than the error's range: a cell clipped at 0% shows
+    its real bounds, not a symmetric ±h reaching below 0%."""
+    runs = sweep.runs[sweep.runs["seed"].isin([0, 1])].copy()
+    key = runs.loc[runs["family"] == "resnet", "config_key"].iloc[0]
+    for metric in ("val_err", "test_err"):  # 2% and 40%: the raw interval is below 0%
+        runs.loc[runs["config_key"] == key, metric] = [0.02, 0.40]
+    fig = render(replace(sweep, runs=runs), "heatmap", PlotOptions(family="resnet")).figure
+    notes = [t.get_text() for t in fig.axes[0].texts if "\n" in t.get_text()]
+    assert notes
+    for note in notes:
+        shown, interval = note.split("\n")
+        mean = float(shown)
+        if interval.startswith("±"):
+            half = float(interval[1:])
+            assert mean - half + 0.05 >= 0 and mean + half - 0.05 <= 100, note
+        else:
+            low, high = (float(v) for v in interval.strip("[]").split(","))
+            assert 0 <= low <= mean <= high <= 100, note
+    assert any(note.split("\n")[1].startswith("[") for note in notes)

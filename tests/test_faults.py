@@ -24,6 +24,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from archbench.runner.objective import NOTHING_QUEUED, PRUNED_REASON_ATTR
 from archbench.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -242,8 +243,16 @@ def two_workers(tmp_path: Path, storage: str, optuna_storage: Any, store_at: Any
         runs = check_exactly_once(store, n_configs=n, seeds=seeds, epochs=epochs)
     assert set(runs["attempts"]) == {1}
     trials = optuna.load_study(study_name="f:default", storage=optuna_storage).get_trials()
-    assert len(trials) == n and {t.state for t in trials} == {TrialState.COMPLETE}
-    workers = {t.user_attrs["worker"] for t in trials}
+    # A worker that saw a queued point another took in the meantime ends its trial pruned
+    # ("nothing queued"), untrained; every other trial completed, one per grid point.
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    extra = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert len(complete) == n, [(t.number, t.state) for t in trials]
+    assert all(
+        t.state == TrialState.PRUNED and t.user_attrs.get(PRUNED_REASON_ATTR) == NOTHING_QUEUED
+        for t in extra
+    ), [(t.number, t.state, t.user_attrs) for t in extra]
+    workers = {t.user_attrs["worker"] for t in complete}
     assert len(workers) == 2, workers  # both processes trained
     assert not (tmp_path / "unused.db").exists()
 
@@ -276,7 +285,7 @@ def test_two_workers_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 @pytest.mark.integration
 def test_worker_joins_a_running_study(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
-    n, epochs = 6, 3
+    n, epochs = 6, 8  # long enough that the joiner is up (imports, checks) before the end
     spec = write_spec(tmp_path / "f.yaml", str(db), variants=n, seeds=[0], epochs=epochs, width=8)
     log = (tmp_path / "run.log").open("w")
     runner = subprocess.Popen(
@@ -304,5 +313,5 @@ def test_worker_joins_a_running_study(tmp_path: Path) -> None:
         check_exactly_once(store, n_configs=n, seeds=[0], epochs=epochs)
     trials = check_study(f"sqlite:///{db}", n_configs=n)
     by_worker = pd.Series([t.user_attrs["worker"] for t in trials]).value_counts()
-    assert len(by_worker) == 2, by_worker  # the joining worker trained some of them
+    assert len(by_worker) == 2, (by_worker, joined.stdout, joined.stderr)  # joiner trained some
     assert "complete" in joined.stdout

@@ -70,8 +70,9 @@ def test_optuna_and_store_share_the_database_and_the_cli_lists_the_study(url: st
             conn.execute(
                 sa.text(
                     "INSERT INTO archbench_variants (spec_hash, name, spec_json, family, block, "
-                    "depth, width, num_blocks, params, macs, flops, acts, created_at) VALUES "
-                    "(:h, 'v', '{}', 'resnet', 'basic', 20, 16, 9, 1, 2, 4, 3, now())"
+                    "block_family, depth, width, num_blocks, params, macs, flops, acts, "
+                    "created_at) VALUES (:h, 'v', '{}', 'resnet', 'basic', 'resnet', 20, 16, 9, "
+                    "1, 2, 4, 3, now())"
                 ),
                 {"h": spec_hash},
             )

@@ -24,7 +24,8 @@ from archbench.errors import ArchbenchError
 COMMAND_MODULES = [
     "catalog",  # blocks, families, models, describe, match
     "train",  # train one net
-    "run",  # validate, run, worker, results, export
+    "run",  # validate, run, worker
+    "results",  # results, export
     "analysis",  # plot, report, stats
 ]
 

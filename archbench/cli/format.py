@@ -112,16 +112,25 @@ def emit(text: str, stream: TextIO | None = None) -> None:
         raise SystemExit(0) from None
 
 
-def _cell(value: Any) -> str:
+#: Columns of counts: thousands separators at any size, so 4,934 params line up with
+#: 5,252,496 MACs (other integers, such as depths and seeds, only from 10,000).
+COUNT_COLUMNS = frozenset({"params", "macs", "acts", "flops"})
+
+
+def _cell(value: Any, *, count: bool = False) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
         value = int(value)  # integer columns with gaps come back from pandas as floats
     elif isinstance(value, float):
         return f"{value:.4f}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+    if isinstance(value, int) and not isinstance(value, bool) and (count or abs(value) >= 10_000):
         return f"{value:,}"
     return str(value)
+
+
+def _count_cell(value: Any) -> str:
+    return _cell(value, count=True)
 
 
 def rows_table(rows: list[dict[str, Any]]) -> str:
@@ -131,7 +140,10 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
         return "(no rows)"
     numeric = {k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)}
     numeric |= {k for k in rows[0] if k.endswith(" %") or k == "budget_error"}  # preformatted
-    columns = [Column(k, k, ">" if k in numeric else "<", _cell) for k in rows[0]]
+    columns = [
+        Column(k, k, ">" if k in numeric else "<", _count_cell if k in COUNT_COLUMNS else _cell)
+        for k in rows[0]
+    ]
     return render_table(rows, columns)
 
 

@@ -18,10 +18,12 @@ class Algorithm:
 
     module: str  # "samplers" or "pruners"
     cls: str
-    kwargs: Callable[[Any], dict[str, Any]]  # ExperimentSpec -> keyword arguments
+    kwargs: Callable[..., dict[str, Any]]  # (ExperimentSpec[, worker]) -> keyword arguments
+    per_worker: bool = False  # kwargs takes the worker too (samplers: a seed per worker)
 
-    def build(self, spec: Any) -> Any:
-        return self.resolve()(**self.kwargs(spec))
+    def build(self, spec: Any, worker: int | str = 0) -> Any:
+        kwargs = self.kwargs(spec, worker) if self.per_worker else self.kwargs(spec)
+        return self.resolve()(**kwargs)
 
     def resolve(self) -> type:
         import importlib
@@ -29,8 +31,20 @@ class Algorithm:
         return getattr(importlib.import_module(f"optuna.{self.module}"), self.cls)
 
 
-def _seed(spec: Any) -> dict[str, Any]:
-    return {"seed": spec.sampler.seed}
+def worker_seed(seed: int | None, worker: int | str = 0) -> int | None:
+    """The sampler seed of one worker: worker 0 keeps the spec's seed (a one-worker study is
+    reproducible from it); any other worker gets a seed derived from (seed, worker), so
+    parallel workers do not all draw the same configurations. ``None`` stays unseeded."""
+    if seed is None or worker == 0:
+        return seed
+    import hashlib
+
+    digest = hashlib.sha256(f"archbench-sampler:{seed}:{worker}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")  # numpy's RandomState takes < 2**32
+
+
+def _seed(spec: Any, worker: int | str = 0) -> dict[str, Any]:
+    return {"seed": worker_seed(spec.sampler.seed, worker)}
 
 
 SAMPLERS: dict[str, Algorithm] = {
@@ -38,10 +52,10 @@ SAMPLERS: dict[str, Algorithm] = {
     # pop them one at a time, so no two get the same one and the sampler is never asked.
     # (Optuna's GridSampler shuffles the grid and, with several workers, can hand out a point
     # twice.)
-    "grid": Algorithm("samplers", "RandomSampler", _seed),
-    "random": Algorithm("samplers", "RandomSampler", _seed),
-    "tpe": Algorithm("samplers", "TPESampler", _seed),
-    "nsga2": Algorithm("samplers", "NSGAIISampler", _seed),
+    "grid": Algorithm("samplers", "RandomSampler", _seed, per_worker=True),
+    "random": Algorithm("samplers", "RandomSampler", _seed, per_worker=True),
+    "tpe": Algorithm("samplers", "TPESampler", _seed, per_worker=True),
+    "nsga2": Algorithm("samplers", "NSGAIISampler", _seed, per_worker=True),
 }
 
 PRUNERS: dict[str, Algorithm] = {
@@ -51,7 +65,9 @@ PRUNERS: dict[str, Algorithm] = {
         "MedianPruner",
         lambda spec: {
             "n_startup_trials": spec.pruner.startup_trials,
-            "n_warmup_steps": spec.pruner.warmup_epochs,
+            # Epochs are reported from 1 and Optuna may prune at step == n_warmup_steps:
+            # + 1 keeps the first warmup_epochs epochs unprunable.
+            "n_warmup_steps": spec.pruner.warmup_epochs + 1,
         },
     ),
     "hyperband": Algorithm(

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,23 @@ from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, reso
 log = logging.getLogger(__name__)
 
 
+PRUNED_REASON_ATTR = "pruned_reason"  # a user attribute: why a trial ended without training
+NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
+
+
 def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
-    """The trial's configuration: a grid entry, or sampled define-by-run from the space."""
+    """The trial's configuration: a grid entry, or sampled define-by-run from the space.
+
+    A grid trial that popped no queued configuration is pruned (raises ``TrialPruned``): it
+    is not a failure, and it trains nothing.
+    """
     if spec.sampler.name == "grid":
+        if "config" not in getattr(trial, "_fixed_params", {}):
+            # Another worker popped the last queued trial between this worker's progress
+            # check and its optimize(); suggesting now would draw a random grid point (the
+            # sampler) and train a duplicate.
+            trial.set_user_attr(PRUNED_REASON_ATTR, NOTHING_QUEUED)
+            raise optuna.TrialPruned(NOTHING_QUEUED)
         labels = grid_labels(spec)
         label = trial.suggest_categorical("config", labels)
         if label not in labels:  # queued by an earlier version of the spec
@@ -222,11 +236,27 @@ class Objective:
         return self._derived
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        import torch
+        from archbench.training.device import select_device
 
-        from archbench.models.net import build_net
-        from archbench.training.device import environment_info, seed_everything, select_device
-        from archbench.training.train import train
+        plan = self._plan(trial)
+        device = select_device(self.options.device)
+        _ = self.data  # loaded before any run row is started, as before the split
+        accs: list[float] = []
+        run_ids: list[int] = []
+        for i, seed in enumerate(self.spec.seeds):
+            # Prune on the first seed's curve (later seeds only run if it survives). Optuna
+            # takes no intermediate values from multi-objective trials.
+            report = i == 0 and len(self.spec.objectives) == 1
+            accs.append(self._run_seed(trial, plan, seed, device, run_ids, report=report))
+        acc = sum(accs) / len(accs)
+        trial.set_user_attr("val_acc_per_seed", accs)
+        trial.set_user_attr("run_ids", run_ids)
+        values = objective_values(self.spec.objectives, TrialOutcome(val_acc=acc, cost=plan.cost))
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _plan(self, trial: optuna.Trial) -> _TrialPlan:
+        """The trial's configuration, resolved, counted and recorded (variant row, trial attrs)."""
+        import torch
 
         spec = self.spec
         config = suggest_config(spec, trial)
@@ -238,7 +268,7 @@ class Objective:
             variant.spec,
             family=variant.family or config["preset"],
             complexity=cost,
-            depth=config.get("depth"),
+            depth=variant.depth,  # solved, default or preset depth; not the config's None
             width=variant.budget.width if variant.budget else config.get("width"),
             name=variant.label,
         )
@@ -256,122 +286,144 @@ class Objective:
             "worker": WORKER_ID,
         }.items():
             trial.set_user_attr(key, value)
+        return _TrialPlan(variant, recipe, cost, spec_hash, ckey, hyperparameters)
 
-        device = select_device(self.options.device)
-        data = self.data
-        accs: list[float] = []
-        run_ids: list[int] = []
-        for i, seed in enumerate(spec.seeds):
-            ckpt = self.checkpoints / ckey / f"seed{seed}"
-            resumed = _checkpoint_epoch(ckpt)
-            env = environment_info(device)
-            env["resumed_after_epoch"] = resumed or 0
-            env["worker"] = WORKER_ID
-            run_id = self.store.start_run(
-                experiment=spec.name,
-                profile=spec.profile,
-                study_name=spec.study_name,
-                trial_number=trial.number,
-                spec_hash=spec_hash,
+    def _run_seed(
+        self,
+        trial: optuna.Trial,
+        plan: _TrialPlan,
+        seed: int,
+        device: Any,
+        run_ids: list[int],
+        *,
+        report: bool,
+    ) -> float:
+        """Train (or resume, or reuse) one seed's run; its validation accuracy (0 if diverged)."""
+        from archbench.training.device import environment_info
+
+        spec, variant = self.spec, plan.variant
+        ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
+        resumed = _checkpoint_epoch(ckpt)
+        env = environment_info(device)
+        env["resumed_after_epoch"] = resumed or 0
+        env["worker"] = WORKER_ID
+        run_id = self.store.start_run(
+            experiment=spec.name,
+            profile=spec.profile,
+            study_name=spec.study_name,
+            trial_number=trial.number,
+            spec_hash=plan.spec_hash,
+            seed=seed,
+            config_key=plan.ckey,
+            hyperparameters=plan.hyperparameters,
+            recipe=plan.recipe.to_dict(),
+            device=str(device),
+            env=env,
+            budget=_budget_dict(variant),
+        )
+        run_ids.append(run_id)
+        previous = self.store.run(run_id)
+        if previous is not None and previous.get("status") == "completed":
+            # Finished before this worker (or an earlier attempt of the trial) died.
+            done_err = previous.get("val_err")
+            return 0.0 if done_err is None else 1.0 - done_err
+        where = f" (resuming after epoch {resumed})" if resumed else ""
+        self.on_event(f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}")
+        result, recorded = self._train(trial, plan, seed, device, run_id, ckpt, report=report)
+        final = result.final
+        # A worker killed between the trainer's checkpoint and the epoch callback resumes
+        # after an epoch the store never got: record those this process did not.
+        for metrics in result.epochs:
+            if metrics.epoch not in recorded:
+                self.store.record_epoch(run_id, metrics)
+        # Diagnostics at initialisation (epoch 0) come before any epoch callback.
+        initial = [d for d in result.diagnostics if d.epoch == 0]
+        if initial:
+            self.store.record_diagnostics(run_id, initial)
+        self.store.finish_run(
+            run_id,
+            status=result.status,
+            final=final,
+            wall_time_s=result.wall_time_s,
+            diverged_at=result.diverged_at,
+        )
+        if not self.options.keep_checkpoints and result.status != "pruned":
+            _remove_checkpoint(ckpt)
+        if result.status == "pruned":
+            trial.set_user_attr("run_ids", run_ids)
+            raise optuna.TrialPruned()
+        if result.status == "diverged" or final is None or final.val_err is None:
+            trial.set_user_attr("diverged", True)
+            return 0.0  # worst possible accuracy: the study goes on
+        return 1.0 - final.val_err
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        plan: _TrialPlan,
+        seed: int,
+        device: Any,
+        run_id: int,
+        ckpt: Path,
+        *,
+        report: bool,
+    ) -> tuple[Any, set[int]]:
+        """One seed's training, each epoch stored as it ends; (result, epochs stored)."""
+        from archbench.models.net import build_net
+        from archbench.training.device import seed_everything
+        from archbench.training.train import train
+
+        recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
+
+        def on_epoch_end(metrics: Any, diagnostics: list[Any]) -> bool:
+            self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
+            recorded.add(metrics.epoch)
+            if diagnostics:
+                self.store.record_diagnostics(run_id, diagnostics)
+            if report and metrics.val_err is not None:
+                trial.report(1.0 - metrics.val_err, metrics.epoch)
+                return trial.should_prune()
+            return False
+
+        try:
+            # Building the net can fail too (an allocation error): inside the try, so the
+            # run row never stays 'running'.
+            seed_everything(seed)
+            net = build_net(plan.variant.spec)
+            result = train(
+                net,
+                self.data,
+                plan.recipe,
                 seed=seed,
-                config_key=ckey,
-                hyperparameters=hyperparameters,
-                recipe=recipe.to_dict(),
-                device=str(device),
-                env=env,
-                budget=_budget_dict(variant),
+                device=device,
+                checkpoint_dir=ckpt,
+                resume=True,
+                # At initialisation and after the last epoch: all the gradient-flow and
+                # branch plots read; every epoch cost ~2 training steps each.
+                diagnostics_every=plan.recipe.epochs,
+                on_epoch_end=on_epoch_end,
+                progress=self.options.progress,
             )
-            run_ids.append(run_id)
-            previous = self.store.run(run_id)
-            if previous is not None and previous.get("status") == "completed":
-                # Finished before this worker (or an earlier attempt of the trial) died.
-                done_err = previous.get("val_err")
-                accs.append(0.0 if done_err is None else 1.0 - done_err)
-                continue
-            where = f" (resuming after epoch {resumed})" if resumed else ""
-            self.on_event(
-                f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}"
-            )
-            # Prune on the first seed's curve (later seeds only run if it survives). Optuna
-            # takes no intermediate values from multi-objective trials.
-            report = i == 0 and len(spec.objectives) == 1
+        except BaseException as exc:
+            # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
+            # A killed process never gets here: its run turns stale instead.
+            with contextlib.suppress(Exception):
+                reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                self.store.finish_run(run_id, status="failed", error=reason)
+            raise
+        return result, recorded
 
-            recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
 
-            def on_epoch_end(
-                metrics: Any,
-                diagnostics: list[Any],
-                run_id: int = run_id,
-                report: bool = report,
-                recorded: set[int] = recorded,
-            ) -> bool:
-                self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
-                recorded.add(metrics.epoch)
-                if diagnostics:
-                    self.store.record_diagnostics(run_id, diagnostics)
-                if report and metrics.val_err is not None:
-                    trial.report(1.0 - metrics.val_err, metrics.epoch)
-                    return trial.should_prune()
-                return False
+@dataclass(frozen=True)
+class _TrialPlan:
+    """What one trial trains, shared by its seeds."""
 
-            try:
-                # Building the net can fail too (an allocation error): inside the try, so
-                # the run row never stays 'running'.
-                seed_everything(seed)
-                net = build_net(variant.spec)
-                result = train(
-                    net,
-                    data,
-                    recipe,
-                    seed=seed,
-                    device=device,
-                    checkpoint_dir=ckpt,
-                    resume=True,
-                    # At initialisation and after the last epoch: all the gradient-flow and
-                    # branch plots read; every epoch cost ~2 training steps each.
-                    diagnostics_every=recipe.epochs,
-                    on_epoch_end=on_epoch_end,
-                    progress=self.options.progress,
-                )
-            except BaseException as exc:
-                # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
-                # A killed process never gets here: its run turns stale instead.
-                with contextlib.suppress(Exception):
-                    reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-                    self.store.finish_run(run_id, status="failed", error=reason)
-                raise
-            final = result.final
-            # A worker killed between the trainer's checkpoint and the epoch callback resumes
-            # after an epoch the store never got: record those this process did not.
-            for metrics in result.epochs:
-                if metrics.epoch not in recorded:
-                    self.store.record_epoch(run_id, metrics)
-            # Diagnostics at initialisation (epoch 0) come before any epoch callback.
-            initial = [d for d in result.diagnostics if d.epoch == 0]
-            if initial:
-                self.store.record_diagnostics(run_id, initial)
-            self.store.finish_run(
-                run_id,
-                status=result.status,
-                final=final,
-                wall_time_s=result.wall_time_s,
-                diverged_at=result.diverged_at,
-            )
-            if not self.options.keep_checkpoints and result.status != "pruned":
-                _remove_checkpoint(ckpt)
-            if result.status == "pruned":
-                trial.set_user_attr("run_ids", run_ids)
-                raise optuna.TrialPruned()
-            if result.status == "diverged" or final is None or final.val_err is None:
-                trial.set_user_attr("diverged", True)
-                accs.append(0.0)  # worst possible accuracy: the study goes on
-            else:
-                accs.append(1.0 - final.val_err)
-        acc = sum(accs) / len(accs)
-        trial.set_user_attr("val_acc_per_seed", accs)
-        trial.set_user_attr("run_ids", run_ids)
-        values = objective_values(spec.objectives, TrialOutcome(val_acc=acc, cost=cost))
-        return values[0] if len(values) == 1 else tuple(values)
+    variant: ResolvedVariant
+    recipe: Any
+    cost: Any
+    spec_hash: str
+    ckey: str
+    hyperparameters: dict[str, Any]
 
 
 def _budget_dict(variant: ResolvedVariant) -> dict[str, Any] | None:

@@ -25,7 +25,8 @@ def run_spec(
     """Train every trial of ``spec`` (an :class:`ExperimentSpec` or a YAML path) that is not
     done yet, in this process, and return the Optuna study. Results go to the spec's results
     store (or ``storage=``); rerunning resumes. ``options`` are :class:`RunnerOptions` fields
-    (``storage``, ``device``, ``threads``, ``progress``, ...)."""
+    (``storage``, ``device``, ``threads``, ``progress``, ...). The process's torch thread
+    count is set for the run and restored after it."""
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec, profile)
     known = {f.name for f in fields(RunnerOptions)}
@@ -33,6 +34,12 @@ def run_spec(
     if unknown:
         raise TypeError(f"unknown runner option(s) {unknown}; allowed: {', '.join(sorted(known))}")
     runner = RunnerOptions(**{"progress": False, **options})
+    import torch
+
+    before = torch.get_num_threads()  # the caller's setting, given back when we are done
     set_worker_threads(runner.threads)
-    prepare_study(spec, runner)
-    return run_worker(spec, runner, on_event=on_event)
+    try:
+        prepare_study(spec, runner)
+        return run_worker(spec, runner, on_event=on_event)
+    finally:
+        torch.set_num_threads(before)

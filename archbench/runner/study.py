@@ -60,15 +60,22 @@ class RunnerOptions:
     keep_checkpoints: bool = False
     progress: bool | None = None  # None: progress bars on a terminal only
     threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
+    # Which worker this is: 0 samples with the spec's seed, others with one derived from it
+    # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
+    worker: int | str = 0
 
 
 # -- storage ----------------------------------------------------------------------------------
 
 
-def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+def _retry_callback(
+    max_retry: int | None = None,
+) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """The one way trials are re-queued: stale ones (``max_retry``: the storage's limit) and
+    interrupted ones (``None``: ``archbench run`` re-queues them whatever their history)."""
     # Intermediate values come along, so a pruner judges a retried trial by its whole curve.
     return optuna.storages.RetryHeartbeatStaleTrialCallback(
-        max_retry=None, inherit_intermediate_values=True
+        max_retry=max_retry, inherit_intermediate_values=True
     )
 
 
@@ -97,9 +104,7 @@ def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
         heartbeat = {
             "heartbeat_interval": options.heartbeat_interval,
             "grace_period": options.grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=options.max_retry, inherit_intermediate_values=True
-            ),
+            "heartbeat_stale_trial_callback": _retry_callback(options.max_retry),
         }
     storage = optuna_storage(resolved, **heartbeat)
     if resolved.kind == "sqlite":
@@ -147,8 +152,9 @@ def results_dir(spec: ExperimentSpec, options: RunnerOptions) -> Path:
     return Path("results").resolve()
 
 
-def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
-    return SAMPLERS[spec.sampler.name].build(spec)
+def make_sampler(spec: ExperimentSpec, worker: int | str = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler as ``worker`` builds it (see :func:`~.algorithms.worker_seed`)."""
+    return SAMPLERS[spec.sampler.name].build(spec, worker)
 
 
 def make_pruner(spec: ExperimentSpec) -> optuna.pruners.BasePruner:
@@ -175,7 +181,7 @@ def fingerprint(spec: ExperimentSpec) -> dict[str, Any]:
     }
 
 
-def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
+def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -> optuna.Study:
     """Create the study, or load it to continue (same name and storage).
 
     Raises :class:`SpecError` when the stored study was made from a spec whose dataset,
@@ -185,7 +191,7 @@ def create_study(spec: ExperimentSpec, storage: Any) -> optuna.Study:
     study = optuna.create_study(
         storage=storage,
         study_name=spec.study_name,
-        sampler=make_sampler(spec),
+        sampler=make_sampler(spec, worker),
         pruner=make_pruner(spec),
         directions=spec.directions,
         load_if_exists=True,

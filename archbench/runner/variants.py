@@ -33,6 +33,20 @@ class ResolvedVariant:
     def family(self) -> str | None:
         return self.config.get("family")
 
+    @property
+    def depth(self) -> int | None:
+        """The depth built, as the family counts it: the solved one under ``solve: depth``,
+        else the config's or the family's default; a preset's own (``None`` if it has none).
+        Not ``spec.depth``, which counts blocks."""
+        from archbench.models.presets import get_family, preset_depth
+
+        if self.budget is not None:
+            return int(self.budget.depth)
+        if self.config.get("preset"):
+            return preset_depth(self.config["preset"])
+        depth = self.config.get("depth")
+        return get_family(self.config["family"]).default_depth if depth is None else depth
+
 
 def load_checked(
     path: str | Path,
@@ -60,9 +74,36 @@ def check_spec(spec: ExperimentSpec) -> tuple[ExperimentSpec, list[ResolvedVaria
         except ArchbenchError as exc:
             raise SpecError(f"{spec.origin}: budget.target: {exc}") from None
     try:
+        check_recipe_space(spec)
         return spec, resolve_all(spec, dataset_shape(spec))
     except SpecError as exc:
         raise SpecError(f"{spec.origin}: {exc}") from None
+
+
+def check_recipe_space(spec: ExperimentSpec) -> None:
+    """Every recipe a trial can get must validate: each grid combination of ``space.recipe``,
+    and for a sampled space each choice and each range's bounds (with the spec's recipe for
+    the other keys). Otherwise ``validate`` passes and the trial fails at its start."""
+    if spec.space is None or not spec.space.recipe:
+        return
+    combos: list[dict[str, Any]] = []
+    if spec.sampler.name == "grid":
+        seen: set[str] = set()
+        for config in spec.grid():
+            key = repr(sorted(config["recipe"].items()))
+            if key not in seen:  # architectures share the recipe combinations
+                seen.add(key)
+                combos.append(config["recipe"])
+    else:
+        for name, dist in spec.space.recipe.items():
+            values = dist.choices if dist.choices is not None else (dist.low, dist.high)
+            combos += [{name: value} for value in values]
+    for combo in combos:
+        try:
+            dataclasses.replace(spec.recipe, **combo).validate()
+        except (SpecError, TypeError, ValueError) as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in combo.items())
+            raise SpecError(f"space.recipe ({shown}): {exc}") from None
 
 
 def bind(spec: ExperimentSpec) -> ExperimentSpec:

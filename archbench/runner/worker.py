@@ -18,7 +18,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.runner.objective import Objective, _native_heartbeat, _needs_attr_heartbeat
+from archbench.runner.objective import (
+    PRUNED_REASON_ATTR,
+    Objective,
+    _native_heartbeat,
+    _needs_attr_heartbeat,
+)
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     DONE_STATES,
@@ -137,7 +142,7 @@ def run_worker(
     with study_setup(spec, options):  # not while another process creates the study
         storage, store = open_storage(spec, options)
         try:
-            study = create_study(spec, storage)
+            study = create_study(spec, storage, worker=options.worker)
         except BaseException:
             store.close()
             raise
@@ -168,7 +173,11 @@ def _work(
         label = trial.user_attrs.get("label", trial.params)
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         value = f" val_acc {trial.values[0]:.4f}" if trial.values else ""
-        reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
+        reason = (
+            trial.user_attrs.get("fail_reason")
+            or trial.system_attrs.get("fail_reason")
+            or trial.user_attrs.get(PRUNED_REASON_ATTR)
+        )
         why = f" [{reason.splitlines()[0][:200]}]" if reason else ""
         progress = study_progress(spec, study.get_trials(deepcopy=False))
         on_event(

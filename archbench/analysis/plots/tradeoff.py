@@ -103,11 +103,24 @@ def plot_width(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list
     return fig, notes + more
 
 
+def interval_note(mean: float, low: float, high: float) -> str:
+    """A cell's annotation: the mean and its interval, ``±h`` when symmetric, else the
+    (clipped) bounds, so a band cut at 0% is not shown as reaching below it."""
+    if pd.isna(mean):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{mean:.1f}"
+    if abs((high - mean) - (mean - low)) < 0.05:  # symmetric to the shown precision
+        return f"{mean:.1f}\n±{(high - low) / 2:.1f}"
+    return f"{mean:.1f}\n[{low:.1f}, {high:.1f}]"
+
+
 @register_plot(
     "heatmap",
     "Depth x width grid",
-    "Mean final error (with the t-interval half-width) of one family over its depth x width "
-    "grid: where extra capacity pays off, deeper or wider.",
+    "Mean final error (with the t-interval: ±half-width, or its bounds where clipped to "
+    "0-100%) of one family over its depth x width grid: where extra capacity pays off, "
+    "deeper or wider.",
     order=30,
 )
 def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
@@ -132,18 +145,15 @@ def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, li
         group = max(sorted(candidates), key=lambda g: candidates[g])
     sub = table[table["group"] == group]
     mean = sub.pivot_table(index="depth", columns="width", values="mean") * 100
-    half = sub.assign(h=(sub["ci_high"] - sub["ci_low"]) / 2 * 100).pivot_table(
-        index="depth", columns="width", values="h"
-    )
     mean = mean.sort_index(ascending=False)
-    half = half.reindex_like(mean)
+    low, high = (
+        (sub.pivot_table(index="depth", columns="width", values=col) * 100).reindex_like(mean)
+        for col in ("ci_low", "ci_high")
+    )
     annot = mean.copy().astype(object)
     for d in mean.index:
         for w in mean.columns:
-            m, h = mean.loc[d, w], half.loc[d, w]
-            annot.loc[d, w] = (
-                "" if pd.isna(m) else (f"{m:.1f}" + ("" if pd.isna(h) else f"\n±{h:.1f}"))
-            )
+            annot.loc[d, w] = interval_note(mean.loc[d, w], low.loc[d, w], high.loc[d, w])
     fig, axes = figure(width=1.2 * len(mean.columns) + 3.2, height=0.75 * len(mean.index) + 2.0)
     ax = axes[0, 0]
     sns.heatmap(

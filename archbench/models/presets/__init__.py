@@ -170,20 +170,36 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], NetSpec], str]]
 
 
 def register_preset(name: str, spec: NetSpec, *, description: str = "", **meta: Any) -> None:
-    """Register a named preset; ``meta`` may carry ``paper_params`` (published count) etc."""
+    """Register a named preset; ``meta`` may carry ``paper_params`` (published count),
+    ``depth`` (the depth its family or paper counts: 20 for ``resnet20``; see
+    :func:`preset_depth`) etc."""
     PRESETS.add(name, spec.replace(name=name), description=description, **meta)
 
 
 def register_pattern(
     pattern: str, factory: Callable[[re.Match[str]], NetSpec], example: str
 ) -> None:
-    """Resolve names matching ``pattern`` (full match) with ``factory(match)``."""
+    """Resolve names matching ``pattern`` (full match) with ``factory(match)``; the pattern's
+    first group is the depth (:func:`preset_depth`)."""
     _PATTERNS.append((re.compile(pattern), factory, example))
 
 
 def pattern_examples() -> list[str]:
     _ = PRESETS.names()  # make sure built-ins are loaded
     return [example for _, _, example in _PATTERNS]
+
+
+def preset_depth(name: str) -> int | None:
+    """The depth a preset stands for (``resnet20``: 20, ``wrn_28_10``: 28), as its family
+    counts it; ``None`` for a preset registered without one. ``NetSpec.depth`` counts blocks."""
+    if name in PRESETS:
+        depth = PRESETS.entry(name).meta.get("depth")
+        return None if depth is None else int(depth)
+    for pattern, _, _ in _PATTERNS:
+        match = pattern.fullmatch(name)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def get_preset(

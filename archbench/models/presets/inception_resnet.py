@@ -230,15 +230,18 @@ register_preset(
     timm="inception_resnet_v2",
     timm_params=TIMM_V2_PARAMS,
     keras_total_params=KERAS_V2_TOTAL_PARAMS,
+    depth=40,  # the family's depth (blocks, 4n), as a family variant would record it
 )
 register_preset(
     "inception_resnet_v1",
     inception_resnet_imagenet_family(20, 256, version="v1", dropout=0.2),
     description="Inception-ResNet-v1 per the paper (Fig. 10-15, 5/10/5 blocks), 299x299",
     paper="Szegedy et al. 2016 (arXiv:1602.07261), Fig. 10-15, Table 1 (no parameter count given)",
+    depth=20,
 )
 register_preset(
     "inception_resnet_cifar",
     inception_resnet_family(8, 40),
     description="CIFAR Inception-ResNet-v2 scaled to w=40 (A 40, B 136, C 260), 2/4/2 blocks",
+    depth=8,
 )

@@ -229,6 +229,7 @@ for _depth, _params in PAPER_PARAMS.items():
         # 10.33M, without them 10.18M (its "10.2M"); 110 and 164 round to 1.7M either way.
         paper_params_excludes=("BatchNorm",),
         paper=PAPER,
+        depth=_depth,
     )
 
 register_pattern(

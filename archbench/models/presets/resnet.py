@@ -188,12 +188,14 @@ for _depth, _params in CIFAR_RESNET_PAPER_PARAMS.items():
         description=f"CIFAR ResNet-{_depth}, option A (He et al. 2015)",
         paper_params=_params,
         paper="He et al. 2015, Table 6",
+        depth=_depth,
     )
 for _depth in (20, 32, 44, 56, 110):
     register_preset(
         f"plain{_depth}",
         plain_family(_depth, 16),
         description=f"CIFAR plain-{_depth}: ResNet-{_depth} without shortcuts",
+        depth=_depth,
     )
 for _depth, _params in TORCHVISION_PARAMS.items():
     register_preset(
@@ -202,6 +204,7 @@ for _depth, _params in TORCHVISION_PARAMS.items():
         description=f"ImageNet ResNet-{_depth} (torchvision-identical)",
         torchvision=f"resnet{_depth}",
         torchvision_params=_params,
+        depth=_depth,
     )
 
 register_pattern(

@@ -77,6 +77,7 @@ for (_c, _d), _params in RESNEXT29_PAPER_PARAMS.items():
         paper_params=_params,
         paper_rounding="truncate",  # to 0.1M, see above
         paper="Xie et al. 2017, Table 7",
+        depth=29,
     )
 
 # torchvision's ImageNet ResNeXt and wide ResNets: the ResNet bottleneck with groups/base_width.
@@ -96,6 +97,7 @@ for _name, (_depth, _block_params, _tv_params) in TORCHVISION_BOTTLENECK_NETS.it
         description=f"ImageNet {_name} (torchvision-identical)",
         torchvision=_name,
         torchvision_params=_tv_params,
+        depth=_depth,
     )
 
 

@@ -115,6 +115,7 @@ for _depth in (11, 13, 16, 19):
         f"vgg{_depth}",
         vgg_family(_depth, 64),
         description=f"CIFAR VGG-{_depth} with BN: torchvision vgg{_depth}_bn features + fc(512, 10)",
+        depth=_depth,
     )
     register_preset(
         f"vgg{_depth}_bn_imagenet",
@@ -122,4 +123,5 @@ for _depth in (11, 13, 16, 19):
         description=f"ImageNet VGG-{_depth} with BN (torchvision-identical vgg{_depth}_bn)",
         torchvision=f"vgg{_depth}_bn",
         torchvision_params=TORCHVISION_BN_PARAMS[_depth],
+        depth=_depth,
     )

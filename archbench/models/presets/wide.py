@@ -75,6 +75,7 @@ for (_depth, _k), _params in WRN_PAPER_PARAMS.items():
         paper_params=_params,
         paper_rounding="nearest",  # to 0.1M
         paper="Zagoruyko & Komodakis 2016, Tables 4-6",
+        depth=_depth,
     )
 
 
