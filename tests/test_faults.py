@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from archbench.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 LOCK_ERRORS = ("database is locked", "Traceback", "deadlock", "could not serialize")
 
@@ -196,30 +193,6 @@ def test_a_worker_waits_for_a_dead_workers_trial_then_retries_it(tmp_path: Path)
     assert [t.number for t in failed] == [dead.number]
     with ResultsStore(db) as store:
         check_exactly_once(store, n_configs=1, seeds=[0], epochs=1)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The test server's URL with a fresh schema as search_path; dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("set ARCHBENCH_TEST_POSTGRES_URL to run against PostgreSQL")
-    import sqlalchemy as sa
-
-    from archbench.store.storage import create_engine, resolve_storage
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_storage(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    base = sa.make_url(resolve_storage(PG_URL).store_url)
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def two_workers(tmp_path: Path, storage: str, optuna_storage: Any, store_at: Any) -> None:

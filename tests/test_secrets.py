@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +28,6 @@ from archbench.store.storage import (
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
 SECRET = "s3cret-4711"
 LEAKY = f"postgresql://bob:{SECRET}@127.0.0.1:9/results"
 
@@ -129,26 +125,6 @@ def test_stored_spec_and_report_hold_no_password(tmp_path: Path) -> None:
 
 
 # -- PostgreSQL: a password in the spec, ${NAME} and PGPASSWORD ------------------------------
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The test server's URL with a fresh schema as search_path; dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("set ARCHBENCH_TEST_POSTGRES_URL to run against PostgreSQL")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_storage(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    base = sa.make_url(resolve_storage(PG_URL).store_url)
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _with_password(url: str, password: str | None) -> str:

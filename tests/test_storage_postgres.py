@@ -11,8 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,22 +28,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    """The server's URL with a fresh schema as search_path; the schema is dropped afterwards."""
-    assert PG_URL
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_storage(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    base = sa.make_url(resolve_storage(PG_URL).store_url)
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+def url(pg_url: str) -> str:
+    """The shared PostgreSQL fixture (tests/conftest.py): a fresh schema per test."""
+    return pg_url
 
 
 def _password(url: str) -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,33 +46,6 @@ if TYPE_CHECKING:
 
 # archbench.models.net (torch) is imported inside the helpers, so that the spawned writer processes
 # of the concurrency test import this module in a fraction of the time.
-
-PG_URL = os.environ.get("ARCHBENCH_TEST_POSTGRES_URL")
-
-
-def pg_schema_url(base: str, schema: str) -> str:
-    """``base`` with every connection's search_path set to ``schema`` (test isolation)."""
-    url = sa.make_url(resolve_storage(base).store_url).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("set ARCHBENCH_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_storage(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
