@@ -557,6 +557,19 @@ def test_cli_stats_json(store_path: Path, capsys) -> None:
     assert data["comparisons"] and "verdict" in data["comparisons"][0]
 
 
+def test_gradflow_family_picks_the_families_and_refuses_unknown_ones(sweep) -> None:
+    from archbench.analysis.plots import PlotOptions
+    from archbench.errors import UnknownNameError
+
+    default = render(sweep, "gradflow")
+    assert default.figure is not None
+    groups = sorted({ax.get_title().split(" ")[0] for ax in default.figure.axes if ax.get_title()})
+    one = render(sweep, "gradflow", PlotOptions(family=groups[-1])).figure
+    assert one is not None and len(one.axes) < len(default.figure.axes)
+    with pytest.raises(UnknownNameError, match="no per-block diagnostics of 'nope'"):
+        render(sweep, "gradflow", PlotOptions(family=f"{groups[0]},nope"))
+
+
 def test_cli_plot_and_report(store_path: Path, tmp_path: Path, capsys) -> None:
     rc = main(["plot", "all", BUDGET, "--storage", str(store_path), "--out", str(tmp_path)])
     out = capsys.readouterr().out

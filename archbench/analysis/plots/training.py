@@ -28,6 +28,7 @@ from archbench.analysis.plots.shared import (
     register_plot,
 )
 from archbench.analysis.style import MARKERS, figure, sequential
+from archbench.errors import UnknownNameError
 
 # -- training curves --------------------------------------------------------------------------
 
@@ -214,7 +215,14 @@ def plot_gradflow(data: ExperimentData, options: PlotOptions) -> tuple[Figure, l
     groups = _group_order(diag["group"], roles)[:4]
     if options.family:  # --family a,b,c: the (up to 4) families to compare
         wanted = [g.strip() for g in options.family.split(",")]
-        groups = [g for g in wanted if g in set(diag["group"])][:4] or groups
+        known = set(diag["group"])
+        unknown = [g for g in wanted if g not in known]
+        if unknown:  # as the heatmap: a misspelt name is an error, not a silent default
+            raise UnknownNameError(
+                f"no per-block diagnostics of {', '.join(map(repr, unknown))} in this "
+                f"experiment; known: {', '.join(sorted(known))}"
+            )
+        groups = wanted[:4]
     notes = []
     if len(set(diag["group"])) > len(groups):
         notes.append(f"showing families {', '.join(groups)}")
