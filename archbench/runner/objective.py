@@ -21,6 +21,7 @@ import optuna
 
 from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.metrics import TrialOutcome, objective_values
+from archbench.runner.run_sharing import owner_alive, wait_for_owners
 from archbench.runner.spec import ExperimentSpec, config_key
 from archbench.runner.study import (
     HEARTBEAT_ATTR,
@@ -31,6 +32,7 @@ from archbench.runner.study import (
 )
 from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
+from archbench.store.values import RunBusyError
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,7 @@ class Objective:
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
         self._derived: dict[str, Any] | None = None
+        self._told_busy: set[tuple[int, int]] = set()  # (trial, seed) said to be trained elsewhere
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -241,15 +244,29 @@ class Objective:
         plan = self._plan(trial)
         device = select_device(self.options.device)
         _ = self.data  # loaded before any run row is started, as before the split
-        accs: list[float] = []
+        accs: dict[int, float] = {}
         run_ids: list[int] = []
-        for i, seed in enumerate(self.spec.seeds):
-            # Prune on the first seed's curve (later seeds only run if it survives). Optuna
-            # takes no intermediate values from multi-objective trials.
-            report = i == 0 and len(self.spec.objectives) == 1
-            accs.append(self._run_seed(trial, plan, seed, device, run_ids, report=report))
-        acc = sum(accs) / len(accs)
-        trial.set_user_attr("val_acc_per_seed", accs)
+        pending = list(self.spec.seeds)
+        while pending:
+            # A seed whose run another live trial is training (a sampler drew this
+            # configuration twice) is skipped, the other seeds trained meanwhile, and its
+            # result read once that trial finishes it: each run is trained once.
+            busy = []
+            for seed in pending:
+                # Prune on the first seed's curve (later seeds only run if it survives).
+                # Optuna takes no intermediate values from multi-objective trials.
+                report = seed == self.spec.seeds[0] and len(self.spec.objectives) == 1
+                acc = self._run_seed(trial, plan, seed, device, run_ids, report=report)
+                if acc is None:
+                    busy.append(seed)
+                else:
+                    accs[seed] = acc
+            if busy and busy == pending:  # nothing else to do: wait for the other trial
+                wait_for_owners(trial.study, self.options)
+            pending = busy
+        per_seed = [accs[seed] for seed in self.spec.seeds]
+        acc = sum(per_seed) / len(per_seed)
+        trial.set_user_attr("val_acc_per_seed", per_seed)
         trial.set_user_attr("run_ids", run_ids)
         values = objective_values(self.spec.objectives, TrialOutcome(val_acc=acc, cost=plan.cost))
         return values[0] if len(values) == 1 else tuple(values)
@@ -297,8 +314,9 @@ class Objective:
         run_ids: list[int],
         *,
         report: bool,
-    ) -> float:
-        """Train (or resume, or reuse) one seed's run; its validation accuracy (0 if diverged)."""
+    ) -> float | None:
+        """Train (or resume, or reuse) one seed's run; its validation accuracy (0 if diverged),
+        or ``None`` while another live trial is training that run."""
         from archbench.training.device import environment_info
 
         spec, variant = self.spec, plan.variant
@@ -307,7 +325,7 @@ class Objective:
         env = environment_info(device)
         env["resumed_after_epoch"] = resumed or 0
         env["worker"] = WORKER_ID
-        run_id = self.store.start_run(
+        opening = dict(
             experiment=spec.name,
             profile=spec.profile,
             study_name=spec.study_name,
@@ -321,6 +339,24 @@ class Objective:
             env=env,
             budget=_budget_dict(variant),
         )
+        try:
+            run_id = self.store.start_run(**opening, exclusive=True)
+        except RunBusyError as busy:
+            if owner_alive(trial.study, busy.owner):
+                if (trial.number, seed) in self._told_busy:
+                    return None
+                self._told_busy.add((trial.number, seed))
+                self.on_event(
+                    f"trial {trial.number}: {variant.label} seed {seed} is being trained by "
+                    f"trial {busy.owner[1]} (same configuration); its result will be reused"
+                )
+                return None
+            # Its worker died (or it belongs to another study): take the run over, unless
+            # another waiter already did.
+            try:
+                run_id = self.store.start_run(**opening, exclusive=True, replacing=busy.owner)
+            except RunBusyError:
+                return None
         run_ids.append(run_id)
         previous = self.store.run(run_id)
         if previous is not None and previous.get("status") == "completed":

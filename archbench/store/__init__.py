@@ -14,7 +14,7 @@ from archbench.store.schema import (
     SCHEMA_VERSION,
 )
 from archbench.store.store import ResultsStore
-from archbench.store.values import SchemaVersionError, StoreError, config_key
+from archbench.store.values import RunBusyError, SchemaVersionError, StoreError, config_key
 
 __all__ = [
     "EPOCH_METRICS",
@@ -23,6 +23,7 @@ __all__ = [
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "ResultsStore",
+    "RunBusyError",
     "SchemaVersionError",
     "StoreError",
     "config_key",

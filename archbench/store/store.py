@@ -47,6 +47,7 @@ from archbench.store.storage import (
 )
 from archbench.store.upsert import upsert
 from archbench.store.values import (
+    RunBusyError,
     SchemaVersionError,
     StoreError,
     to_int,
@@ -314,6 +315,8 @@ class ResultsStore(StoreReads):
         env: Mapping[str, Any] | None = None,
         budget: Mapping[str, Any] | None = None,
         rerun_completed: bool = False,
+        exclusive: bool = False,
+        replacing: tuple[str | None, int | None] | None = None,
     ) -> int:
         """Open (or reopen) the run of one configuration and seed; return its ``run_id``.
 
@@ -326,6 +329,11 @@ class ResultsStore(StoreReads):
         ``budget`` is ``{"metric": "params"|"macs", "target": n}`` (``tolerance`` and a
         caller's ``error`` allowed) when the variant was solved to one: the run stores the
         metric, the target and the signed error of the variant's stored count.
+
+        ``exclusive=True`` refuses a run that is 'running' under another (study, trial): it
+        raises :class:`RunBusyError` (nothing written), so two workers that drew the same
+        configuration never train one run at once. ``replacing`` names the owner the caller
+        found dead: the run is taken over only if it still belongs to that trial.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
         key, fields = rows.run_key_fields(
@@ -343,8 +351,12 @@ class ResultsStore(StoreReads):
         )
         budget_of = rows.parse_budget(budget)
 
+        owner = (fields["study_name"], fields["trial_number"])
+        # Who may reopen a 'running' row: anyone, or (exclusive) its own trial / the dead owner.
+        allowed = None if not exclusive else {owner} | ({tuple(replacing)} if replacing else set())
+
         def write(conn: sa.Connection) -> int:
-            return self._open_run(conn, spec_hash, key, fields, budget_of, rerun_completed)
+            return self._open_run(conn, spec_hash, key, fields, budget_of, rerun_completed, allowed)
 
         run_id = self._write(write, race=True)
         log.debug("run %d started: %s", run_id, key)
@@ -358,6 +370,7 @@ class ResultsStore(StoreReads):
         fields: dict[str, Any],
         budget: tuple[str | None, float | None],
         rerun_completed: bool,
+        allowed_owners: set[tuple[str | None, int | None]] | None,
     ) -> int:
         """``start_run``'s transaction: insert the run, or reopen the one with this key."""
         known = conn.execute(
@@ -372,7 +385,14 @@ class ResultsStore(StoreReads):
         fields = {**fields, "budget_metric": metric, "budget_target": target, "budget_error": error}
         where = sa.and_(*(runs.c[k] == v for k, v in key.items()))
         old = conn.execute(
-            sa.select(runs.c.run_id, runs.c.spec_hash, runs.c.attempts, runs.c.status).where(where)
+            sa.select(
+                runs.c.run_id,
+                runs.c.spec_hash,
+                runs.c.attempts,
+                runs.c.status,
+                runs.c.study_name,
+                runs.c.trial_number,
+            ).where(where)
         ).first()
         now = _now()
         if old is None:
@@ -395,6 +415,9 @@ class ResultsStore(StoreReads):
             )
         if old.status == "completed" and not rerun_completed:
             return int(old.run_id)
+        owner = (old.study_name, old.trial_number)
+        if old.status == "running" and allowed_owners is not None and owner not in allowed_owners:
+            raise RunBusyError(int(old.run_id), *owner)
         cleared = dict.fromkeys((*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at"))
         conn.execute(
             runs.update()

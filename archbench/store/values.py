@@ -20,6 +20,18 @@ class SchemaVersionError(StoreError):
     """The store was written by an archbench with another schema version."""
 
 
+class RunBusyError(StoreError):
+    """``start_run(exclusive=True)`` found the run 'running' under another trial: another
+    worker is (or was, until it died) training that configuration and seed."""
+
+    def __init__(self, run_id: int, study_name: str | None, trial_number: int | None) -> None:
+        super().__init__(
+            f"run {run_id} is being trained by trial {trial_number} of study {study_name!r}"
+        )
+        self.run_id = run_id
+        self.owner = (study_name, trial_number)
+
+
 def as_mapping(obj: Any, what: str) -> dict[str, Any]:
     """A plain dict from a mapping, a dataclass instance, or an object with ``_asdict()``."""
     if isinstance(obj, Mapping):
