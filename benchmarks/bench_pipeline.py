@@ -1,7 +1,7 @@
 """Pipeline overhead: one training epoch through ``archbench.training.train`` vs a bare PyTorch loop.
 
-Both train the same architecture (same init) with the same SGD optimizer on the same number
-of images and batch size. The bare loop steps through batches made before the clock starts
+Both train the same architecture from the same init (a fresh net and optimizer per measured
+epoch) with the same SGD optimizer on the same number of images and batch size. The bare loop steps through batches made before the clock starts
 (forward, backward, step, nothing else); ``train`` includes everything it does per step: its
 device loader (shuffle + augmentation on the device), the learning-rate update, running
 loss/error sums and the finiteness checks. ``train``'s number is its own ``images_per_s``
@@ -123,8 +123,9 @@ def main() -> None:
         return build_net(spec).to(device, memory_format=memory_format)
 
     # The bare loop: batches made up front (same loader, same seed), then only the steps.
-    bare_net = fresh_net()
-    bare_opt = build_optimizer(bare_net, recipe)
+    # Every measured epoch, of either loop, starts from a fresh net and optimizer (built
+    # before the clock starts), as each `archbench train` call does: a warm, trained net
+    # against a fresh one measured the difference between them, not the pipeline.
     loader = DeviceLoader(
         data.train,
         info,
@@ -140,23 +141,26 @@ def main() -> None:
     criterion = torch.nn.CrossEntropyLoss()
 
     def bare_epoch() -> float:
-        bare_net.train()
+        net = fresh_net()
+        opt = build_optimizer(net, recipe)
+        net.train()
         sync(device)
         t0 = clock()
         for x, y in batches:
             with torch.autocast("cuda", torch.bfloat16) if amp else contextlib.nullcontext():
-                loss = criterion(bare_net(x), y)
-            bare_opt.zero_grad(set_to_none=True)
+                loss = criterion(net(x), y)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            bare_opt.step()
+            opt.step()
         sync(device)
         return n_images / (clock() - t0)
 
-    pipe_net = fresh_net()
+    pipe_net = fresh_net()  # the diagnostics measurement below
     epoch_times: list[float] = []
 
     def pipeline_epoch() -> float:
-        result = train(pipe_net, data, recipe, device=device, diagnostics_every=0, progress=False)
+        net = fresh_net()
+        result = train(net, data, recipe, device=device, diagnostics_every=0, progress=False)
         assert result.final is not None and result.env["train_images_per_epoch"] == n_images
         epoch_times.append(result.final.train_time_s)
         return result.final.images_per_s
@@ -185,7 +189,7 @@ def main() -> None:
     measured = cli_epoch if args.via == "cli" else pipeline_epoch
 
     print(
-        f"{args.model} ({sum(p.numel() for p in bare_net.parameters()):,} params) on "
+        f"{args.model} ({sum(p.numel() for p in pipe_net.parameters()):,} params) on "
         f"{n_images} {info.name} {info.channels}x{info.image_size}x{info.image_size} images, "
         f"batch {args.batch_size}, {len(batches)} steps; device {device}; measured: "
         f"{'archbench train (CLI)' if args.via == 'cli' else 'train()'}"
