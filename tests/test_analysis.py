@@ -276,13 +276,14 @@ PLOT_KINDS = tuple(plot_kinds())
 
 EXPECTED_DRAWN = {
     SWEEP: set(PLOT_KINDS) - {"budget"},
-    BUDGET: {"cost", "budget", "preact", "optuna-history"},
-    THIN: {"cost"},
+    BUDGET: {"cost", "time", "budget", "preact", "optuna-history"},
+    THIN: {"cost", "time"},
 }
 LEGEND = {
     "depth",
     "width",
     "cost",
+    "time",
     "degradation",
     "preact",
     "gradflow",
@@ -292,7 +293,7 @@ LEGEND = {
     "optuna-pareto",
     "budget",
 }
-PERCENT_Y = {"depth", "width", "cost", "budget", "degradation", "preact"}
+PERCENT_Y = {"depth", "width", "cost", "time", "budget", "degradation", "preact"}
 
 
 def test_plot_kinds_registry(thin) -> None:
@@ -392,6 +393,23 @@ def test_depth_plot_shows_the_stored_means(sweep) -> None:
     want = table[(table["family"] == "plain") & (table["width"] == 16)].sort_values("depth")
     assert line.get_xdata().tolist() == want["depth"].tolist()
     assert line.get_ydata() == pytest.approx(want["mean"].to_numpy() * 100)
+
+
+def test_time_plot_places_each_configuration_at_its_mean_wall_time(budget) -> None:
+    fig = render(budget, "time").figure
+    runs = budget.runs[budget.runs["status"] == "completed"]
+    want = runs.groupby("config_key")["wall_time_s"].mean()
+    table = config_stats(budget.runs).set_index("config_key")
+    drawn = sorted(
+        (round(float(x), 6), round(float(y), 6))
+        for bars in fig.axes[0].containers  # one errorbar per family; lines[0]: its markers
+        for x, y in zip(bars.lines[0].get_xdata(), bars.lines[0].get_ydata())
+    )
+    expected = sorted(
+        (round(float(want[k]), 6), round(float(table.loc[k, "mean"] * 100), 6)) for k in want.index
+    )
+    assert drawn == expected
+    assert "wall time per run" in fig.axes[0].get_xlabel()
 
 
 def test_skip_reasons(budget, thin) -> None:
@@ -497,7 +515,7 @@ def test_report_is_self_contained(sweep, sweep_plots) -> None:
 
 def test_report_of_a_thin_experiment(thin, tmp_path: Path) -> None:
     text = write_report(thin, tmp_path / "thin.html").path.read_text(encoding="utf-8")
-    assert text.count("<img ") == 1
+    assert text.count("<img ") == len(EXPECTED_DRAWN[THIN])  # the kinds a thin store draws
     assert "no per-block diagnostics" in text and "No spec stored" in text
 
 

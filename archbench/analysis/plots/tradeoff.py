@@ -229,6 +229,61 @@ def plot_cost(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[
 
 
 @register_plot(
+    "time",
+    "Error vs training time",
+    "Final error vs wall-clock time per run (one seed: training and evaluation), one colour "
+    "per family; vertical bars the t-interval over seeds of the error (clipped to 0-100%), "
+    "horizontal bars the seeds' range of the time; the staircase is the Pareto front. Times "
+    "compare only runs on the same device under the same load.",
+    order=45,
+)
+def plot_time(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
+    table = _table(data, options)
+    done = data.runs[(data.runs["status"] == "completed") & data.runs["wall_time_s"].notna()]
+    times = done.groupby("config_key")["wall_time_s"].agg(["mean", "min", "max"])
+    table = table.join(times.add_prefix("time_"), on="config_key", how="inner")
+    if len(table) < 2:
+        raise PlotSkipped("needs at least two configurations with a recorded wall time")
+    colours = _colours(data)
+    groups = _group_order(table["group"], _roles(data))
+    fig, axes = figure(1, 1, width=6.4, height=4.4)
+    ax = axes[0, 0]
+    for i, group in enumerate(groups):
+        sub = table[table["group"] == group]
+        x, y = sub["time_mean"].to_numpy(float), sub["mean"].to_numpy() * 100
+        yerr = np.vstack([y - sub["ci_low"] * 100, sub["ci_high"] * 100 - y])
+        xerr = np.vstack([x - sub["time_min"], sub["time_max"] - x])
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            yerr=np.where(np.isnan(yerr), 0.0, yerr),
+            fmt=MARKERS[i % len(MARKERS)],
+            color=colours[group],
+            label=group,
+            ms=6,
+            capsize=2,
+            alpha=0.9,
+            zorder=3,
+        )
+        for xi, yi, name in zip(x, y, sub["label"]):
+            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    front = stats.pareto_front(table["time_mean"], table["mean"])
+    fx = table["time_mean"].to_numpy(float)[front]
+    fy = table["mean"].to_numpy()[front] * 100
+    ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=2, label="Pareto front")
+    if table["time_mean"].max() / table["time_mean"].min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("wall time per run (s; mean over seeds, bar: range)")
+    ax.set_ylabel(metric_label(options.metric))
+    ax.legend(fontsize="small")
+    devices = sorted({str(d) for d in done["device"].dropna()})
+    where = f" on {', '.join(devices)}" if devices else ""
+    fig.suptitle(f"Error vs training time{where}\n({_seed_note(table, options.level)})")
+    return fig, []
+
+
+@register_plot(
     "budget",
     "Equal-budget comparison",
     "Each variant solved to the same parameter (or MAC) budget: the mean final error with its "
