@@ -211,6 +211,30 @@ SPEC_CASES: list[tuple[str, Any, list[str], str]] = [
         "width 1000000",
     ),
     (
+        "baseline-outside-space",
+        _with(
+            variants=[],
+            sampler={"name": "random"},
+            trials=2,
+            space={"family": "resnet", "depth": [8, 14], "width": [4]},
+            baselines=[{"family": "resnet", "depth": 20, "width": 4}],
+        ),
+        [],
+        "baselines[0]: baseline 'resnet20_w4': depth 20 is not in space.depth.resnet",
+    ),
+    (
+        "baseline-width-outside-space",
+        _with(
+            variants=[],
+            sampler={"name": "random"},
+            trials=2,
+            space={"family": "resnet", "depth": [8], "width": {"low": 4, "high": 8}},
+            baselines=[{"family": "resnet", "depth": 8, "width": 16}],
+        ),
+        [],
+        "width 16 is not in space.width.resnet (4..8)",
+    ),
+    (
         "budget-impossible",
         _with(
             variants=[{"family": "resnet", "depth": 8}], budget={"target": 100, "tolerance": 0.01}

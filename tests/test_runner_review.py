@@ -313,3 +313,47 @@ def test_the_storage_retries_stale_trials_through_the_one_retry_callback(tmp_pat
     expected = _retry_callback(2)
     assert type(callback) is type(expected) and vars(callback) == vars(expected)
     assert vars(callback)["_max_retry"] == 2 and vars(_retry_callback())["_max_retry"] is None
+
+
+# -- 8: a worker that died of an error is never a clean run -------------------------------------
+
+
+def test_run_exits_3_when_a_worker_process_crashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The other worker finished every trial, but one died with a traceback: exit 3, not 0
+    (seen: a baseline outside the profile's space killed a worker and the run said 0)."""
+    import multiprocessing
+
+    import yaml
+
+    import archbench.cli.run as cli_run
+    from archbench.cli import main
+
+    class InProcess:  # worker 0 works in this process; worker 1 "crashes" at once
+        def __init__(self, target: Any, args: tuple[Any, ...]) -> None:
+            self.args, self.exitcode = args, None
+
+        def start(self) -> None:
+            spec, profile, options, workers, overrides = self.args
+            if options.worker == 0:
+                cli_run._worker_main(spec, profile, options, workers, overrides)
+                self.exitcode = 0
+            else:
+                self.exitcode = 1
+
+        def join(self) -> None:
+            pass
+
+    real = multiprocessing.get_context
+    fake = type("Ctx", (), {"Process": staticmethod(InProcess)})
+    monkeypatch.setattr(
+        cli_run.multiprocessing, "get_context", lambda m=None: fake if m == "spawn" else real(m)
+    )
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(grid(tmp_path / "g.db")))
+    code = main(["run", str(path), "--workers", "2", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "1 worker process(es) failed (exit codes [1])" in err
+    assert "not clean" in err and f"archbench run {path}" in err

@@ -331,6 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{resumed}",
         flush=True,
     )
+    crashed: list[int | None] = []
     if args.workers == 1:
         _worker_main(args.spec, args.profile, options, 1, _overrides(args))
     else:
@@ -370,7 +371,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Nothing recorded (every trial failed before its first run) is said below.
     with contextlib.suppress(ArchbenchError):
         print_results(spec.name, spec.profile, storage, runs=False)
-    return _report_unfinished(spec, study, _retry_command(args))
+    code = _report_unfinished(spec, study, _retry_command(args))
+    if crashed and code == OK:
+        # The study may have its trials (the other workers finished them), but a worker that
+        # died of an error is not a clean run: its traceback is above.
+        print(
+            "archbench: the run is not clean: a worker process ended with an error (above); "
+            f"rerun with: {_retry_command(args)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return INCOMPLETE
+    return code
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

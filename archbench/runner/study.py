@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from archbench.errors import SpecError
 from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.spec import ExperimentSpec
+from archbench.runner.variants import baseline_params
 
 log = logging.getLogger(__name__)
 
@@ -233,51 +234,6 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
     return study
 
 
-def _fixed_params(spec: ExperimentSpec, baseline: Any) -> dict[str, Any]:
-    """Optuna params that make the define-by-run space produce ``baseline``."""
-    from archbench.models.presets import get_family
-
-    assert spec.space is not None
-    fam = baseline.family
-    if fam not in spec.space.families:
-        raise SpecError(
-            f"baseline {baseline.display!r}: family {fam!r} is not in the space "
-            f"{list(spec.space.families)}"
-        )
-    depth = baseline.depth or get_family(fam).default_depth
-    params = {"family": fam, f"{fam}.depth": depth}
-    if fam in spec.space.width:
-        if baseline.width is None:
-            raise SpecError(
-                f"baseline {baseline.display!r}: the space samples {fam} widths; give 'width'"
-            )
-        params[f"{fam}.width"] = baseline.width
-    pspace = spec.space.params.get(fam, {})
-    extra = sorted(set(baseline.params) - set(pspace))
-    if extra:
-        raise SpecError(
-            f"baseline {baseline.display!r}: params {extra} are not in the space's "
-            f"params for {fam} ({sorted(pspace) or 'none'})"
-        )
-    missing = sorted(set(pspace) - set(baseline.params))
-    if missing:
-        raise SpecError(
-            f"baseline {baseline.display!r}: the space samples {fam} params {missing}; give them"
-        )
-    params.update({f"{fam}.{k}": v for k, v in baseline.params.items()})
-    # A baseline trains with the spec's own recipe where the space allows it.
-    for key, dist in spec.space.recipe.items():
-        value = getattr(spec.recipe, key)
-        if dist.choices is not None:
-            if value in dist.choices:
-                params[f"recipe.{key}"] = value
-        elif dist.low <= value <= dist.high and (
-            dist.step is None or float(value - dist.low) / dist.step % 1 == 0
-        ):
-            params[f"recipe.{key}"] = value
-    return params
-
-
 def _origin(trial: FrozenTrial) -> int:
     """The number of the first trial of a retry chain (Optuna's ``failed_trial`` attribute)."""
     return int(trial.system_attrs.get("failed_trial", trial.number))
@@ -343,7 +299,7 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
                 study.enqueue_trial({"config": label})
     else:
         for baseline in spec.baselines:
-            study.enqueue_trial(_fixed_params(spec, baseline), skip_if_exists=True)
+            study.enqueue_trial(baseline_params(spec, baseline), skip_if_exists=True)
         for trial in failed_chains:
             _retry_callback()(study, copy.deepcopy(trial))
             requeued += 1

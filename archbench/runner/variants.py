@@ -75,9 +75,84 @@ def check_spec(spec: ExperimentSpec) -> tuple[ExperimentSpec, list[ResolvedVaria
             raise SpecError(f"{spec.origin}: budget.target: {exc}") from None
     try:
         check_recipe_space(spec)
+        if spec.space is not None:
+            for i, baseline in enumerate(spec.baselines):
+                try:
+                    baseline_params(spec, baseline)
+                except SpecError as exc:
+                    raise SpecError(f"baselines[{i}]: {exc}") from None
         return spec, resolve_all(spec, dataset_shape(spec))
     except SpecError as exc:
         raise SpecError(f"{spec.origin}: {exc}") from None
+
+
+def baseline_params(spec: ExperimentSpec, baseline: VariantSection) -> dict[str, Any]:
+    """Optuna params that make the define-by-run space produce ``baseline``.
+
+    Raises :class:`SpecError` for a baseline the space cannot produce: a family, depth,
+    width or param outside it (Optuna would fail the enqueued trial at its first suggest).
+    """
+    from archbench.models.presets import get_family
+
+    assert spec.space is not None
+    space = spec.space
+    fam = baseline.family
+    name = repr(baseline.display)
+    if fam not in space.families:
+        raise SpecError(
+            f"baseline {name}: family {fam!r} is not in the space {list(space.families)}"
+        )
+    depth = baseline.depth or get_family(fam).default_depth
+    _check_in_space(f"baseline {name}: depth", depth, space.depth.get(fam), f"space.depth.{fam}")
+    params = {"family": fam, f"{fam}.depth": depth}
+    if fam in space.width:
+        if baseline.width is None:
+            raise SpecError(f"baseline {name}: the space samples {fam} widths; give 'width'")
+        _check_in_space(
+            f"baseline {name}: width", baseline.width, space.width[fam], f"space.width.{fam}"
+        )
+        params[f"{fam}.width"] = baseline.width
+    pspace = space.params.get(fam, {})
+    extra = sorted(set(baseline.params) - set(pspace))
+    if extra:
+        raise SpecError(
+            f"baseline {name}: params {extra} are not in the space's "
+            f"params for {fam} ({sorted(pspace) or 'none'})"
+        )
+    missing = sorted(set(pspace) - set(baseline.params))
+    if missing:
+        raise SpecError(f"baseline {name}: the space samples {fam} params {missing}; give them")
+    for key, value in baseline.params.items():
+        _check_in_space(f"baseline {name}: {key}", value, pspace[key], f"space.params.{fam}")
+    params.update({f"{fam}.{k}": v for k, v in baseline.params.items()})
+    # A baseline trains with the spec's own recipe where the space allows it.
+    for key, dist in space.recipe.items():
+        value = getattr(spec.recipe, key)
+        if _in_space(value, dist):
+            params[f"recipe.{key}"] = value
+    return params
+
+
+def _in_space(value: Any, dist: Distribution) -> bool:
+    if dist.choices is not None:
+        return value in dist.choices
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    if dist.is_int and value != int(value):
+        return False
+    return dist.low <= value <= dist.high and (
+        dist.step is None or float(value - dist.low) / dist.step % 1 == 0
+    )
+
+
+def _check_in_space(what: str, value: Any, dist: Distribution | None, key: str) -> None:
+    if dist is None or _in_space(value, dist):
+        return
+    if dist.choices is not None:
+        allowed = f"one of {list(dist.choices)}"
+    else:
+        allowed = f"{dist.low}..{dist.high}" + (f" in steps of {dist.step}" if dist.step else "")
+    raise SpecError(f"{what} {value!r} is not in {key} ({allowed}); the space cannot draw it")
 
 
 def check_recipe_space(spec: ExperimentSpec) -> None:
