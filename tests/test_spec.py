@@ -90,6 +90,8 @@ def test_unknown_keys_name_the_key_and_what_is_allowed(
         ({"variants": [{"family": "resnet", "depth": "8"}]}, ["variants[0]", "'depth'", "'8'"]),
         ({"dataset": {"name": "digits", "val_size": -1}}, ["val_size", ">= 0"]),
         ({"sampler": {"name": "cmaes"}}, ["'cmaes'", "'tpe'", "'nsga2'"]),
+        ({"sampler": {"name": "tpe", "population_size": 8}}, ["population_size", "'nsga2'"]),
+        ({"sampler": {"name": "nsga2", "population_size": 1}}, ["population_size", ">= 2"]),
         ({"pruner": {"name": "sha"}}, ["'sha'", "'median'", "'hyperband'"]),
         ({"storage": 5}, ["storage"]),
         ({"name": "a b"}, ["name", "'a b'"]),

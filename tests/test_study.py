@@ -598,6 +598,17 @@ def test_the_study_gets_the_sampler_the_spec_names(tmp_path: Path, name: str) ->
     assert type(study.sampler) is EXPECTED_SAMPLERS[name]
 
 
+def test_nsga2_population_size_reaches_the_sampler(tmp_path: Path) -> None:
+    from archbench.runner.study import create_study
+
+    data = _sampled(tmp_path, "nsga2")
+    default = create_study(parse_spec(data), optuna.storages.InMemoryStorage())
+    assert default.sampler._population_size == 50  # Optuna's own default
+    data["sampler"]["population_size"] = 6
+    study = create_study(parse_spec(data), optuna.storages.InMemoryStorage(), worker=1)
+    assert study.sampler._population_size == 6
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PRUNERS))
 def test_the_study_gets_the_pruner_the_spec_names(tmp_path: Path, name: str) -> None:
     from archbench.runner.study import create_study

@@ -47,6 +47,11 @@ def _seed(spec: Any, worker: int | str = 0) -> dict[str, Any]:
     return {"seed": worker_seed(spec.sampler.seed, worker)}
 
 
+def _nsga2(spec: Any, worker: int | str = 0) -> dict[str, Any]:
+    size = spec.sampler.population_size
+    return {**_seed(spec, worker), **({"population_size": size} if size else {})}
+
+
 SAMPLERS: dict[str, Algorithm] = {
     # A grid study enqueues every configuration (prepare_study), in the spec's order: workers
     # pop them one at a time, so no two get the same one and the sampler is never asked.
@@ -55,7 +60,7 @@ SAMPLERS: dict[str, Algorithm] = {
     "grid": Algorithm("samplers", "RandomSampler", _seed, per_worker=True),
     "random": Algorithm("samplers", "RandomSampler", _seed, per_worker=True),
     "tpe": Algorithm("samplers", "TPESampler", _seed, per_worker=True),
-    "nsga2": Algorithm("samplers", "NSGAIISampler", _seed, per_worker=True),
+    "nsga2": Algorithm("samplers", "NSGAIISampler", _nsga2, per_worker=True),
 }
 
 PRUNERS: dict[str, Algorithm] = {

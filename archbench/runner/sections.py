@@ -96,11 +96,25 @@ class BudgetSection:
 class SamplerSection:
     name: str = "grid"  # a key of archbench.runner.algorithms.SAMPLERS
     seed: int = 0
+    # nsga2: trials per generation (None: Optuna's 50). With fewer trials than one
+    # population NSGA-II never leaves its random first generation: it is random search.
+    population_size: int | None = None
 
     def validate(self) -> None:
         problem = one_of(SAMPLERS, self.name)
         if problem:
             raise SpecError(problem)
+        if self.population_size is not None:
+            if self.name != "nsga2":
+                raise SpecError(
+                    f"key 'population_size' is a setting of sampler 'nsga2', not {self.name!r}"
+                )
+            if isinstance(self.population_size, bool) or not (
+                isinstance(self.population_size, int) and self.population_size >= 2
+            ):
+                raise SpecError(
+                    f"key 'population_size' must be an integer >= 2, got {self.population_size!r}"
+                )
 
 
 @dataclass(frozen=True)
