@@ -250,6 +250,33 @@ def test_config_stats_and_selection(sweep) -> None:
     assert picked.index.tolist() == [1] and "validation" in notes[0]
 
 
+def test_labels_of_one_architecture_with_several_recipes_name_what_differs() -> None:
+    import pandas as pd
+
+    from archbench.analysis.data import unique_labels
+
+    arch = {"family": "resnet", "resnet.depth": 14}
+    table = pd.DataFrame(
+        {
+            "name": ["resnet14", "resnet14", "wrn16", "plain8", "plain8"],
+            "hyperparameters": [
+                {**arch, "recipe.lr": 0.0846478746510684, "recipe.weight_decay": 5e-4},
+                {**arch, "recipe.lr": 0.1, "recipe.weight_decay": 5e-4},
+                {"family": "wrn"},
+                None,
+                None,
+            ],
+        }
+    )
+    assert unique_labels(table) == [
+        "resnet14 [lr=0.0846]",  # only what differs; floats to 3 significant digits
+        "resnet14 [lr=0.1]",
+        "wrn16",
+        "plain8",
+        "plain8 #2",  # nothing tells them apart but the recipe itself
+    ]
+
+
 def test_variant_names_follow_the_experiments_trials() -> None:
     from types import SimpleNamespace
 

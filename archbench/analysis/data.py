@@ -276,22 +276,33 @@ def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.
         "n_failed",
     ]
     table = pd.DataFrame(rows, columns=[c for c in columns if c != "label"])
-    table.insert(1, "label", _labels(table))
+    table.insert(1, "label", unique_labels(table))
     return table.sort_values(["group", "depth", "width", "label"]).reset_index(drop=True)
 
 
-def _labels(table: pd.DataFrame) -> list[str]:
-    labels = table["name"].astype(str).tolist()
-    dupes = table["name"].duplicated(keep=False).tolist()
+def unique_labels(table: pd.DataFrame) -> list[str]:
+    """Each row's variant ``name``, made unique where several configurations share it (a
+    search that sampled one architecture with several recipes) by the hyperparameters that
+    differ between them, floats to 3 significant digits: ``resnet14 [lr=0.0846,weight_decay=0.000282]``."""
+    names = table["name"].astype(str).tolist()
+    hps = [dict(hp) if isinstance(hp, Mapping) else {} for hp in table["hyperparameters"]]
+    rows_of: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        rows_of.setdefault(name, []).append(i)
     out = []
-    for label, dup, hp in zip(labels, dupes, table["hyperparameters"]):
-        if dup:
-            extra = ",".join(
-                f"{k.split('.')[-1]}={v}"
-                for k, v in sorted((hp or {}).items())
-                if k != "config" and not isinstance(v, (dict, list))
-            )
-            label = f"{label} [{extra}]" if extra else label
+    for i, name in enumerate(names):
+        same = rows_of[name]
+        label = name
+        if len(same) > 1:
+            keys = sorted({k for j in same for k in hps[j]} - {"config"})
+            differing = [
+                k
+                for k in keys
+                if not isinstance(hps[i].get(k), (dict, list))
+                and len({_short(hps[j].get(k)) for j in same}) > 1
+            ]
+            extra = ",".join(f"{k.split('.')[-1]}={_short(hps[i].get(k))}" for k in differing)
+            label = f"{name} [{extra}]" if extra else name
         out.append(label)
     # Still ambiguous (same name and hyperparameters: the recipe itself differs).
     counts: dict[str, int] = {}
@@ -300,6 +311,10 @@ def _labels(table: pd.DataFrame) -> list[str]:
         counts[label] = counts.get(label, 0) + 1
         final.append(label if counts[label] == 1 else f"{label} #{counts[label]}")
     return final
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def select_best(table: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:

@@ -117,6 +117,11 @@ def print_results(
             table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
         else:
             summary = store.summary(experiment, profile)
+            if len(summary):
+                from archbench.analysis.data import unique_labels
+
+                # A search that sampled one architecture with several recipes: say which.
+                summary["name"] = unique_labels(summary)
             # Ranked by validation error: the test set is reported, never used to select.
             table = summary[[c for c in _SUMMARY_COLUMNS if c in summary.columns]]
             if "val_err_mean" in table.columns:
