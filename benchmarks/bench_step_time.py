@@ -44,6 +44,10 @@ def main() -> None:
     parser.add_argument("--clock", choices=("thread", "wall"), default="thread")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.clock == "thread" and args.threads > 1:
+        parser.error(
+            "--clock thread counts the main thread only: use --clock wall with --threads > 1"
+        )
     channels, size, _ = (int(v) for v in args.input.split("x"))
     torch.set_num_threads(args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter

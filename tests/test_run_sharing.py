@@ -26,10 +26,11 @@ pytestmark = [
 ]
 
 
-def _spec(tmp_path: Path) -> Any:
+def _spec(tmp_path: Path, **changes: Any) -> Any:
     # One point in the space: every trial draws the same configuration.
     return parse_spec(
-        {
+        changes
+        | {
             "name": "dup",
             "dataset": {"name": "digits", "train_subset": 200, "test_subset": 60, "val_size": 40},
             "recipe": {"epochs": 1, "batch_size": 64},
@@ -39,14 +40,15 @@ def _spec(tmp_path: Path) -> Any:
             "seeds": [0, 1],
             "storage": str(tmp_path / "dup.db"),
         }
+        | changes
     )
 
 
-def _setup(tmp_path: Path) -> tuple[Any, Any, Any, list[str]]:
+def _setup(tmp_path: Path, **changes: Any) -> tuple[Any, Any, Any, list[str]]:
     from archbench.runner.objective import Objective
     from archbench.runner.study import RunnerOptions, create_study, open_storage
 
-    spec = _spec(tmp_path)
+    spec = _spec(tmp_path, **changes)
     options = RunnerOptions(results_dir=str(tmp_path / "res"), heartbeat_interval=1, threads=1)
     storage, store = open_storage(spec, options)
     study = create_study(spec, storage)
@@ -145,3 +147,64 @@ def test_exclusive_start_run_refuses_another_trials_running_row(tmp_path: Path) 
     # Without ``exclusive`` (archbench train, old callers) a running row is reopened as before.
     assert store.start_run(**opening, trial_number=first.number) == run_id
     store.close()
+
+
+def _finish_later(tmp_path: Path, study: Any, owner: Any, run_id: int, status: str) -> Any:
+    def finish() -> None:  # the other worker ends seed 0 while this one waits
+        time.sleep(3)
+        with ResultsStore(tmp_path / "dup.db") as other:
+            final = {"val_err": 0.25} if status == "completed" else None
+            other.finish_run(run_id, status=status, final=final)
+        study.tell(owner, 0.75 if status == "completed" else 0.0)
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+def test_under_a_pruner_a_busy_first_seed_is_waited_for_before_the_others(
+    tmp_path: Path,
+) -> None:
+    # The first seed's curve decides pruning: training seed 1 before it is known would
+    # spend a seed on a configuration the pruner may stop.
+    pruner = {"name": "median", "warmup_epochs": 0, "startup_trials": 5}
+    study, store, objective, _ = _setup(tmp_path, pruner=pruner)
+    owner = study.ask()
+    run_id, _ = _open_as(objective, owner, seed=0)
+    finisher = _finish_later(tmp_path, study, owner, run_id, "completed")
+    objective(study.ask())
+    finisher.join()
+    runs = store.runs(experiment="dup").set_index("seed")
+    assert runs.loc[1, "started_at"] >= runs.loc[0, "finished_at"]
+    store.close()
+
+
+def test_a_diverged_run_of_the_owner_is_a_result_not_retrained(tmp_path: Path) -> None:
+    study, store, objective, _ = _setup(tmp_path)
+    owner = study.ask()
+    run_id, _ = _open_as(objective, owner, seed=0)
+    finisher = _finish_later(tmp_path, study, owner, run_id, "diverged")
+    duplicate = study.ask()
+    objective(duplicate)
+    finisher.join()
+    row = store.run(run_id)
+    assert row["status"] == "diverged" and row["attempts"] == 1
+    attrs = study.trials[duplicate.number].user_attrs
+    assert attrs["val_acc_per_seed"][0] == 0.0 and attrs["diverged"] is True
+    assert attrs["run_ids"][0] == run_id  # in seed order
+    store.close()
+
+
+def test_a_baseline_on_a_float_step_grid_is_in_the_space() -> None:
+    from archbench.runner.sections import Distribution
+    from archbench.runner.variants import _in_space
+
+    steps = Distribution(low=0.1, high=0.5, step=0.1)
+    assert _in_space(0.3, steps) and _in_space(0.5, steps)  # 0.3 - 0.1 is 1.9999... steps
+    assert not _in_space(0.35, steps) and not _in_space(0.6, steps)
+    assert _in_space(4, Distribution(low=4, high=8)) and not _in_space(
+        4.5, Distribution(low=4, high=8)
+    )
+    assert _in_space(16, Distribution(choices=(8, 16))) and not _in_space(
+        "16", Distribution(choices=(8, 16))
+    )

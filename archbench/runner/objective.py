@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -245,17 +245,24 @@ class Objective:
         device = select_device(self.options.device)
         _ = self.data  # loaded before any run row is started, as before the split
         accs: dict[int, float] = {}
-        run_ids: list[int] = []
+        run_ids: dict[int, int] = {}
+        first = self.spec.seeds[0]
+        # Prune on the first seed's curve (later seeds only run if it survives). Optuna
+        # takes no intermediate values from multi-objective trials.
+        pruning = len(self.spec.objectives) == 1
+        gated = pruning and self.spec.pruner.name != "none"
         pending = list(self.spec.seeds)
         while pending:
             # A seed whose run another live trial is training (a sampler drew this
             # configuration twice) is skipped, the other seeds trained meanwhile, and its
-            # result read once that trial finishes it: each run is trained once.
+            # result read once that trial finishes it: each run is trained once. Under a
+            # pruner the first seed gates the others, so a busy first seed is waited for.
             busy = []
             for seed in pending:
-                # Prune on the first seed's curve (later seeds only run if it survives).
-                # Optuna takes no intermediate values from multi-objective trials.
-                report = seed == self.spec.seeds[0] and len(self.spec.objectives) == 1
+                if busy and busy[0] == first and gated:
+                    busy.append(seed)
+                    continue
+                report = pruning and seed == first
                 acc = self._run_seed(trial, plan, seed, device, run_ids, report=report)
                 if acc is None:
                     busy.append(seed)
@@ -267,7 +274,7 @@ class Objective:
         per_seed = [accs[seed] for seed in self.spec.seeds]
         acc = sum(per_seed) / len(per_seed)
         trial.set_user_attr("val_acc_per_seed", per_seed)
-        trial.set_user_attr("run_ids", run_ids)
+        trial.set_user_attr("run_ids", _in_seed_order(run_ids, self.spec.seeds))
         values = objective_values(self.spec.objectives, TrialOutcome(val_acc=acc, cost=plan.cost))
         return values[0] if len(values) == 1 else tuple(values)
 
@@ -311,7 +318,7 @@ class Objective:
         plan: _TrialPlan,
         seed: int,
         device: Any,
-        run_ids: list[int],
+        run_ids: dict[int, int],
         *,
         report: bool,
     ) -> float | None:
@@ -357,12 +364,15 @@ class Objective:
                 run_id = self.store.start_run(**opening, exclusive=True, replacing=busy.owner)
             except RunBusyError:
                 return None
-        run_ids.append(run_id)
+        run_ids[seed] = run_id
         previous = self.store.run(run_id)
         if previous is not None and previous.get("status") == "completed":
             # Finished before this worker (or an earlier attempt of the trial) died.
             done_err = previous.get("val_err")
             return 0.0 if done_err is None else 1.0 - done_err
+        if previous is not None and previous.get("status") == "diverged":
+            trial.set_user_attr("diverged", True)  # a result: the same seed diverges again
+            return 0.0
         where = f" (resuming after epoch {resumed})" if resumed else ""
         self.on_event(f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}")
         result, recorded = self._train(trial, plan, seed, device, run_id, ckpt, report=report)
@@ -386,7 +396,7 @@ class Objective:
         if not self.options.keep_checkpoints and result.status != "pruned":
             _remove_checkpoint(ckpt)
         if result.status == "pruned":
-            trial.set_user_attr("run_ids", run_ids)
+            trial.set_user_attr("run_ids", _in_seed_order(run_ids, self.spec.seeds))
             raise optuna.TrialPruned()
         if result.status == "diverged" or final is None or final.val_err is None:
             trial.set_user_attr("diverged", True)
@@ -460,6 +470,10 @@ class _TrialPlan:
     spec_hash: str
     ckey: str
     hyperparameters: dict[str, Any]
+
+
+def _in_seed_order(run_ids: dict[int, int], seeds: Sequence[int]) -> list[int]:
+    return [run_ids[seed] for seed in seeds if seed in run_ids]
 
 
 def _budget_dict(variant: ResolvedVariant) -> dict[str, Any] | None:

@@ -140,9 +140,12 @@ def _in_space(value: Any, dist: Distribution) -> bool:
         return False
     if dist.is_int and value != int(value):
         return False
-    return dist.low <= value <= dist.high and (
-        dist.step is None or float(value - dist.low) / dist.step % 1 == 0
-    )
+    if not dist.low <= value <= dist.high:
+        return False
+    if dist.step is None:
+        return True
+    steps = float(value - dist.low) / dist.step
+    return abs(steps - round(steps)) < 1e-8  # 0.3 in 0.1..0.5 step 0.1 (Optuna's tolerance)
 
 
 def _check_in_space(what: str, value: Any, dist: Distribution | None, key: str) -> None:

@@ -332,7 +332,7 @@ class ResultsStore(StoreReads):
 
         ``exclusive=True`` refuses a run that is 'running' under another (study, trial): it
         raises :class:`RunBusyError` (nothing written), so two workers that drew the same
-        configuration never train one run at once. ``replacing`` names the owner the caller
+        configuration never train one run at once; it also returns a 'diverged' run untouched. ``replacing`` names the owner the caller
         found dead: the run is taken over only if it still belongs to that trial.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
@@ -392,7 +392,11 @@ class ResultsStore(StoreReads):
                 runs.c.status,
                 runs.c.study_name,
                 runs.c.trial_number,
-            ).where(where)
+            )
+            .where(where)
+            # PostgreSQL: two openers of one key serialise here, so the owner check below
+            # sees the other's claim (SQLite ignores it: its writes begin IMMEDIATE).
+            .with_for_update()
         ).first()
         now = _now()
         if old is None:
@@ -413,7 +417,10 @@ class ResultsStore(StoreReads):
                 f"run {old.run_id} ({key}) belongs to variant {old.spec_hash}, not "
                 f"{spec_hash}: the config_key must identify the variant"
             )
-        if old.status == "completed" and not rerun_completed:
+        # A finished result is reused; under ``exclusive`` (the runner) a diverged one too:
+        # retraining it from the same seed diverges again.
+        reusable = ("completed", "diverged") if allowed_owners is not None else ("completed",)
+        if old.status in reusable and not rerun_completed:
             return int(old.run_id)
         owner = (old.study_name, old.trial_number)
         if old.status == "running" and allowed_owners is not None and owner not in allowed_owners:
