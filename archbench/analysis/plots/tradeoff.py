@@ -177,6 +177,44 @@ def plot_heatmap(data: ExperimentData, options: PlotOptions) -> tuple[Figure, li
     return fig, notes
 
 
+def _errorbars_with_front(
+    ax: Axes,
+    table: pd.DataFrame,
+    x_col: str,
+    groups: list[str],
+    colours: dict[str, Any],
+    *,
+    x_range: tuple[str, str] | None = None,
+) -> None:
+    """Per group, the mean error at ``x_col`` with its (clipped) t-interval, and horizontal
+    bars from ``x_range`` columns; then the Pareto front of (x, mean error), circled."""
+    for i, group in enumerate(groups):
+        sub = table[table["group"] == group]
+        x, y = sub[x_col].to_numpy(float), sub["mean"].to_numpy() * 100
+        yerr = np.vstack([y - sub["ci_low"] * 100, sub["ci_high"] * 100 - y])
+        xerr = None
+        if x_range is not None:
+            xerr = np.vstack([x - sub[x_range[0]], sub[x_range[1]] - x])
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            yerr=np.where(np.isnan(yerr), 0.0, yerr),
+            fmt=MARKERS[i % len(MARKERS)],
+            color=colours[group],
+            label=group,
+            ms=6,
+            capsize=2,
+            alpha=0.9,
+            zorder=3,
+        )
+    front = stats.pareto_front(table[x_col].astype(float), table["mean"])
+    fx = table[x_col].to_numpy(float)[front]
+    fy = table["mean"].to_numpy()[front] * 100
+    ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=2, label="Pareto front")
+    ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
+
+
 @register_plot(
     "cost",
     "Cost trade-off",
@@ -196,28 +234,7 @@ def plot_cost(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[
         (axes[0, 0], "params", "parameters (count, log scale)"),
         (axes[0, 1], "macs", "MACs per image (log scale; FLOPs = 2 x MACs)"),
     ):
-        for i, group in enumerate(groups):
-            sub = table[table["group"] == group]
-            y = sub["mean"].to_numpy() * 100
-            err = np.vstack([y - sub["ci_low"] * 100, sub["ci_high"] * 100 - y])
-            err = np.where(np.isnan(err), 0.0, err)
-            ax.errorbar(
-                sub[col].astype(float),
-                y,
-                yerr=err,
-                fmt=MARKERS[i % len(MARKERS)],
-                color=colours[group],
-                label=group,
-                ms=6,
-                capsize=2,
-                alpha=0.9,
-                zorder=3,
-            )
-        front = stats.pareto_front(table[col].astype(float), table["mean"])
-        fx = table[col].astype(float).to_numpy()[front]
-        fy = table["mean"].to_numpy()[front] * 100
-        ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=2, label="Pareto front")
-        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
+        _errorbars_with_front(ax, table, col, groups, colours)
         count_axis(ax, "x")
         ax.set_xlabel(label)
         ax.set_title(f"vs {'parameters' if col == 'params' else 'MACs'}")
@@ -248,30 +265,9 @@ def plot_time(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[
     groups = _group_order(table["group"], _roles(data))
     fig, axes = figure(1, 1, width=6.4, height=4.4)
     ax = axes[0, 0]
-    for i, group in enumerate(groups):
-        sub = table[table["group"] == group]
-        x, y = sub["time_mean"].to_numpy(float), sub["mean"].to_numpy() * 100
-        yerr = np.vstack([y - sub["ci_low"] * 100, sub["ci_high"] * 100 - y])
-        xerr = np.vstack([x - sub["time_min"], sub["time_max"] - x])
-        ax.errorbar(
-            x,
-            y,
-            xerr=xerr,
-            yerr=np.where(np.isnan(yerr), 0.0, yerr),
-            fmt=MARKERS[i % len(MARKERS)],
-            color=colours[group],
-            label=group,
-            ms=6,
-            capsize=2,
-            alpha=0.9,
-            zorder=3,
-        )
-        for xi, yi, name in zip(x, y, sub["label"]):
-            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    front = stats.pareto_front(table["time_mean"], table["mean"])
-    fx = table["time_mean"].to_numpy(float)[front]
-    fy = table["mean"].to_numpy()[front] * 100
-    ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=2, label="Pareto front")
+    _errorbars_with_front(ax, table, "time_mean", groups, colours, x_range=("time_min", "time_max"))
+    for xi, yi, name in zip(table["time_mean"], table["mean"] * 100, table["label"]):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
     if table["time_mean"].max() / table["time_mean"].min() >= 10:
         ax.set_xscale("log")
     ax.set_xlabel("wall time per run (s; mean over seeds, bar: range)")
