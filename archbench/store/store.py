@@ -332,8 +332,9 @@ class ResultsStore(StoreReads):
 
         ``exclusive=True`` refuses a run that is 'running' under another (study, trial): it
         raises :class:`RunBusyError` (nothing written), so two workers that drew the same
-        configuration never train one run at once; it also returns a 'diverged' run untouched. ``replacing`` names the owner the caller
-        found dead: the run is taken over only if it still belongs to that trial.
+        configuration never train one run at once; it also returns a 'diverged' run untouched.
+        ``replacing`` names the owner the caller found dead: the run is taken over only if it
+        still belongs to that trial.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
         key, fields = rows.run_key_fields(
