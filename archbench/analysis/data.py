@@ -2,7 +2,7 @@
 
 :func:`load_experiment` reads everything the plots, tables and report need once;
 :func:`config_stats` turns runs into one row per configuration (variant + recipe) with the
-mean, std and t-interval of a metric over seeds.
+mean, std and t-interval of a metric over seeds, a diverged seed counted at 100% error.
 """
 
 from __future__ import annotations
@@ -61,6 +61,16 @@ class ExperimentData:
     @property
     def completed(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "completed"]
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """Completed and diverged runs, a diverged run's errors set to 100% (:func:`scored_runs`)."""
+        return scored_runs(self.runs)
+
+    @property
+    def expected_seeds(self) -> tuple[int, ...]:
+        """The seeds every configuration should have (:func:`expected_seeds`)."""
+        return expected_seeds(self.runs, self.spec, self.profile)
 
     @property
     def title(self) -> str:
@@ -203,6 +213,71 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
     return frame
 
 
+#: A diverged run's error, in every metric: the objective scores it as accuracy 0, and a mean,
+#: ranking or paired test that dropped it would rank a configuration on its survivors.
+DIVERGED_ERROR = 1.0
+#: Runs that give a configuration a value for a seed; any other status leaves the seed open.
+SCORED_STATUSES = ("completed", "diverged")
+
+
+def scored_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs every statistic counts: completed ones as recorded, diverged ones with each
+    error metric set to :data:`DIVERGED_ERROR` (their recorded numbers are those of the last
+    epoch before the blow-up, or none)."""
+    out = runs[runs["status"].isin(SCORED_STATUSES)].copy()
+    diverged = out["status"] == "diverged"
+    for metric in METRICS:
+        if metric in out.columns:
+            out[metric] = out[metric].astype(float)
+            out.loc[diverged, metric] = DIVERGED_ERROR
+    return out
+
+
+def _seed_list(value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, int) for s in value):
+        return list(value)
+    return []
+
+
+def expected_seeds(
+    runs: pd.DataFrame, spec: Mapping[str, Any] | None = None, profile: str | None = None
+) -> tuple[int, ...]:
+    """The seeds each configuration is owed: those the spec (its profile's, else its own)
+    asks for, and any seed another configuration of the experiment has a run for."""
+    spec = spec or {}
+    profiles = spec.get("profiles")
+    wanted = _seed_list(spec.get("seeds"))
+    if isinstance(profiles, Mapping) and isinstance(profiles.get(profile), Mapping):
+        wanted = _seed_list(profiles[profile].get("seeds")) or wanted
+    seen = {int(s) for s in runs["seed"].dropna()} if "seed" in runs else set()
+    return tuple(sorted(set(wanted) | seen))
+
+
+def seed_status(group: pd.DataFrame, expected: tuple[int, ...]) -> tuple[bool, str]:
+    """``(complete, note)`` for one configuration's runs: complete when every expected seed
+    has a completed or diverged run; the note counts what is diverged, failed, pruned,
+    running or missing (``"2 of 3 seeds failed"``), empty when nothing is."""
+    seeds = set(expected) | {int(s) for s in group["seed"]}
+    total = len(seeds)
+    scored = {int(s) for s in group.loc[group["status"].isin(SCORED_STATUSES), "seed"]}
+    parts = []
+    n_div = int(group.loc[group["status"] == "diverged", "seed"].nunique())
+    if n_div:
+        parts.append(f"{n_div} of {total} seeds diverged (scored {DIVERGED_ERROR:.0%} error)")
+    open_seeds = seeds - scored
+    for status in ("failed", "pruned", "running"):
+        hit = {int(s) for s in group.loc[group["status"] == status, "seed"]} & open_seeds
+        if hit:
+            parts.append(f"{len(hit)} of {total} seeds {status}")
+            open_seeds -= hit
+    if open_seeds:
+        parts.append(f"{len(open_seeds)} of {total} seeds missing")
+    complete = not (seeds - scored)
+    return complete, "; ".join(parts)
+
+
 CONFIG_COLUMNS = (
     "config_key",
     "label",
@@ -224,25 +299,34 @@ CONFIG_COLUMNS = (
 )
 
 
-def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.95) -> pd.DataFrame:
+def config_stats(
+    runs: pd.DataFrame,
+    metric: str = "test_err",
+    level: float = 0.95,
+    seeds: tuple[int, ...] | None = None,
+) -> pd.DataFrame:
     """One row per configuration: metric mean/std/t-interval (clipped to 0..1) over its
-    completed seeds.
+    scored seeds: completed runs, and diverged ones at 100% error (:func:`scored_runs`).
 
-    Also ``val_mean`` (for model selection), ``seeds`` (completed, sorted), ``epochs`` and
-    counts of runs that diverged, were pruned or failed. ``label`` is the variant name, made
-    unique with the differing hyperparameters when one variant ran with several recipes.
+    Also ``val_mean`` (for model selection, scored the same way), ``seeds`` (scored, sorted),
+    ``epochs``, counts of runs that diverged, were pruned or failed, ``complete`` (every seed
+    in ``seeds`` (default: :func:`expected_seeds` of ``runs``) has a scored run) and ``note``
+    (what is diverged, failed, pruned or missing). ``label`` is the variant name, made unique
+    with the differing hyperparameters when one variant ran with several recipes.
     """
     if metric not in METRICS:
         raise UnknownNameError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    wanted = expected_seeds(runs) if seeds is None else tuple(seeds)
     rows = []
     for key, group in runs.groupby("config_key", sort=False):
         first = group.iloc[0]
-        done = group[group["status"] == "completed"]
+        done = scored_runs(group)
         values = done[metric].astype(float)
         summary = t_interval(values.tolist(), level, bounds=ERROR_BOUNDS)  # errors: 0..1
         val = done["val_err"].astype(float).dropna()
         row = {c: first[c] for c in CONFIG_COLUMNS if c not in ("config_key", "label")}
-        epochs_done = done["epochs_done"].dropna()
+        epochs_done = done.loc[done["status"] == "completed", "epochs_done"].dropna()
+        complete, note = seed_status(group, wanted)
         row.update(
             config_key=key,
             n_runs=len(group),
@@ -258,6 +342,8 @@ def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.
                 f"n_{s}": int((group["status"] == s).sum())
                 for s in ("diverged", "pruned", "failed")
             },
+            complete=complete,
+            note=note,
         )
         rows.append(row)
     columns = [
@@ -274,6 +360,8 @@ def config_stats(runs: pd.DataFrame, metric: str = "test_err", level: float = 0.
         "n_diverged",
         "n_pruned",
         "n_failed",
+        "complete",
+        "note",
     ]
     table = pd.DataFrame(rows, columns=[c for c in columns if c != "label"])
     table.insert(1, "label", unique_labels(table))

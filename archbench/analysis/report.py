@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from archbench import __version__
+from archbench.analysis import stats
 from archbench.analysis.data import METRICS, ExperimentData
 from archbench.analysis.plots import PlotOptions, PlotResult, make_plots
 from archbench.analysis.stats import FEW_SEEDS
@@ -94,7 +95,8 @@ def _table_html(
 def _comparisons_html(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>Fewer than two configurations with completed runs: nothing to compare.</p>"
-    classes = ["noise" if v == "within seed noise" else "" for v in frame["verdict"]]
+    quiet = ("within seed noise", "undetermined", "no verdict", "no shared")
+    classes = ["noise" if v.startswith(quiet) else "" for v in frame["verdict"]]
     return _table_html(display(frame), row_classes=classes)
 
 
@@ -159,29 +161,37 @@ def _results_html(data: ExperimentData, metric: str) -> list[str]:
     shown = shown.drop(columns=[c for c in shown.columns if set(shown[c]) <= {"-"}])
     return [
         '<h2 id="results">Results per configuration</h2>',
-        f"<p>Final {html.escape(METRICS[metric])} over completed runs, best first: mean, "
-        "sample std and 95% t-interval over seeds clipped to 0-100% (an error rate cannot "
-        f"leave it; 'few seeds' marks intervals from fewer than {FEW_SEEDS} seeds), in percent "
-        "(pp = percentage points). Counts: params, MACs per image, FLOPs = 2 x MACs.</p>",
+        f"<p>Final {html.escape(METRICS[metric])} over completed and diverged runs (a "
+        "diverged seed counts as 100% error), configurations with every seed first, best "
+        "first; a configuration with failed, pruned or missing seeds comes after them, its note "
+        "saying why. Mean, sample std and a descriptive 95% t-interval over seeds clipped to "
+        "0-100% (an error rate cannot leave it; 'few seeds' marks intervals from fewer than "
+        f"{FEW_SEEDS} seeds), in percent (pp = percentage points). Counts: params, MACs per "
+        "image, FLOPs = 2 x MACs.</p>",
         _table_html(shown),
     ]
 
 
 def _pairs_html(data: ExperimentData, metric: str, pairs: Pairs) -> list[str]:
     """The paired comparisons and how to read them."""
+    table = comparisons_table(data, metric, pairs)
     what = (
-        "each configuration against the one with the lowest validation error"
+        "each configuration against the reference, the complete configuration with the lowest "
+        "validation error (never chosen by test error)"
         if pairs == "best"
         else "every pair of configurations"
     )
+    note = table.attrs.get("note", "")
     return [
         '<h2 id="comparisons">Paired comparisons</h2>',
         f"<p>Differences a - b in {html.escape(METRICS[metric])} (percentage points) over the "
-        f"seeds both ran, {what}: 95% t-interval of the mean difference, paired t-test and "
-        "(from 6 pairs) Wilcoxon signed-rank test, with Holm's correction over the rows. Grey "
-        "rows: within seed noise (the interval contains 0, or the corrected p-value is >= "
-        "0.05).</p>",
-        _comparisons_html(comparisons_table(data, metric, pairs)),
+        f"seeds both ran, {what}. Each is tested with the {html.escape(stats.PAIRED_TEST)}; "
+        "Holm's correction over the rows. Verdicts: 'no verdict' when a configuration lacks "
+        "seeds (failed, pruned or missing); 'undetermined' when n seeds cannot reach "
+        "p &lt; 0.05 at all (2/2^n &ge; 0.05: fewer than 6 seeds); a winner when the "
+        "Holm-adjusted p &lt; 0.05; else 'within seed noise'. Grey rows: no winner.</p>",
+        *([f"<p><b>{html.escape(note)}</b></p>"] if note else []),
+        _comparisons_html(table),
     ]
 
 

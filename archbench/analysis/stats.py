@@ -1,4 +1,5 @@
-"""Statistics over seeds: t-intervals (clipped to a metric's bounds), paired comparisons, Holm correction, weighted EDFs.
+"""Statistics over seeds: t-intervals (descriptive, clipped to a metric's bounds), exact
+sign-flip paired comparisons with their inverted intervals, Holm correction, weighted EDFs.
 
 Everything here is plain numbers in, plain numbers out (no store, no plotting), so each
 function can be checked against a hand computation or scipy.
@@ -7,17 +8,11 @@ function can be checked against a hand computation or scipy.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
-
-#: Wilcoxon's signed-rank test is reported from this many pairs on (below it, its smallest
-#: attainable two-sided p-value is above 0.05: with n = 5 it is 0.0625).
-WILCOXON_MIN_N = 6
-
 
 #: Error rates are fractions: no interval of one may leave [0, 1].
 ERROR_BOUNDS = (0.0, 1.0)
@@ -91,10 +86,29 @@ def interval_caption(n_seeds: Sequence[int], level: float) -> str:
     return text
 
 
+#: Up to this many pairs the sign-flip test enumerates all 2^n sign vectors (exact); above
+#: it draws :data:`SIGN_FLIP_DRAWS` random ones (Monte Carlo, p = (1 + k) / (1 + B)).
+EXACT_MAX_N = 20
+SIGN_FLIP_DRAWS = 100_000
+#: For captions and table notes: the test behind every paired verdict.
+PAIRED_TEST = (
+    "exact sign-flip permutation test on the mean paired difference (all 2^n sign vectors; "
+    f"Monte Carlo with {SIGN_FLIP_DRAWS:,} draws above {EXACT_MAX_N} pairs), two-sided as twice "
+    "the smaller one-sided p, so p >= 2/2^n; its interval is the inverted test (the shifts it "
+    "does not reject), unbounded when n seeds cannot reject at all"
+)
+
+
 @dataclass(frozen=True)
 class PairedResult:
-    """``a - b`` over the seeds both have; ``p_t`` from the paired t-test (scipy ttest_rel),
-    ``p_wilcoxon`` from the signed-rank test when ``n >= WILCOXON_MIN_N`` (else NaN)."""
+    """``a - b`` over the seeds both have.
+
+    ``p`` is the two-sided sign-flip permutation p-value of the mean difference
+    (:func:`sign_flip_test`), ``p_min`` the smallest p that ``n`` pairs can give, and
+    ``ci_low``/``ci_high`` the inverted test at the same ``alpha``: exactly the shifts it does
+    not reject (infinite ends when ``n`` is too small to reject anything). ``std_diff`` is
+    descriptive (sample std of the differences, ddof=1).
+    """
 
     n: int
     seeds: tuple[int, ...]
@@ -102,15 +116,153 @@ class PairedResult:
     std_diff: float
     ci_low: float
     ci_high: float
-    t_stat: float
-    p_t: float
-    p_wilcoxon: float
+    p: float
+    p_min: float
+    method: str
+
+
+@dataclass(frozen=True)
+class SignFlip:
+    """One sign-flip test: p-value, smallest attainable p, the ``1 - alpha`` interval of
+    shifts not rejected, and how the sign vectors were chosen."""
+
+    p: float
+    p_min: float
+    ci_low: float
+    ci_high: float
+    method: str
+
+
+def _subset_sums(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of every subset of each row of ``d`` (shape ``(k, n)``) and the subsets' sizes:
+    ``(k, 2^n)`` and ``(2^n,)``, built by doubling (subset 0 is the empty one)."""
+    k, n = d.shape
+    sums = np.zeros((k, 1))
+    sizes = np.zeros(1, dtype=np.int64)
+    for i in range(n):
+        sums = np.concatenate([sums, sums + d[:, i : i + 1]], axis=1)
+        sizes = np.concatenate([sizes, sizes + 1])
+    return sums, sizes
+
+
+def _max_count(alpha: float, total: int) -> int:
+    """The largest tail count c with ``2 c / total < alpha`` (a rejection at ``p < alpha``)."""
+    c = math.floor(alpha * total / 2)
+    while c >= 0 and 2 * c / total >= alpha:
+        c -= 1
+    return c
+
+
+def sign_flip_pvalues(d: np.ndarray) -> np.ndarray:
+    """Exact two-sided sign-flip p-values of the mean, one per row of ``d`` (``(k, n)``,
+    ``n <= EXACT_MAX_N``): ``min(1, 2 min(U, L) / 2^n)`` where ``U`` counts the sign vectors
+    whose flipped sum is at least the observed one and ``L`` those at most it (ties count,
+    which keeps the test valid for discrete error rates). Vectorised over rows, for
+    simulations; :func:`sign_flip_test` gives the interval too."""
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    n = d.shape[1]
+    if n > EXACT_MAX_N:
+        raise ValueError(f"exact enumeration is for n <= {EXACT_MAX_N} pairs, got {n}")
+    sums, sizes = _subset_sums(d)
+    upper, lower = _tail_counts(d, _snap(d, sums), sizes, base=1)
+    return np.minimum(1.0, 2.0 * np.minimum(upper, lower) / 2.0**n)
+
+
+def _tol(d: np.ndarray) -> np.ndarray:
+    """Per-row tolerance under which a subset sum counts as 0 (float noise in sums of
+    multiples of 1/100 must not break a tie in the test's favour)."""
+    return 1e-9 * np.abs(d).sum(axis=1, keepdims=True)
+
+
+def _snap(d: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Subset sums within float noise of 0 set to exactly 0 (a tie, counted in both tails)."""
+    return np.where(np.abs(sums) <= _tol(d), 0.0, sums)
+
+
+def _tail_counts(
+    d: np.ndarray, sums: np.ndarray, sizes: np.ndarray, base: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flipping subset A changes the sum by ``-2 sum_A d``: the flipped sum is >= the
+    observed one iff ``sum_A d <= 0``. ``base`` counts the sign vectors that flip nothing;
+    ``sums`` are snapped (:func:`_snap`)."""
+    some = sizes > 0
+    upper = base + (sums[:, some] <= 0).sum(axis=1)
+    lower = base + (sums[:, some] >= 0).sum(axis=1)
+    return upper, lower
+
+
+def sign_flip_test(
+    diffs: Sequence[float], alpha: float = 0.05, *, draws: int = SIGN_FLIP_DRAWS, seed: int = 0
+) -> SignFlip:
+    """Two-sided sign-flip permutation test of "the paired differences are symmetric about 0"
+    with its inverted ``1 - alpha`` interval for the shift.
+
+    Up to :data:`EXACT_MAX_N` pairs every one of the 2^n sign vectors is enumerated, so the
+    smallest p is ``2 / 2^n`` (0.25 at 3 seeds, 0.0625 at 5, 0.031 at 6): fewer than 6 seeds
+    cannot give ``p < 0.05`` whatever the data. Above it ``draws`` random sign vectors (fixed
+    ``seed``) give ``p = (1 + k) / (1 + draws)`` per tail, doubled.
+
+    The interval is exactly the set of shifts ``d0`` the test on ``d - d0`` does not reject at
+    ``p < alpha``: its ends are order statistics of the subset means (Hartigan 1969), so 0
+    lies outside it exactly when ``p < alpha``. It is ``(-inf, inf)`` when no shift can be
+    rejected (too few pairs).
+    """
+    d = np.asarray([v for v in diffs if not math.isnan(v)], dtype=float)
+    n = len(d)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if n == 0:
+        nan = float("nan")
+        return SignFlip(nan, nan, nan, nan, "no pairs")
+    row = d[None, :]
+    if n <= EXACT_MAX_N:
+        sums, sizes = _subset_sums(row)
+        total, base = 2**n, 1
+        method = f"exact ({total} sign vectors)"
+    else:
+        rng = np.random.default_rng(seed)
+        flips = rng.integers(0, 2, size=(draws, n)).astype(bool)  # True: flipped (in A)
+        sums = (flips * d).sum(axis=1)[None, :]
+        sizes = flips.sum(axis=1)
+        total, base = draws + 1, 1 + int((sizes == 0).sum())
+        sums, sizes = sums[:, sizes > 0], sizes[sizes > 0]
+        method = f"Monte Carlo ({draws:,} random sign vectors)"
+    sums = _snap(row, sums)
+    upper, lower = _tail_counts(row, sums, sizes, base)
+    p = float(min(1.0, 2.0 * min(int(upper[0]), int(lower[0])) / total))
+    p_min = min(1.0, 2.0 / total)
+    # Rejecting d0 from below needs base + #{A: mean_A <= d0} <= c: d0 below the
+    # (c - base + 1)-th smallest subset mean; likewise from above.
+    means = np.sort(sums[0][sizes > 0] / sizes[sizes > 0])
+    j = _max_count(alpha, total) - base  # subset means allowed on the rejected side
+    if j < 0:
+        low, high = -math.inf, math.inf
+    else:
+        low, high = float(means[j]), float(means[len(means) - 1 - j])
+    return SignFlip(p, p_min, low, high, method)
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided p the sign-flip test can give from ``n`` pairs."""
+    if n < 1:
+        return float("nan")
+    return min(1.0, 2.0 / 2**n) if n <= EXACT_MAX_N else 2.0 / (SIGN_FLIP_DRAWS + 1)
+
+
+def seeds_needed(alpha: float, comparisons: int = 1) -> int:
+    """The fewest pairs whose smallest p, times ``comparisons`` (Holm's first factor), is
+    below ``alpha``."""
+    n = 1
+    while smallest_p(n) * comparisons >= alpha and n <= EXACT_MAX_N:
+        n += 1
+    return n
 
 
 def paired_difference(
-    a: dict[int, float], b: dict[int, float], level: float = 0.95
+    a: dict[int, float], b: dict[int, float], alpha: float = 0.05
 ) -> PairedResult:
-    """Compare two variants on their shared seeds (``{seed: metric}`` each)."""
+    """Compare two variants on their shared seeds (``{seed: metric}`` each) with the
+    sign-flip test (:func:`sign_flip_test`) at ``alpha``."""
     seeds = tuple(
         sorted(
             s
@@ -121,31 +273,13 @@ def paired_difference(
             and not math.isnan(b[s])
         )
     )
-    xa = np.array([a[s] for s in seeds], dtype=float)
-    xb = np.array([b[s] for s in seeds], dtype=float)
-    diff = xa - xb
-    summary = t_interval(diff.tolist(), level)
+    diff = np.array([a[s] - b[s] for s in seeds], dtype=float)
     nan = float("nan")
-    t_stat = p_t = p_w = nan
-    n = len(seeds)
-    if n >= 2:
-        if np.all(diff == diff[0]):
-            # Constant differences: ttest_rel divides by a zero std. Identical runs (all
-            # zero) are no evidence of a difference; a constant non-zero shift is certain.
-            t_stat = 0.0 if diff[0] == 0 else math.copysign(math.inf, diff[0])
-            p_t = 1.0 if diff[0] == 0 else 0.0
-        else:
-            result = sps.ttest_rel(xa, xb)
-            t_stat, p_t = float(result.statistic), float(result.pvalue)
-    if n >= WILCOXON_MIN_N:
-        if np.all(diff == 0):
-            p_w = 1.0
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "exact p-value not available with ties"
-                p_w = float(sps.wilcoxon(xa, xb).pvalue)
+    mean = float(diff.mean()) if len(diff) else nan
+    std = float(diff.std(ddof=1)) if len(diff) > 1 else nan
+    test = sign_flip_test(diff.tolist(), alpha)
     return PairedResult(
-        n, seeds, summary.mean, summary.std, summary.ci_low, summary.ci_high, t_stat, p_t, p_w
+        len(seeds), seeds, mean, std, test.ci_low, test.ci_high, test.p, test.p_min, test.method
     )
 
 

@@ -35,9 +35,12 @@ def _pct(x: float) -> float:
 def summary_table(
     data: ExperimentData, metric: str = "test_err", level: float = 0.95
 ) -> pd.DataFrame:
-    """One row per configuration, best mean ``metric`` first, with the fairness columns."""
-    table = config_stats(data.runs, metric, level)
-    val = config_stats(data.runs, "val_err", level) if metric != "val_err" else table
+    """One row per configuration with the fairness columns: complete configurations first,
+    best mean ``metric`` first among them (a diverged seed counts at 100% error); a
+    configuration with failed, pruned or missing seeds after them, its ``note`` saying why."""
+    seeds = data.expected_seeds
+    table = config_stats(data.runs, metric, level, seeds)
+    val = config_stats(data.runs, "val_err", level, seeds) if metric != "val_err" else table
     val = val.set_index("config_key")
     rows = []
     for r in table.to_dict("records"):
@@ -68,15 +71,39 @@ def summary_table(
                 "n_diverged": r["n_diverged"],
                 "n_pruned": r["n_pruned"],
                 "n_failed": r["n_failed"],
+                "complete": bool(r["complete"]),
+                "note": r["note"],
                 "config_key": r["config_key"],
             }
         )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    return out.sort_values([f"{metric}_mean_pct", "variant"], na_position="last").reset_index(
-        drop=True
-    )
+    return out.sort_values(
+        ["complete", f"{metric}_mean_pct", "variant"],
+        ascending=[False, True, True],
+        na_position="last",
+    ).reset_index(drop=True)
+
+
+def choose_reference(table: pd.DataFrame) -> tuple[str | None, str]:
+    """The reference of ``pairs="best"`` from a :func:`config_stats` table: the complete
+    configuration with the lowest mean *validation* error (the test set plays no part).
+    ``(config_key, "")``, or ``(None, why)`` when no complete configuration has validation
+    numbers (then only all-pairs comparisons are made)."""
+    ok = table[table["complete"] & table["val_mean"].notna()]
+    if ok.empty:
+        if table["val_mean"].notna().any():
+            return None, (
+                "no reference: no configuration with validation numbers has all its seeds; "
+                "comparing all pairs instead"
+            )
+        return None, (
+            "no reference: the store has no validation error (val_size 0?), and the test set "
+            "never chooses one; comparing all pairs instead"
+        )
+    ranked = ok.sort_values(["val_mean", "label"], kind="stable")
+    return str(ranked["config_key"].iloc[0]), ""
 
 
 def comparisons_table(
@@ -84,72 +111,90 @@ def comparisons_table(
     metric: str = "test_err",
     pairs: Pairs = "best",
     *,
-    level: float = 0.95,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Paired differences ``a - b`` over shared seeds, Holm-corrected over the table's rows.
+    """Paired differences ``a - b`` over shared seeds, each tested with the exact sign-flip
+    permutation test (:func:`archbench.analysis.stats.sign_flip_test`), Holm-corrected over
+    the rows that have a p-value; a diverged seed counts at 100% error.
 
-    ``pairs="best"``: every configuration against the reference, the one with the lowest
-    mean *validation* error (so the test set plays no part in choosing it); ``"all"``: every
-    pair. ``verdict`` says "within seed noise" when the interval contains 0 or the
-    Holm-adjusted t-test p-value is >= ``alpha``.
+    ``pairs="best"``: every configuration against the reference (:func:`choose_reference`:
+    lowest mean *validation* error among complete configurations); without one, all pairs,
+    the reason in ``attrs["note"]``. ``"all"``: every pair. The interval is the inverted
+    test at ``1 - alpha`` (unbounded when the seeds cannot reject). ``verdict`` (see
+    :func:`verdict`): "no verdict: ..." for a configuration with failed, pruned or missing
+    seeds, "undetermined: ..." when ``n`` seeds cannot give ``p < alpha``, a winner when the
+    Holm-adjusted p is below ``alpha``, else "within seed noise".
     """
     if pairs not in ("best", "all"):
         raise UnknownNameError(f"unknown pairs {pairs!r}; allowed: best, all")
-    table = config_stats(data.runs, metric, level)
+    table = config_stats(data.runs, metric, seeds=data.expected_seeds)
     table = table[table["n"] > 0]
     if len(table) < 2:
         return pd.DataFrame()
-    done = data.completed
+    done = data.scored
     values: dict[str, dict[int, float]] = {
         key: dict(zip(g["seed"].astype(int), g[metric].astype(float)))
         for key, g in done.groupby("config_key")
     }
     labels = dict(zip(table["config_key"], table["label"]))
+    why = {k: n for k, n, c in zip(table["config_key"], table["note"], table["complete"]) if not c}
+    note = ""
+    ref = None
     if pairs == "best":
-        ranked = table.assign(sel=table["val_mean"].fillna(table["mean"])).sort_values("sel")
-        ref = ranked["config_key"].iloc[0]
-        combos = [(k, ref) for k in ranked["config_key"].iloc[1:]]
+        ref, note = choose_reference(table)
+    if ref is not None:
+        ranked = table.sort_values(["complete", "val_mean", "mean"], ascending=[False, True, True])
+        combos = [(k, ref) for k in ranked["config_key"] if k != ref]
     else:
-        ordered = table.sort_values("mean")["config_key"].tolist()
-        combos = list(itertools.combinations(ordered, 2))
+        ordered = table.sort_values(["complete", "mean"], ascending=[False, True])
+        combos = list(itertools.combinations(ordered["config_key"].tolist(), 2))
     rows = []
     for a, b in combos:
-        res = stats.paired_difference(values.get(a, {}), values.get(b, {}), level)
+        res = stats.paired_difference(values.get(a, {}), values.get(b, {}), alpha)
+        blocked = [f"{labels[k]}: {why[k]}" for k in (a, b) if k in why]
         rows.append(
             {
                 "a": labels[a],
                 "b": labels[b],
                 "n_shared_seeds": res.n,
                 "diff_mean_pct": _pct(res.mean_diff),
-                f"diff_ci{level * 100:g}_low_pct": _pct(res.ci_low),
-                f"diff_ci{level * 100:g}_high_pct": _pct(res.ci_high),
-                "t": res.t_stat,
-                "p_t": res.p_t,
-                "p_wilcoxon": res.p_wilcoxon,
-                "_ci": (res.ci_low, res.ci_high),
+                "diff_std_pct": _pct(res.std_diff),
+                f"diff_ci{(1 - alpha) * 100:g}_low_pct": _pct(res.ci_low),
+                f"diff_ci{(1 - alpha) * 100:g}_high_pct": _pct(res.ci_high),
+                "p": math.nan if blocked else res.p,
+                "p_min": res.p_min,
+                "_blocked": "; ".join(blocked),
             }
         )
     out = pd.DataFrame(rows)
-    out["p_t_holm"] = stats.holm(out["p_t"].tolist())
-    out["p_wilcoxon_holm"] = stats.holm(out["p_wilcoxon"].tolist())
-    out["verdict"] = [_verdict(row, alpha, metric) for row in out.to_dict("records")]
-    out = out.drop(columns="_ci")
-    order = ["a", "b", "n_shared_seeds", "diff_mean_pct"]
+    out["p_holm"] = stats.holm(out["p"].tolist())
+    out["verdict"] = [verdict(row, alpha, metric) for row in out.to_dict("records")]
+    out = out.drop(columns="_blocked")
+    order = ["a", "b", "n_shared_seeds", "diff_mean_pct", "diff_std_pct"]
     order += [c for c in out.columns if c.startswith("diff_ci")]
-    order += ["t", "p_t", "p_t_holm", "p_wilcoxon", "p_wilcoxon_holm", "verdict"]
-    return out[order]
+    order += ["p", "p_holm", "p_min", "verdict"]
+    out = out[order]
+    out.attrs["note"] = note
+    return out
 
 
-def _verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
+def verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
+    """The verdict of one comparison row, in this order: a configuration lacks seeds ("no
+    verdict"); no shared seeds; the smallest p that ``n`` seeds allow is not below ``alpha``
+    ("undetermined"); the Holm-adjusted p is below ``alpha`` (the lower-error side wins);
+    else "within seed noise"."""
+    if row.get("_blocked"):
+        return f"no verdict: {row['_blocked']}"
     n = row["n_shared_seeds"]
     if n == 0:
         return "no shared seeds"
-    if n < 2:
-        return "too few shared seeds (need 2)"
-    low, high = row["_ci"]
-    p = row["p_t_holm"]
-    if (low <= 0 <= high) or math.isnan(p) or p >= alpha:
+    if row["p_min"] >= alpha:
+        return (
+            f"undetermined: {n} seed{'s' if n > 1 else ''} cannot reach p < {alpha:g} "
+            f"(smallest p {row['p_min']:.3g})"
+        )
+    p = row["p_holm"]
+    if math.isnan(p) or p >= alpha:
         return "within seed noise"
     better = row["a"] if row["diff_mean_pct"] < 0 else row["b"]
     return f"{better} lower {METRICS[metric].split()[0]} error"
@@ -174,6 +219,17 @@ def _recipe_facts(runs: pd.DataFrame) -> tuple[str, list[str]]:
 
 Facts = list[tuple[str, str]]
 
+#: What every table and report says about its statistics.
+STATISTICS_FACT = (
+    "a diverged seed counts as 100% error in every mean, ranking and test; mean, std "
+    "(ddof=1) and a descriptive t-interval over seeds (clipped to 0-100%; fewer than "
+    f"{stats.FEW_SEEDS} seeds flagged); verdicts from the {stats.PAIRED_TEST}, Holm-corrected; "
+    "'undetermined' when n seeds cannot reach p < alpha (fewer than 6 at 0.05); a "
+    "configuration with failed, pruned or missing seeds gets no verdict and is never the "
+    "reference; the reference is the complete configuration with the lowest validation "
+    "error, never chosen by test error (no validation numbers: no reference, all pairs)"
+)
+
 
 def fairness_facts(data: ExperimentData) -> pd.DataFrame:
     """The facts that make (or unmake) a fair comparison, as ``fact``/``value`` rows."""
@@ -190,7 +246,7 @@ def fairness_facts(data: ExperimentData) -> pd.DataFrame:
             ("dataset", ", ".join(f"{k}={v}" for k, v in dataset.items() if v is not None))
         )
     facts += _training_facts(runs, done)
-    facts.append(_seed_fact(done))
+    facts.append(_seed_fact(data.scored))
     facts += _budget_facts(runs, data.spec.get("budget") or {})
     facts.append(("complexity convention", FLOP_CONVENTION))
     counts = runs["status"].value_counts()
@@ -200,11 +256,7 @@ def fairness_facts(data: ExperimentData) -> pd.DataFrame:
     facts.append(
         (
             "statistics",
-            "mean, std (ddof=1) and t-interval over seeds (clipped to 0-100%; intervals "
-            f"from fewer than {stats.FEW_SEEDS} seeds flagged as too few); paired t-test on "
-            "shared seeds "
-            f"(Wilcoxon signed-rank from {stats.WILCOXON_MIN_N} pairs), Holm-corrected; the "
-            "reference configuration is chosen by validation error, never by test error",
+            STATISTICS_FACT,
         )
     )
     return pd.DataFrame(facts, columns=["fact", "value"])
@@ -280,7 +332,7 @@ def _fmt(value: Any, column: str) -> str:
         return "-"
     if column in ("params", "macs", "flops"):
         return format_count(value)
-    if column.startswith("p_"):
+    if column == "p" or column.startswith("p_"):
         return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
     if column == "t":
         return f"{value:.2f}"
@@ -290,7 +342,9 @@ def _fmt(value: Any, column: str) -> str:
         )
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value) or "-"
 
 
 SHORT_NAMES = {
@@ -299,10 +353,10 @@ SHORT_NAMES = {
     "val_err_mean_pct": "val err %",
     "n_shared_seeds": "n",
     "diff_mean_pct": "a-b (pp)",
-    "p_t": "p (t)",
-    "p_t_holm": "p (t, Holm)",
-    "p_wilcoxon": "p (Wilcoxon)",
-    "p_wilcoxon_holm": "p (W, Holm)",
+    "diff_std_pct": "std (pp)",
+    "p": "p (sign-flip)",
+    "p_holm": "p (Holm)",
+    "p_min": "min p",
     "flops": "FLOPs (2xMACs)",
     "macs": "MACs",
     "n_diverged": "diverged",
@@ -329,7 +383,11 @@ def display(table: pd.DataFrame, *, compact: bool = False) -> pd.DataFrame:
             label = f"{level}% CI (pp)" if name == "diff" else f"{level}% CI %"
             few = table["seeds_n"] < stats.FEW_SEEDS if "seeds_n" in table else [False] * len(table)
             out[label] = [
-                "-" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" + (" few seeds" if f else "")
+                "-"
+                if math.isnan(lo)
+                else "unbounded"
+                if math.isinf(lo) and math.isinf(hi)
+                else f"[{lo:.2f}, {hi:.2f}]" + (" few seeds" if f else "")
                 for lo, hi, f in zip(table[c], table[high], few)
             ]
             skip.add(high)
@@ -339,8 +397,9 @@ def display(table: pd.DataFrame, *, compact: bool = False) -> pd.DataFrame:
             "flops",
             "config_key",
             "seeds",
-            "p_wilcoxon",
-            "p_wilcoxon_holm",
+            "p_min",
+            "diff_std_pct",
+            "complete",
         ):
             continue
         if c == "config_key":

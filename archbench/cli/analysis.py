@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pairs",
         choices=("best", "all"),
         default="best",
-        help="paired comparisons: each vs the best by validation error, or all pairs",
+        help="paired comparisons: each vs the best by validation error (complete configurations only), or all pairs",
     )
     p.set_defaults(func=cmd_report)
 
@@ -217,6 +217,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "facts": dict(zip(facts["fact"], facts["value"])),
             "configurations": frame_records(summary),
             "comparisons": frame_records(comparisons),
+            "comparisons_note": comparisons.attrs.get("note", ""),
         }
         emit(to_json("archbench.stats/1", payload))
     else:
@@ -224,9 +225,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
         width = int(facts["fact"].str.len().max())
         for fact, value in zip(facts["fact"], facts["value"]):
             print(f"{fact:>{width}s}  {value}")
-        print(f"\n== per configuration ({args.metric}, percent; best first)")
+        print(f"\n== per configuration ({args.metric}, percent; complete first, best first)")
         print(to_text(summary))
-        print("\n== paired comparisons (a - b over shared seeds, Holm-corrected)")
+        print(
+            "\n== paired comparisons (a - b over shared seeds; exact sign-flip test, "
+            "Holm-corrected)"
+        )
+        if comparisons.attrs.get("note"):
+            print(comparisons.attrs["note"])
         print(to_text(comparisons) if not comparisons.empty else "(fewer than two configurations)")
     if args.csv:
         out = Path(args.csv)

@@ -90,7 +90,8 @@ def metric_label(metric: str) -> str:
 
 
 def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
-    table = config_stats(data.runs, options.metric, options.level)
+    # Diverged seeds count at 100% error (config_stats), as in every table.
+    table = config_stats(data.runs, options.metric, options.level, data.expected_seeds)
     table = table[table["n"] > 0].copy()
     if table.empty:
         raise PlotSkipped(f"no completed run has a final {METRICS[options.metric]}")
@@ -101,7 +102,15 @@ def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
 def _seed_note(table: pd.DataFrame, level: float) -> str:
     from archbench.analysis.stats import interval_caption
 
-    return interval_caption(table["n"].tolist(), level)
+    text = interval_caption(table["n"].tolist(), level)
+    if "n_diverged" in table and table["n_diverged"].sum():
+        text += "; diverged seeds counted at 100% error"
+    if "complete" in table and not table["complete"].all():
+        short = table.loc[~table["complete"], "label"].tolist()
+        text += f"; lacking seeds: {', '.join(map(str, short[:3]))}" + (
+            f" (+{len(short) - 3})" if len(short) > 3 else ""
+        )
+    return text
 
 
 def _band(ax, x, sub: pd.DataFrame, colour, label: str, ls: str = "-", marker: str = "o") -> None:

@@ -306,7 +306,7 @@ def plot_budget(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
         sub = table[(table["budget_metric"] == metric) & (table["budget_target"] == target)]
         sub = sub.sort_values("mean").reset_index(drop=True)
         top, bottom = axes[0, col], axes[1, col]
-        _draw_budget_variants(top, bottom, sub, data.completed, colours, options.metric)
+        _draw_budget_variants(top, bottom, sub, data.scored, colours, options.metric)
         top.set_ylabel(metric_label(options.metric))
         n_note = _seed_note(sub, options.level)
         top.set_title(f"Equal budget: {format_count(target)} {metric}\n({n_note}; dots: seeds)")
