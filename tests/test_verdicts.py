@@ -53,7 +53,7 @@ def _runs(rows: list[tuple[str, int, str, float | None, float | None]]) -> pd.Da
                 epochs_done=1,
                 device="cpu",
                 wall_time_s=1.0,
-            )  # fmt: skip
+            )
         )
     return pd.DataFrame(out)
 
