@@ -133,6 +133,43 @@ def test_huge_lr_diverges_without_raising(small_digits: LoadedData) -> None:
     assert out["diverged_at"]["loss"] in ("nan", "inf", "-inf")
 
 
+def test_a_blow_up_in_the_last_step_is_diverged_not_completed(
+    small_digits: LoadedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss is checked before each step; weights made inf by the very last optimizer step
+    used to give a 'completed' run with test loss NaN and 90% error."""
+    import archbench.training.train as train_mod
+
+    real = train_mod.build_optimizer
+    recipe = Recipe(epochs=2, batch_size=64, schedule="constant")
+    total = 2 * (len(small_digits.train) // 64)
+
+    def blowing_up(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+        opt = real(net, recipe)
+        step, calls = opt.step, [0]
+
+        def last_step_blows_up(*args, **kwargs):
+            out = step(*args, **kwargs)
+            calls[0] += 1
+            if calls[0] == total:
+                with torch.no_grad():
+                    next(net.parameters()).fill_(math.inf)
+            return out
+
+        opt.step = last_step_blows_up
+        return opt
+
+    monkeypatch.setattr(train_mod, "build_optimizer", blowing_up)
+    seen = []
+    result = train(
+        tiny_net(), small_digits, recipe, progress=False, diagnostics_every=0,
+        on_epoch_end=lambda m, d: seen.append(m.epoch) is not None,
+    )  # fmt: skip
+    assert result.status == "diverged"
+    assert result.diverged_at["epoch"] == 2 and result.diverged_at["step"] == total - 1
+    assert seen == [1] and [m.epoch for m in result.epochs] == [1]  # epoch 2 not recorded
+
+
 def test_on_epoch_end_can_stop_the_run(small_digits: LoadedData) -> None:
     seen: list[tuple[int, int]] = []
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -245,10 +246,16 @@ class _Run:
         try:
             restore_rng_state(self.rng, self.device)
             lr, train_loss, train_err = self._train_steps(epoch, bar)
+            # The losses checked so far were computed before each step: the epoch's last
+            # step can still have made the weights non-finite.
+            self._check_weights(epoch, train_loss)
             self.rng = capture_rng_state(self.device)
             self._sync()
             train_time = time.perf_counter() - t0
             evals = {name: self._evaluate(loader) for name, loader in self.eval_loaders.items()}
+            for _name, (eval_loss, _, _) in evals.items():
+                if not math.isfinite(eval_loss):
+                    raise _Diverged(self._where(epoch, eval_loss))
             due = self.diagnostics_every and epoch % self.diagnostics_every == 0
             diags = self._diagnose(epoch) if due and self.diag_batch is not None else []
             val = evals.get("val", (None, None, None))
@@ -350,6 +357,31 @@ class _Run:
                 "loss": float(losses[i].item()),
             }
         )
+
+    def _where(self, epoch: int, loss: float) -> dict[str, Any]:
+        """``diverged_at`` for a blow-up found after the epoch's last step."""
+        step = self.schedule.step - 1
+        return {
+            "epoch": epoch,
+            "step": step,
+            "epoch_step": step - (epoch - 1) * self.schedule.steps_per_epoch,
+            "lr": self.schedule.lr_at(step),
+            "loss": float(loss),
+        }
+
+    def _check_weights(self, epoch: int, train_loss: float) -> None:
+        """Raise :class:`_Diverged` when a parameter or floating buffer (BatchNorm running
+        statistics) is not finite after the epoch's steps."""
+        tensors = [
+            t for t in (*self.net.parameters(), *self.net.buffers()) if t.is_floating_point()
+        ]
+        if not tensors:
+            return
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        if not bool(finite):
+            raise _Diverged(
+                self._where(epoch, math.nan if math.isfinite(train_loss) else train_loss)
+            )
 
     @torch.inference_mode()  # no autograd bookkeeping at all (no version counters)
     def _evaluate(self, loader: DeviceLoader) -> tuple[float, float, float]:
