@@ -446,6 +446,29 @@ def test_val_acc_objective_needs_a_validation_split() -> None:
     assert "dataset.val_size is 0, but the objective 'val_acc' needs" in error_of(data)
 
 
+@pytest.mark.parametrize(
+    ("dataset", "words"),
+    [
+        ({"val_size": 0.001, "train_subset": 300}, ["0.001", "train_subset 300", "0 validation"]),
+        ({"val_size": 0.0001}, ["0.0001", "of 1438 training images", "0 validation images"]),
+    ],
+)
+def test_val_size_rounding_to_no_images_is_refused_at_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture, dataset: dict, words: list[str]
+) -> None:
+    """A fractional val_size that rounds to 0 images used to pass: every objective was 0 and
+    the reference fell back to test error. Refused by validate, also through --set."""
+    data = spec_with()
+    data["dataset"] = {**data["dataset"], "val_size": 0.1, "train_subset": None}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    sets = [f"dataset.{k}={v}" for k, v in dataset.items()]
+    args = ["validate", str(path), *[w for s in sets for w in ("--set", s)]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(w in err for w in words), err
+
+
 def test_unreadable_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     junk = tmp_path / "junk.db"
     junk.write_text("not a database")

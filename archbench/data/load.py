@@ -50,6 +50,12 @@ def _val_count(val_size: int | float, pool: int, name: str) -> int:
         )
     if n < 0:
         raise SpecError(f"val_size must be >= 0, got {val_size!r}")
+    if n == 0 and val_size > 0:
+        raise SpecError(
+            f"dataset {name!r}: val_size {val_size!r} of {pool} training images gives 0 "
+            "validation images; use a count >= 1 or a fraction above "
+            f"{0.5 / pool:.2g} (0 for no validation split)"
+        )
     return n
 
 

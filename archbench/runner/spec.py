@@ -449,7 +449,24 @@ def _check_across_sections(spec: ExperimentSpec, where: str) -> None:
             f"{where}: dataset.val_size is 0, but the objective 'val_acc' needs a validation "
             "split (selecting on the test set would bias the comparison); use e.g. 0.1"
         )
+    _check_val_images(spec, where)
     _check_search(spec, where)
+
+
+def _check_val_images(spec: ExperimentSpec, where: str) -> None:
+    """A fraction of a known training subset that rounds to 0 images leaves the search blind
+    (every objective 0) and the reference unchosen; refused here, before any data is read
+    (without ``train_subset`` the dataset loader refuses it, at validate time too)."""
+    ds = spec.dataset
+    if ds.train_subset is None or not 0 < ds.val_size < 1:
+        return
+    images = round(ds.val_size * ds.train_subset)
+    if images == 0:
+        raise SpecError(
+            f"{where}: dataset.val_size {ds.val_size:g} of train_subset {ds.train_subset} is "
+            "0 validation images, but the objective 'val_acc' needs a validation split; use a "
+            f"count >= 1 or a fraction above {0.5 / ds.train_subset:.2g}"
+        )
 
 
 def _check_budget(spec: ExperimentSpec, where: str) -> None:
