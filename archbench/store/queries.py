@@ -207,11 +207,15 @@ SUMMARY_METRICS = ("test_err", "val_err")
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Group runs (from :func:`runs`) by configuration: counts, mean and std over seeds."""
+    """Group runs (from :func:`runs`) by configuration: counts, mean and std over seeds.
+
+    A diverged run counts as error 1.0 (what the objective scores it), a completed one as
+    recorded: no configuration is ranked on the seeds that survived."""
     rows: list[dict[str, Any]] = []
     for key, group in frame.groupby(list(SUMMARY_KEYS), sort=False, dropna=False):
         first = group.iloc[0]
-        done = group[group["status"] == "completed"]
+        done = group[group["status"].isin(("completed", "diverged"))]
+        diverged = done["status"] == "diverged"
         row: dict[str, Any] = dict(zip(SUMMARY_KEYS, key))
         row.update({name: first[name] for name in SUMMARY_FIRST})
         row["n_runs"] = len(group)
@@ -219,10 +223,11 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         for status in ("diverged", "pruned", "failed", "running"):
             row[f"n_{status}"] = int((group["status"] == status).sum())
         for metric in SUMMARY_METRICS:
-            values = done[metric].dropna().astype("float64")
+            values = done[metric].astype("float64").mask(diverged, 1.0).dropna()
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-        row["epochs_done"] = done["epochs_done"].max() if len(done) else pd.NA
+        completed = done[~diverged]
+        row["epochs_done"] = completed["epochs_done"].max() if len(completed) else pd.NA
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(

@@ -70,8 +70,9 @@ class StoreReads:
     def summary(self, experiment: str, profile: str | None = None) -> pd.DataFrame:
         """Per configuration (variant + recipe): seeds, mean/std of test and val error.
 
-        Means and standard deviations (ddof=1) are over completed runs only; diverged, pruned
-        and failed runs are counted beside them. Raises for an experiment with no runs.
+        Means and standard deviations (ddof=1) are over completed and diverged runs, a
+        diverged one at error 1.0 (as the objective scores it); pruned, failed and running
+        runs are counted beside them. Raises for an experiment with no runs.
         """
         frame = self.runs(experiment=experiment, profile=profile)
         if frame.empty:
