@@ -128,6 +128,7 @@ def comparisons_table(
     if pairs not in ("best", "all"):
         raise UnknownNameError(f"unknown pairs {pairs!r}; allowed: best, all")
     table = config_stats(data.runs, metric, seeds=data.expected_seeds)
+    unscored = int((table["n"] == 0).sum())
     table = table[table["n"] > 0]
     if len(table) < 2:
         return pd.DataFrame()
@@ -174,6 +175,12 @@ def comparisons_table(
     order += [c for c in out.columns if c.startswith("diff_ci")]
     order += ["p", "p_holm", "p_min", "verdict"]
     out = out[order]
+    if unscored:
+        left_out = (
+            f"{unscored} configuration(s) with no completed or diverged seed left out "
+            "(see their notes in the per-configuration table)"
+        )
+        note = f"{note}; {left_out}" if note else left_out
     out.attrs["note"] = note
     return out
 
