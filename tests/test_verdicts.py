@@ -188,3 +188,19 @@ def test_sign_flip_matches_scipy_and_its_interval_inverts_it() -> None:
             assert (stats.sign_flip_test((d - d0).tolist()).p >= ALPHA) == inside
     big = stats.sign_flip_test(rng.normal(1.0, 1.0, 30).tolist())  # Monte Carlo above 20
     assert big.method.startswith("Monte Carlo") and big.p < ALPHA and big.ci_low > 0
+
+
+def test_recompute_script_reads_the_committed_csvs() -> None:
+    """scripts/recompute_verdicts.py: RESULTS.md's verdicts from the CSVs, via the library."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "recompute_verdicts.py"
+    spec = importlib.util.spec_from_file_location("recompute_verdicts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.report("going_deep", (("test_err", "best"),))
+    assert "| original " in text and "| full_preact " in text
+    assert "undetermined: 3 seeds cannot reach p < 0.05 (smallest p 0.25)" in text
+    assert "+3.70" in text  # full pre-activation - original, as RESULTS.md section 3 says
