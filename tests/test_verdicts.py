@@ -204,3 +204,17 @@ def test_recompute_script_reads_the_committed_csvs() -> None:
     assert "| original " in text and "| full_preact " in text
     assert "undetermined: 3 seeds cannot reach p < 0.05 (smallest p 0.25)" in text
     assert "+3.70" in text  # full pre-activation - original, as RESULTS.md section 3 says
+
+
+def test_plots_count_diverged_seeds_and_select_complete_configurations() -> None:
+    from archbench.analysis.data import select_best
+    from archbench.analysis.plots import PlotOptions
+    from archbench.analysis.plots.shared import _table
+
+    rows = [("lucky", 0, "completed", 0.05, 0.05), ("lucky", 1, "diverged", None, None)]
+    rows += [("steady", s, "completed", 0.20, 0.20) for s in (0, 1)]
+    rows += [("short", 0, "completed", 0.01, 0.01), ("short", 1, "failed", None, None)]
+    table = _table(_data(_runs(rows)), PlotOptions()).set_index("label")
+    assert table.loc["lucky", "mean"] == pytest.approx((0.05 + 1.0) / 2)  # what is drawn
+    picked, _ = select_best(table.reset_index(), ["depth"])
+    assert picked["label"].tolist() == ["steady"]  # not 'short' (1 seed failed) nor 'lucky'

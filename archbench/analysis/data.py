@@ -407,14 +407,17 @@ def _short(value: Any) -> str:
 
 def select_best(table: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """One configuration per ``keys`` cell: the lowest mean *validation* error (model selection
-    never looks at the test set). Returns the table and a note per cell that had several."""
+    never looks at the test set; a diverged seed counts at 100%), complete configurations first. Returns the table and a note per cell that had several."""
     notes = []
     picked = []
     for _cell, group in table.groupby(keys, dropna=False, sort=False):
         if len(group) == 1:
             picked.append(group.index[0])
             continue
-        order = group["val_mean"].fillna(np.inf).sort_values(kind="stable")
+        # A configuration lacking seeds is chosen only when no complete one is in the cell.
+        incomplete = ~group["complete"] if "complete" in group else False
+        order = group["val_mean"].fillna(np.inf) + np.where(incomplete, np.inf, 0.0)
+        order = order.sort_values(kind="stable")
         best = order.index[0]
         picked.append(best)
         notes.append(
