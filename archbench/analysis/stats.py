@@ -249,15 +249,6 @@ def smallest_p(n: int) -> float:
     return min(1.0, 2.0 / 2**n) if n <= EXACT_MAX_N else 2.0 / (SIGN_FLIP_DRAWS + 1)
 
 
-def seeds_needed(alpha: float, comparisons: int = 1) -> int:
-    """The fewest pairs whose smallest p, times ``comparisons`` (Holm's first factor), is
-    below ``alpha``."""
-    n = 1
-    while smallest_p(n) * comparisons >= alpha and n <= EXACT_MAX_N:
-        n += 1
-    return n
-
-
 def paired_difference(
     a: dict[int, float], b: dict[int, float], alpha: float = 0.05
 ) -> PairedResult:

@@ -228,13 +228,14 @@ Facts = list[tuple[str, str]]
 
 #: What every table and report says about its statistics.
 STATISTICS_FACT = (
-    "a diverged seed counts as 100% error in every mean, ranking and test; mean, std "
-    "(ddof=1) and a descriptive t-interval over seeds (clipped to 0-100%; fewer than "
-    f"{stats.FEW_SEEDS} seeds flagged); verdicts from the {stats.PAIRED_TEST}, Holm-corrected; "
-    "'undetermined' when n seeds cannot reach p < alpha (fewer than 6 at 0.05); a "
-    "configuration with failed, pruned or missing seeds gets no verdict and is never the "
-    "reference; the reference is the complete configuration with the lowest validation "
-    "error, never chosen by test error (no validation numbers: no reference, all pairs)"
+    "a diverged seed counts as 100% error in every mean, ranking and test; per configuration: "
+    f"mean, std (ddof=1) and a descriptive t-interval over seeds (clipped to 0-100%; fewer "
+    f"than {stats.FEW_SEEDS} seeds flagged); paired verdicts: the {stats.PAIRED_TEST}; "
+    "Holm-corrected over the rows; 'undetermined' when n seeds cannot reach p < alpha "
+    "(fewer than 6 at 0.05); a configuration with failed, pruned or missing seeds gets no "
+    "verdict and is never the reference; the reference is the complete configuration with the "
+    "lowest validation error, never chosen by test error (no validation numbers: no reference, "
+    "all pairs)"
 )
 
 
