@@ -233,12 +233,14 @@ def sign_flip_test(
     p_min = min(1.0, 2.0 / total)
     # Rejecting d0 from below needs base + #{A: mean_A <= d0} <= c: d0 below the
     # (c - base + 1)-th smallest subset mean; likewise from above.
-    means = np.sort(sums[0][sizes > 0] / sizes[sizes > 0])
     j = _max_count(alpha, total) - base  # subset means allowed on the rejected side
     if j < 0:
         low, high = -math.inf, math.inf
     else:
-        low, high = float(means[j]), float(means[len(means) - 1 - j])
+        means = sums[0][sizes > 0] / sizes[sizes > 0]
+        k = len(means) - 1 - j
+        means = np.partition(means, [j, k])  # the two order statistics, no full sort
+        low, high = float(means[j]), float(means[k])
     return SignFlip(p, p_min, low, high, method)
 
 
