@@ -52,7 +52,7 @@ class ExperimentLogger(ABC):
         self.target = target
 
     @classmethod
-    def check_target(cls, target: str) -> None:
+    def check_target(cls, target: str) -> None:  # noqa: B027 (optional hook)
         """Raise :class:`TrackerError` for a target this backend cannot take (no I/O)."""
 
     def open(self) -> None:  # noqa: B027 (optional hook)
