@@ -51,8 +51,8 @@ class ExperimentLogger(ABC):
     def __init__(self, target: str) -> None:
         self.target = target
 
-    @classmethod
-    def check_target(cls, target: str) -> None:  # noqa: B027 (optional hook)
+    @classmethod  # noqa: B027 (an optional hook)
+    def check_target(cls, target: str) -> None:
         """Raise :class:`TrackerError` for a target this backend cannot take (no I/O)."""
 
     def open(self) -> None:  # noqa: B027 (optional hook)
