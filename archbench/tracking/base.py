@@ -84,6 +84,15 @@ class LogTarget:
     def __str__(self) -> str:
         return f"{self.kind}:{self.target}"
 
+    def shown(self) -> str:
+        """As text to print or log: a password in the target's URL masked."""
+        return shown(str(self))
+
+
+def shown(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` masked."""
+    return re.sub(r"(//[^:/@\s]+):[^@/\s]*@", r"\1:***@", text)
+
 
 def parse_target(text: str) -> LogTarget:
     """``"mlflow:sqlite:///m.db"`` -> ``LogTarget("mlflow", "sqlite:///m.db")``; checks that
@@ -92,13 +101,13 @@ def parse_target(text: str) -> LogTarget:
 
     if not isinstance(text, str) or ":" not in text:
         raise TrackerError(
-            f"--log {text!r}: expected KIND:TARGET, e.g. tensorboard:runs/tb or "
+            f"--log {shown(str(text))!r}: expected KIND:TARGET, e.g. tensorboard:runs/tb or "
             f"mlflow:sqlite:///mlflow.db (kinds: {', '.join(LOGGERS.names())})"
         )
     kind, target = text.split(":", 1)
     kind, target = kind.strip(), target.strip()
     if kind not in LOGGERS:
-        raise TrackerError(f"--log {text!r}: {LOGGERS.unknown_message(kind)}")
+        raise TrackerError(f"--log {shown(text)!r}: {LOGGERS.unknown_message(kind)}")
     cls = LOGGERS.get(kind)
     missing = [m for m in cls.modules if not _importable(m)]
     if missing:
@@ -116,7 +125,7 @@ def parse_targets(texts: Sequence[str]) -> tuple[LogTarget, ...]:
     seen = set()
     for t in targets:
         if (t.kind, t.target) in seen:
-            raise TrackerError(f"--log {t} is given twice")
+            raise TrackerError(f"--log {t.shown()} is given twice")
         seen.add((t.kind, t.target))
     return targets
 

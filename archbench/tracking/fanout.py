@@ -15,7 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from archbench.tracking.base import ExperimentLogger, LogTarget, TrackerError, parse_targets
+from archbench.tracking.base import (
+    ExperimentLogger,
+    LogTarget,
+    TrackerError,
+    parse_targets,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +69,9 @@ class Trackers:
                 except TrackerError:
                     raise
                 except Exception as exc:
-                    detail = " ".join(str(exc).split())[:300]
+                    detail = shown(" ".join(str(exc).split()))[:300]
                     raise TrackerError(
-                        f"--log {t}: cannot be used: {type(exc).__name__}: {detail}"
+                        f"--log {t.shown()}: cannot be used: {type(exc).__name__}: {detail}"
                     ) from None
         return cls(loggers)
 
@@ -98,7 +104,7 @@ class Trackers:
         except Exception as exc:
             if live is not None:
                 live.discard(id(logger))
-            name = f"{type(logger).__name__} ({logger.target})"
+            name = f"{type(logger).__name__} ({shown(logger.target)})"
             if id(logger) in self._warned:
                 log.debug("%s.%s failed again: %s", name, method, exc)
                 return
@@ -109,7 +115,7 @@ class Trackers:
                 name,
                 method,
                 type(exc).__name__,
-                " ".join(str(exc).split())[:300],
+                shown(" ".join(str(exc).split()))[:300],
             )
 
 

@@ -7,7 +7,8 @@ for ``archbench train``). Each holds the per-epoch scalars (``train_loss``, ``va
 hyperparameters and final metrics in the HPARAMS tab. Events are flushed after every epoch.
 
 A run resumed from its checkpoint after epoch k writes into the same folder with
-``purge_step=k+1``: TensorBoard drops whatever an earlier attempt logged after epoch k.
+``purge_step=k+1``: TensorBoard drops whatever an earlier attempt logged after epoch k (a run
+trained again from scratch replaces the earlier attempt's curves).
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class TensorBoardLogger(ExperimentLogger):
         self.finish_writer()
         self.config = dict(config)
         resumed = int(config.get("resumed_after_epoch") or 0)
-        self.writer = SummaryWriter(
-            log_dir=str(self.folder(config)), purge_step=resumed + 1 if resumed else None
-        )
+        # purge_step: whatever an earlier attempt of this run logged after the epoch this one
+        # resumes from (all of it, for a fresh start) is dropped by TensorBoard's readers.
+        self.writer = SummaryWriter(log_dir=str(self.folder(config)), purge_step=resumed + 1)
         text = json.dumps(dict(config), indent=2, sort_keys=True, default=str)
         # Indented by four spaces: TensorBoard renders text as Markdown (a code block).
         self.writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), 0)
