@@ -75,8 +75,10 @@ def test_run_with_workers_logs_every_run_to_tensorboard_and_mlflow_and_keeps_wei
     spec = write_spec(tmp_path, variants=2)
     tb, ml = tmp_path / "tb", f"sqlite:///{tmp_path / 'ml.db'}"
     code, out, err = cli(
-        ["run", str(spec), "--workers", "2", "--threads", "1", "--quiet", "--keep-weights"]
-        + ["--log", f"tensorboard:{tb}", "--log", f"mlflow:{ml}"]
+        [
+            *("run", str(spec), "--workers", "2", "--threads", "1", "--quiet", "--keep-weights"),
+            *("--log", f"tensorboard:{tb}", "--log", f"mlflow:{ml}"),
+        ]
     )
     assert code == 0, err
     assert "WARNING" not in err, err  # no tracker failed
@@ -125,7 +127,7 @@ def test_train_logs_to_tensorboard_and_mlflow(tmp_path: Path) -> None:
 
     tb, ml = tmp_path / "tb", f"sqlite:///{tmp_path / 'ml.db'}"
     result = tmp_path / "r.json"
-    code, out, err = cli(
+    code, _, err = cli(
         [*TRAIN, "--json", str(result), "--log", f"tensorboard:{tb}", "--log", f"mlflow:{ml}"]
     )
     assert code == 0, err
@@ -173,7 +175,7 @@ def test_a_missing_tracker_package_is_one_line_before_any_trial(
         ["validate", str(spec), "--log", "mlflow:sqlite:///x.db"],
         [*TRAIN, "--log", "mlflow:sqlite:///x.db"],
     ):
-        code, out, err = cli(argv)
+        code, _, err = cli(argv)
         assert code == 2 and "Traceback" not in err
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
