@@ -356,3 +356,30 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
         load_weights(build_net(small), tmp_path / "bad.pt")
     net = build_net(small)
     assert load_weights(net, path, spec_hash=small.spec_hash()) == {}
+
+
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
+    """Found by its archbench.run_key tag: the epochs after the checkpoint extend the earlier
+    attempt's curve; a run started from scratch is a new MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    config = {"experiment": "e", "label": "net", "seed": 0, "run_key": "e:p:k:seed0"}
+    trackers = Trackers.from_targets([f"mlflow:{uri}"])
+    with trackers.run(config) as run:  # killed after epoch 1: never finished
+        run.log_epoch({"epoch": 1, "val_err": 0.5})
+        run.finished = True  # as if the process died here
+    with trackers.run({**config, "resumed_after_epoch": 1}) as run:
+        run.log_epoch({"epoch": 2, "val_err": 0.25})
+        run.finish("completed", {"epoch": 2, "val_err": 0.25})
+    with trackers.run(config) as run:  # trained again from scratch
+        run.finish("completed", {"epoch": 2, "val_err": 0.25})
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("e").experiment_id], order_by=["attributes.start_time"]
+    )
+    assert len(runs) == 2
+    history = client.get_metric_history(runs[0].info.run_id, "val_err")
+    assert {m.step: m.value for m in history} == {1: 0.5, 2: 0.25}
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["archbench.resumed_after_epoch"] == "1"
