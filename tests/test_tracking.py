@@ -383,3 +383,26 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     assert {m.step: m.value for m in history} == {1: 0.5, 2: 0.25}
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["archbench.resumed_after_epoch"] == "1"
+
+
+def test_eval_reproduces_a_kept_run_and_says_when_weights_no_longer_match(tmp_path: Path) -> None:
+    """In-process run with --keep-weights: eval by experiment, label and seed gives the
+    stored errors exactly; weights changed behind its back give a stated difference, exit 1."""
+    import torch
+
+    spec = write_spec(tmp_path, variants=1)
+    assert cli(["run", str(spec), "--quiet", "--threads", "1", "--keep-weights"])[0] == 0
+    code, out, err = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0", "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["matches"] and result["now"] == result["stored"]
+    assert result["stored"]["test_err"] is not None and result["stored"]["val_err"] is not None
+    path = Path(result["weights_path"])
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {
+        k: torch.zeros_like(v) if v.is_floating_point() else v
+        for k, v in payload["state_dict"].items()
+    }
+    torch.save(payload, path)
+    code, out, _ = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
+    assert code == 1 and "differs from the stored errors" in out

@@ -193,8 +193,8 @@ def reevaluate(
     )
     if not row.get("weights_path"):
         raise ArchbenchError(
-            f"{where} has no kept weights (status {row['status']}); rerun its experiment with "
-            "--keep-weights (a completed run is then retrained only if its row is deleted)"
+            f"{where} has no kept weights (status {row['status']}): only runs trained by "
+            "`archbench run/worker --keep-weights` keep theirs"
         )
     study = study if study is not None else study_of(resolved, row["study_name"] or "")
     if study is None:
