@@ -406,3 +406,12 @@ def test_eval_reproduces_a_kept_run_and_says_when_weights_no_longer_match(tmp_pa
     torch.save(payload, path)
     code, out, _ = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
     assert code == 1 and "differs from the stored errors" in out
+
+
+def test_train_with_a_failing_tracker_completes_and_logs_to_the_others(tmp_path: Path) -> None:
+    tb = tmp_path / "tb"
+    with LOGGERS.registered("broken", Broken):
+        code, out, err = cli([*TRAIN, "--log", "broken:x", "--log", f"tensorboard:{tb}"])
+    assert code == 0 and out.startswith("completed:"), err
+    scalars, _ = tb_scalars(tb / "train" / "resnet8_seed0")
+    assert sorted(scalars["test_err"]) == [1, 2]
