@@ -450,6 +450,14 @@ def _args(world: dict[str, Any]) -> list[tuple[list[str], str]]:
         (["report", "t", "--storage", db, "--pairs", "bogus"], "--pairs"),
         (["stats", "t", "--storage", db, "--csv", afile], "--csv"),
         (["stats", "nope", "--storage", db], "nope"),
+        (["eval", "1"], "--storage"),
+        (["eval", "nope", "--storage", db, "--label", "x", "--seed", "0"], "nope"),
+        (["eval", "t", "--storage", db], "--label"),
+        (["eval", "1", "--storage", db, "--seed", "-1"], "--seed"),
+        (["eval", "999", "--storage", db], "no run 999"),
+        (["run", good, "--log", "bogus:x"], "bogus"),
+        (["validate", good, "--log", "tensorboard"], "KIND:TARGET"),
+        (["train", "resnet8", "--dataset", "digits", "--log", "mlflow:"], "mlflow"),
     ]
 
 

@@ -637,7 +637,7 @@ def test_a_schema_1_store_is_upgraded(url: str) -> None:
             variant_columns = {
                 c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")
             }
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
         assert not variant_columns & {"budget_metric", "budget_target", "budget_error"}
         # the block registry's family of each variant's block, filled by the upgrade
         assert store.variants()["block_family"].tolist() == ["resnet", "resnet"]
@@ -669,6 +669,9 @@ def test_a_schema_2_store_without_block_families_is_completed(url: str) -> None:
         store.start_run(experiment="early", profile="cpu", spec_hash=spec_hash, seed=2)
         with store.engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE archbench_variants DROP COLUMN block_family"))
+            # and back to schema 2 (before runs had weights_path)
+            conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN weights_path"))
+            conn.execute(sa.text("UPDATE archbench_meta SET schema_version = 2"))
             columns = {c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")}
         assert "block_family" not in columns
 
@@ -680,6 +683,29 @@ def test_a_schema_2_store_without_block_families_is_completed(url: str) -> None:
         assert version == SCHEMA_VERSION
         add_run(store, make_spec(depth=5), experiment="later")  # an ordinary store again
     ResultsStore(url, create=False).close()  # opening again finds nothing to do
+
+
+def test_a_schema_2_store_gains_weights_path_on_open(url: str) -> None:
+    """Schema 3 adds ``runs.weights_path`` (kept weights): NULL for every earlier run, and
+    set_weights_path records an absolute path afterwards; a reopened run forgets it."""
+    with ResultsStore(url) as store:
+        run_id = add_run(store, experiment="before")
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN weights_path"))
+            conn.execute(sa.text("UPDATE archbench_meta SET schema_version = 2"))
+
+    with ResultsStore(url, create=False) as store:
+        with store.engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT schema_version FROM archbench_meta")).scalar()
+        assert version == SCHEMA_VERSION == 3
+        assert store.run(run_id)["weights_path"] is None
+        store.set_weights_path(run_id, "w/run.pt")
+        assert store.run(run_id)["weights_path"] == str(Path("w/run.pt").resolve())
+        with pytest.raises(StoreError, match="unknown run_id 999"):
+            store.set_weights_path(999, "x.pt")
+        store.finish_run(run_id, status="failed")
+        again = add_run(store, experiment="before")  # the same run, retried
+        assert again == run_id and store.run(run_id)["weights_path"] is None
 
 
 def test_reader_does_not_create(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "run",  # validate, run, worker
     "results",  # results, export
     "analysis",  # plot, report, stats
+    "evaluate",  # eval: a stored run's kept weights evaluated again
 ]
 
 

@@ -74,3 +74,17 @@ def finite_float(low: float = -math.inf) -> Callable[[str], float]:
 
     parse.__name__ = "number"
     return parse
+
+
+def log_arg(p: argparse.ArgumentParser) -> None:
+    """``--log KIND:TARGET`` (repeatable): ``run``, ``worker``, ``validate`` and ``train``."""
+    p.add_argument(
+        "--log",
+        dest="log",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="log each run's config, per-epoch metrics and final results to an experiment "
+        "tracker: tensorboard:DIR, mlflow:TRACKING_URI (e.g. mlflow:sqlite:///mlflow.db) or a "
+        "plugin's kind (repeatable)",
+    )

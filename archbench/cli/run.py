@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from archbench.cli.args import positive_int
+from archbench.cli.args import log_arg, positive_int
 from archbench.cli.exit_codes import INCOMPLETE, OK
 from archbench.cli.results import print_results
 from archbench.errors import ArchbenchError
@@ -113,6 +113,13 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         "on the machine's load; recorded with each run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    log_arg(p)
+    p.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep each completed run's final weights (RESULTS_DIR/weights/...; the path is "
+        "stored with the run; `archbench eval RUN` re-evaluates them)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -126,6 +133,8 @@ def _options(args: argparse.Namespace) -> Any:
         grace_period=max(3 * args.heartbeat, 3),
         progress=False if args.quiet else None,
         threads=args.threads,
+        loggers=tuple(args.log),
+        keep_weights=args.keep_weights,
     )
 
 
@@ -305,6 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             load_checked(args.spec, args.profile, overrides=_overrides(args)), args.json
         )
     spec, options, checked = _checked(args)
+    _open_trackers(options)
     options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
         options = _replace(options, progress=False)  # N bars on one terminal are unreadable
@@ -389,6 +399,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from archbench.runner.study import prepare_study
 
     spec, options, checked = _checked(args)
+    _open_trackers(options)
     for note in checked.notes:
         print(f"archbench: note: {note}", file=sys.stderr, flush=True)
     _quiet_optuna()
@@ -411,6 +422,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _report_unfinished(spec, study, _retry_command(args))
 
 
+def _open_trackers(options: Any) -> None:
+    """Connect every --log tracker once before the first trial: a target that cannot be
+    used (a server down, a refused store) stops here with one line, not in every run."""
+    if options.loggers:
+        from archbench.tracking import Trackers
+
+        Trackers.from_targets(options.loggers).close()
+
+
 def _retry_command(args: argparse.Namespace) -> str:
     """The command line that reruns this one: every option that changes where or how it
     runs, shell-quoted (the storage redacted)."""
@@ -429,6 +449,10 @@ def _retry_command(args: argparse.Namespace) -> str:
     ):
         if value is not None and value != "":
             words += [flag, str(value)]
+    for target in getattr(args, "log", []) or []:
+        words += ["--log", redact(target)]
+    if getattr(args, "keep_weights", False):
+        words.append("--keep-weights")
     for override in _overrides(args):
         words += ["--set", override]
     return shlex.join(words)

@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.cli.args import finite_float, nonnegative_int, positive_int
+from archbench.cli.args import finite_float, log_arg, nonnegative_int, positive_int
 from archbench.cli.format import emit, render_kv, to_json
 from archbench.errors import SpecError
 from archbench.training.recipe import Recipe  # light: no torch
@@ -123,6 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table: final line")
     p.add_argument("--json", dest="json_path", help="write the result as JSON to this file")
+    log_arg(p)
     p.set_defaults(func=run)
 
 
@@ -206,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     fields += ["schedule", "warmup", "wd_on_norm_and_bias"]
     recipe = Recipe.from_dict({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     _check_paths(args)
+    from archbench.tracking import Trackers, parse_targets
+
+    parse_targets(args.log)  # a missing tracker package: one line before any data is read
     import torch
 
     from archbench.data import load_dataset
@@ -250,29 +254,60 @@ def run(args: argparse.Namespace) -> int:
     if not quiet:
         _print_header(args, spec, params, data, recipe, device)
 
-    def on_epoch_end(metrics: EpochMetrics, _diags: list) -> bool:
-        if not quiet:
-            emit(_row(_cells(metrics)))
-        return False
+    trackers = Trackers.from_targets(args.log)
+    config = _track_config(args, spec, params, data, recipe, device)
+    with trackers.run(config) as tracked:
 
-    result = train(
-        net,
-        data,
-        recipe,
-        seed=args.seed,
-        device=device,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=not args.no_resume,
-        diagnostics_every=args.diagnostics_every,
-        on_epoch_end=on_epoch_end,
-        progress=False if quiet else None,
-    )
+        def on_epoch_end(metrics: EpochMetrics, _diags: list) -> bool:
+            if not quiet:
+                emit(_row(_cells(metrics)))
+            tracked.log_epoch(metrics)
+            return False
+
+        result = train(
+            net,
+            data,
+            recipe,
+            seed=args.seed,
+            device=device,
+            checkpoint_dir=args.checkpoint_dir,
+            resume=not args.no_resume,
+            diagnostics_every=args.diagnostics_every,
+            on_epoch_end=on_epoch_end,
+            progress=False if quiet else None,
+        )
+        tracked.finish(result.status, result.final, wall_time_s=result.wall_time_s)
+    trackers.close()
     emit(final_line(result))
     if args.json_path:
         path = _write_json(Path(args.json_path), result, spec, args.model, params, data)
         if not quiet:
             emit(f"wrote {path}")
     return 1 if result.status == "diverged" else 0
+
+
+def _track_config(
+    args: argparse.Namespace, spec: Any, params: int, data: Any, recipe: Recipe, device: Any
+) -> dict[str, Any]:
+    """What trackers record about an ``archbench train`` run."""
+    info = data.info
+    return {
+        "label": spec.name or Path(args.model).stem,
+        "model": args.model,
+        "seed": args.seed,
+        "spec_hash": spec.spec_hash(),
+        "params": params,
+        "recipe": recipe.to_dict(),
+        "dataset": info.name,
+        "data": {
+            "train": len(data.train),
+            "val": len(data.val) if data.val is not None else 0,
+            "test": len(data.test),
+            "image_size": info.image_size,
+        },
+        "device": str(device),
+        "resumed_after_epoch": len(_restored_epochs(args)),
+    }
 
 
 def _print_header(

@@ -30,9 +30,11 @@ from archbench.runner.study import (
     grid_labels,
     results_dir,
 )
+from archbench.runner.tracked import track_config, weights_file
 from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 from archbench.store.values import RunBusyError
+from archbench.tracking import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,8 @@ class Objective:
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
+        # Experiment trackers (--log): this process's own loggers, opened now.
+        self.trackers = Trackers.from_targets(options.loggers)
 
     @property
     def data(self) -> Any:
@@ -375,7 +379,14 @@ class Objective:
             return 0.0
         where = f" (resuming after epoch {resumed})" if resumed else ""
         self.on_event(f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}")
-        result, recorded = self._train(trial, plan, seed, device, run_id, ckpt, report=report)
+        config = track_config(
+            spec, plan, seed=seed, run_id=run_id, resumed_after_epoch=resumed or 0, device=device
+        )
+        with self.trackers.run(config) as tracked:
+            result, recorded = self._train(
+                trial, plan, seed, device, run_id, ckpt, report=report, tracked=tracked
+            )
+            tracked.finish(result.status, result.final, wall_time_s=result.wall_time_s)
         final = result.final
         # A worker killed between the trainer's checkpoint and the epoch callback resumes
         # after an epoch the store never got: record those this process did not.
@@ -413,6 +424,7 @@ class Objective:
         ckpt: Path,
         *,
         report: bool,
+        tracked: Any = None,
     ) -> tuple[Any, set[int]]:
         """One seed's training, each epoch stored as it ends; (result, epochs stored)."""
         from archbench.models.net import build_net
@@ -424,6 +436,8 @@ class Objective:
         def on_epoch_end(metrics: Any, diagnostics: list[Any]) -> bool:
             self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
             recorded.add(metrics.epoch)
+            if tracked is not None:
+                tracked.log_epoch(metrics)
             if diagnostics:
                 self.store.record_diagnostics(run_id, diagnostics)
             if report and metrics.val_err is not None:
@@ -450,6 +464,8 @@ class Objective:
                 on_epoch_end=on_epoch_end,
                 progress=self.options.progress,
             )
+            if self.options.keep_weights and result.status == "completed":
+                self._keep_weights(net, plan, seed, run_id)
         except BaseException as exc:
             # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
             # A killed process never gets here: its run turns stale instead.
@@ -458,6 +474,17 @@ class Objective:
                 self.store.finish_run(run_id, status="failed", error=reason)
             raise
         return result, recorded
+
+    def _keep_weights(self, net: Any, plan: _TrialPlan, seed: int, run_id: int) -> None:
+        """Save the run's final weights (--keep-weights) and record the file with the run."""
+        from archbench.training.weights import save_weights
+
+        path = weights_file(
+            results_dir(self.spec, self.options), self.spec.study_name, plan.ckey, seed
+        )
+        meta = {"run_id": run_id, "seed": seed, "label": plan.variant.label}
+        save_weights(net, path, spec_hash=plan.spec_hash, meta=meta)
+        self.store.set_weights_path(run_id, path)
 
 
 @dataclass(frozen=True)

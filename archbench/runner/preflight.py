@@ -122,6 +122,10 @@ def check_options(options: Any) -> None:
         path = Path(options.results_dir).expanduser()
         if path.exists() and not path.is_dir():
             raise SpecError(f"--results-dir {str(path)!r} is a file; give a folder for checkpoints")
+    if getattr(options, "loggers", ()):
+        from archbench.tracking import parse_targets
+
+        parse_targets(options.loggers)  # kind known, its package installed, target's form
 
 
 def check_device(preference: str) -> Any:

@@ -64,6 +64,12 @@ class RunnerOptions:
     # Which worker this is: 0 samples with the spec's seed, others with one derived from it
     # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
     worker: int | str = 0
+    # Experiment trackers, "KIND:TARGET" each (--log; archbench.tracking): each worker
+    # process logs its own runs to every one of them.
+    loggers: tuple[str, ...] = ()
+    # Keep each completed run's final weights under results_dir/weights (--keep-weights);
+    # the path is stored with the run (`archbench eval` reloads it).
+    keep_weights: bool = False
 
 
 # -- storage ----------------------------------------------------------------------------------

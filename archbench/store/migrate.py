@@ -71,6 +71,14 @@ def _add_block_family(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN block_family SET NOT NULL"))
 
 
+def _v2_to_v3(conn: sa.Connection) -> None:
+    """Runs gain ``weights_path`` (NULL: no weights kept, as for every run before)."""
+    from archbench.store.schema import runs
+
+    ddl = runs.c.weights_path.type.compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {runs.name} ADD COLUMN weights_path {ddl}"))
+
+
 def _v2_incomplete(conn: sa.Connection) -> bool:
     """A store written at version 2 before ``variants.block_family`` was added to it."""
     columns = {c["name"] for c in sa.inspect(conn).get_columns(variants_table.name)}
@@ -78,7 +86,7 @@ def _v2_incomplete(conn: sa.Connection) -> bool:
 
 
 #: version -> the step that upgrades a store of that version to the next one.
-STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2}
+STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def upgradable(version: int) -> bool:

@@ -7,14 +7,15 @@ newer one (or one with no upgrade path) refused rather than read or written wron
 Version history: 1, the first; 2, a run's budget (metric, target, error) moved from the
 variant row (where the first experiment to record the variant set it for all) to the run, and
 each variant records its main block's family (``block_family``), so that the analysis reads a
-store without importing the block registry (torch).
+store without importing the block registry (torch); 3, a run records where its final weights
+were kept (``weights_path``, ``--keep-weights``; ``archbench eval`` reloads them).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PREFIX = "archbench_"
 
 RUN_STATUSES = ("running", "completed", "diverged", "pruned", "failed")
@@ -90,6 +91,8 @@ runs = sa.Table(
     sa.Column("started_at", _Time, nullable=False),
     sa.Column("finished_at", _Time),
     sa.Column("heartbeat_at", _Time, nullable=False),
+    # Schema 3: the file holding the run's final weights (absolute path; NULL: not kept).
+    sa.Column("weights_path", sa.String(1000)),
     sa.UniqueConstraint(
         "experiment", "profile", "config_key", "seed", name=f"uq_{PREFIX}runs_config_seed"
     ),

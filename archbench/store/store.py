@@ -426,7 +426,9 @@ class ResultsStore(StoreReads):
         owner = (old.study_name, old.trial_number)
         if old.status == "running" and allowed_owners is not None and owner not in allowed_owners:
             raise RunBusyError(int(old.run_id), *owner)
-        cleared = dict.fromkeys((*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at"))
+        cleared = dict.fromkeys(
+            (*FINAL_METRICS, "diverged_at", "wall_time_s", "finished_at", "weights_path")
+        )
         conn.execute(
             runs.update()
             .where(runs.c.run_id == old.run_id)
@@ -493,6 +495,20 @@ class ResultsStore(StoreReads):
                 runs.update()
                 .where(runs.c.run_id == run_id)
                 .values(**values, **extra, finished_at=now, heartbeat_at=now)
+            )
+            if result.rowcount == 0:
+                raise StoreError(f"unknown run_id {run_id}")
+
+        self._write(write)
+
+    def set_weights_path(self, run_id: int, path: str | Path | None) -> None:
+        """Record where the run's final weights were kept (``None``: none kept)."""
+        run_id = to_int(run_id, "run_id")
+        value = None if path is None else str(Path(path).expanduser().resolve())
+
+        def write(conn: sa.Connection) -> None:
+            result = conn.execute(
+                runs.update().where(runs.c.run_id == run_id).values(weights_path=value)
             )
             if result.rowcount == 0:
                 raise StoreError(f"unknown run_id {run_id}")

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from archbench.data import DeviceLoader, LoadedData, TensorSplit
@@ -50,6 +49,7 @@ from archbench.training.device import (
     select_device,
 )
 from archbench.training.diagnostics import BlockDiagnostics, block_diagnostics
+from archbench.training.evaluate import eval_batch_size, evaluate_loader
 from archbench.training.recipe import LRSchedule, Recipe, build_optimizer
 from archbench.training.results import RESULT_SCHEMA, EpochMetrics, TrainResult
 
@@ -66,10 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EVAL_BATCH_SIZE = 256  # at least, on accelerators; no gradients, so larger than training is safe
-# On CPU a smaller eval batch is faster: its activations stay in cache (resnet20 on 28x28:
-# batch 128 takes ~0.85x the time of 256, 512 ~1.4x; benchmarks/README.md).
-CPU_EVAL_BATCH_SIZE = 128
 CHECK_EVERY = 25  # steps between finiteness checks (each check synchronises the device)
 
 
@@ -173,9 +169,7 @@ class _Run:
             seed=derive_seed(seed, "data"),
             channels_last=cl,
         )
-        eval_bs = (
-            CPU_EVAL_BATCH_SIZE if device.type == "cpu" else max(recipe.batch_size, EVAL_BATCH_SIZE)
-        )
+        eval_bs = eval_batch_size(device, recipe.batch_size)
         self.eval_loaders = {
             name: DeviceLoader(split, info, batch_size=eval_bs, device=device, channels_last=cl)
             for name, split in (("val", data.val), ("test", data.test))
@@ -383,24 +377,9 @@ class _Run:
                 self._where(epoch, math.nan if math.isfinite(train_loss) else train_loss)
             )
 
-    @torch.inference_mode()  # no autograd bookkeeping at all (no version counters)
     def _evaluate(self, loader: DeviceLoader) -> tuple[float, float, float]:
         """(mean cross-entropy, top-1 error, top-5 error) in eval mode."""
-        model = self.model
-        model.eval()
-        k = min(5, self.data.info.num_classes)
-        loss_sum = torch.zeros((), device=self.device)
-        hits = torch.zeros(2, device=self.device, dtype=torch.long)
-        for x, y in loader:
-            with self._autocast():
-                out = model(x)
-            out = out.float()
-            loss_sum += F.cross_entropy(out, y, reduction="sum")
-            match = out.topk(k, dim=1).indices == y[:, None]
-            hits += torch.stack([match[:, 0].sum(), match.any(dim=1).sum()])
-        n = loader.num_samples
-        loss, top1, top5 = torch.cat([loss_sum[None], hits.float()]).tolist()
-        return loss / n, 1.0 - top1 / n, 1.0 - top5 / n
+        return evaluate_loader(self.model, loader, self.data.info.num_classes, self._autocast)
 
     # -- diagnostics ------------------------------------------------------------------------
     def _diagnostics_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
