@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stats",
         help="print per-configuration statistics and paired comparisons",
-        description="Mean, std and 95%% t-interval over seeds per configuration; paired "
+        description="Mean, std and 95% t-interval over seeds per configuration; paired "
         "differences on shared seeds with Holm-corrected tests; the fairness facts.",
     )
     _common(p)
