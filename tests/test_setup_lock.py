@@ -29,9 +29,8 @@ def test_a_second_holder_waits_then_gets_it(tmp_path: Path) -> None:
     thread = threading.Thread(target=first)
     thread.start()
     held.wait(10)
-    with pytest.raises(StorageError, match=r"s\.db\.lock.*over 0 s"):
-        with setup_lock(storage, timeout_s=0.2):
-            pass
+    with pytest.raises(StorageError, match=r"s\.db\.lock.*over 0 s"), setup_lock(storage, 0.2):
+        pass
     release.set()
     with setup_lock(storage, timeout_s=10), setup_lock(storage):  # re-entrant in a thread
         order.append("second in")
