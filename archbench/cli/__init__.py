@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "run",  # validate, run, worker
     "results",  # results, export
     "analysis",  # plot, report, stats
+    "schema",  # the spec's JSON Schema
 ]
 
 
