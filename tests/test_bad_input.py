@@ -450,6 +450,10 @@ def _args(world: dict[str, Any]) -> list[tuple[list[str], str]]:
         (["report", "t", "--storage", db, "--pairs", "bogus"], "--pairs"),
         (["stats", "t", "--storage", db, "--csv", afile], "--csv"),
         (["stats", "nope", "--storage", db], "nope"),
+        (["stats", "t", "--storage", db, "--format", "html"], "--format"),
+        (["stats", "t", "--storage", db, "--format", "latex", "--json"], "alternatives"),
+        (["results", "t", "--storage", db, "--format", "html"], "--format"),
+        (["schema", "extra"], "extra"),
     ]
 
 
