@@ -6,7 +6,7 @@ name raises :class:`~archbench.errors.UnknownNameError` with the closest known n
 
 Plugins: each registry has an entry-point group (:data:`PLUGIN_GROUPS`: ``archbench.blocks``,
 ``archbench.families``, ``archbench.presets``, ``archbench.stems``, ``archbench.heads``,
-``archbench.datasets``, ``archbench.loggers``). An entry point's value is a module, or a callable taking no
+``archbench.datasets``, ``archbench.loggers``, ``archbench.plots``). An entry point's value is a module, or a callable taking no
 arguments; it is imported the first time its registry is read, and whatever it registers, in
 any registry, is recorded with that distribution's name as its source.
 """
@@ -38,6 +38,7 @@ PLUGIN_GROUPS = {
     "preset": "archbench.presets",
     "dataset": "archbench.datasets",
     "logger": "archbench.loggers",
+    "plot kind": "archbench.plots",
 }
 
 # The distribution whose plugin is being imported: shared by every registry, since a plugin
@@ -191,9 +192,9 @@ PRESETS = _registry("preset", "archbench.models.presets")
 DATASETS = _registry("dataset", "archbench.data")
 # Experiment trackers (``archbench.tracking.ExperimentLogger`` subclasses), by ``--log`` kind.
 LOGGERS = _registry("logger", "archbench.tracking.builtin")
-# Plot kinds (``archbench.analysis.plots.PlotKind``), registered with ``register_plot``; no
-# entry-point group of their own (a plugin registers them from any group's entry point).
-PLOTS: Registry[Any] = Registry("plot kind", builtins="archbench.analysis.plots.builtin")
+# Plot kinds (``archbench.analysis.plots.PlotKind``), registered with ``register_plot``;
+# plugins through the ``archbench.plots`` entry-point group.
+PLOTS = _registry("plot kind", "archbench.analysis.plots.builtin")
 
 
 def register_block(

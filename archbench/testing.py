@@ -20,10 +20,13 @@ each with its reason. archbench's own ``tests/test_blocks.py`` runs these on eve
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import torch
 
+from archbench import registry
 from archbench.errors import SpecError
 from archbench.registry import BLOCKS
 
@@ -137,3 +140,21 @@ def check_block(name: str) -> list[str]:
     if reason is not None:
         skipped.append(reason)
     return skipped
+
+
+@contextlib.contextmanager
+def registries_restored() -> Iterator[None]:
+    """Every registry (blocks, stems, heads, families, presets, datasets, plot kinds) exactly as
+    it was on entry, once the block exits: entries added, removed or replaced inside are
+    undone, plugins installed in the environment stay registered."""
+    registries = [r for r in vars(registry).values() if isinstance(r, registry.Registry)]
+    for reg in registries:  # loaded first: a built-in module registers only on first import
+        reg._ensure_loaded()
+    saved = [(reg, dict(reg._entries)) for reg in registries]
+    try:
+        yield
+    finally:
+        for reg, entries in saved:
+            reg._entries.clear()
+            reg._entries.update(entries)
+            reg._loaded = True

@@ -4,9 +4,10 @@ the key and what is allowed. Used for block params and for experiment specs."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from archbench.errors import SpecError
@@ -16,6 +17,26 @@ def is_positive_int(value: Any) -> bool:
     """An ``int`` >= 1 (``True`` is not a count). The one positive-integer check: callers
     word their own error, since they know what the value is."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def did_you_mean(unknown: Iterable[str], allowed: Iterable[str]) -> str:
+    """``"; did you mean 'epochs'?"`` for the allowed names close to an unknown one, else ``""``.
+
+    The one spelling hint for unknown keys, in the YAML and in ``--set`` alike; ``allowed``
+    may hold dotted paths (``recipe.epochs``), matched on their last part too.
+    """
+    allowed = list(dict.fromkeys(allowed))
+    by_leaf: dict[str, list[str]] = {}
+    for name in allowed:
+        by_leaf.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    close: list[str] = []
+    for name in unknown:
+        for match in difflib.get_close_matches(str(name), allowed, n=3, cutoff=0.6):
+            close.append(match)
+        for leaf in difflib.get_close_matches(str(name), by_leaf, n=3, cutoff=0.75):
+            close.extend(by_leaf[leaf])
+    close = list(dict.fromkeys(close))[:3]
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def parse_params(
@@ -33,6 +54,7 @@ def parse_params(
         allowed = ", ".join(sorted(fields)) or "none"
         raise SpecError(
             f"{owner}: unknown {noun} {', '.join(map(repr, unknown))}; allowed: {allowed}"
+            + did_you_mean(unknown, fields)
         )
     hints = typing.get_type_hints(params_cls)
     clean = {

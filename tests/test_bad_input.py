@@ -458,6 +458,10 @@ def _args(world: dict[str, Any]) -> list[tuple[list[str], str]]:
         (["run", good, "--log", "bogus:x"], "bogus"),
         (["validate", good, "--log", "tensorboard"], "KIND:TARGET"),
         (["train", "resnet8", "--dataset", "digits", "--log", "mlflow:"], "mlflow"),
+        (["stats", "t", "--storage", db, "--format", "html"], "--format"),
+        (["stats", "t", "--storage", db, "--format", "latex", "--json"], "alternatives"),
+        (["results", "t", "--storage", db, "--format", "html"], "--format"),
+        (["schema", "extra"], "extra"),
     ]
 
 

@@ -107,3 +107,33 @@ def test_cli_set_and_dataset_shorthand(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["validate", path, "--set", "recipe.epochs.x=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'recipe.epochs.x'" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        ("epochs=5", "'recipe.epochs'"),  # issue 19: top-level typos were merged and ignored
+        ("seed=[5]", "'seeds'"),
+        ("trails=3", "'trials'"),
+        ("recipe.epoch=5", "'epochs'"),
+        ("dataset.nme=digits", "'name'"),
+        ("sampler.nam=grid", "'name'"),
+        ("dataset.options.augmnt=none", "'augment'"),
+    ],
+)
+def test_override_typos_at_any_depth_are_refused_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, hint: str
+) -> None:
+    path = write(tmp_path)
+    code = main(["run", str(path), "--set", override, "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"did you mean {hint}" in err
+
+
+def test_a_yaml_top_level_typo_gets_the_same_hint(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "trails": 3}))
+    with pytest.raises(SpecError, match=r"unknown key\(s\) \['trails'\].*did you mean 'trials'"):
+        load_spec(path)

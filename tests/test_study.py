@@ -99,6 +99,7 @@ def test_grid_runs_every_configuration_once_with_every_seed(grid_study: dict[str
     assert set(runs["epochs_done"]) == {2}
     assert runs["val_err"].between(0, 1).all() and runs["test_err"].between(0, 1).all()
     assert all(env["git_commit"] is None or len(env["git_commit"]) == 40 for env in runs["env"])
+    assert all(env["cpu_capability"] and "cpu_model" in env for env in runs["env"])  # issue 19
     diagnostics = store.diagnostics(experiment="s")
     # Every run has its gradient-flow snapshot at initialisation and after the last epoch
     # (what the plots read; one per epoch cost trials/hour).

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "results",  # results, export
     "analysis",  # plot, report, stats
     "evaluate",  # eval: a stored run's kept weights evaluated again
+    "schema",  # the spec's JSON Schema
 ]
 
 
@@ -52,7 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
+    except BrokenPipeError:
+        # Output piped into e.g. `head` that closed early: not an error. Point stdout at
+        # devnull so Python's flush at exit does not complain again. (Before the broad
+        # `except Exception` below, which would re-raise it.)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
     except ArchbenchError as exc:
         print(f"archbench: error: {_one_line(str(exc))}", file=sys.stderr)
         return BAD_INPUT
@@ -76,12 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archbench: interrupted", file=sys.stderr)
         return INTERRUPTED
-    except BrokenPipeError:
-        # Output piped into e.g. `head` that closed early: not an error. Point stdout at
-        # devnull so Python's flush at exit does not complain again.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return OK
 
 
 def _one_line(message: str) -> str:

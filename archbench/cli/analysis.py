@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stats",
         help="print per-configuration statistics and paired comparisons",
-        description="Mean, std and 95%% t-interval over seeds per configuration; paired "
+        description="Mean, std and 95% t-interval over seeds per configuration; paired "
         "differences on shared seeds with Holm-corrected tests; the fairness facts.",
     )
     _common(p)
@@ -84,6 +84,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="each configuration vs the best by validation error, or all pairs",
     )
     p.add_argument("--csv", metavar="DIR", help="also write facts/summary/comparisons CSVs here")
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "latex"),
+        default="text",
+        help="tables as text (default), Markdown or LaTeX (booktabs), with mean ± CI cells and "
+        "the paired verdicts, ready to paste",
+    )
     p.add_argument(
         "--json",
         action="store_true",
@@ -201,6 +208,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
 
     _check_folder(args.csv, "--csv")
+    if args.json and args.format != "text":
+        raise SpecError("--json and --format are alternatives; give one")
     data = _load(args)
     facts = fairness_facts(data)
     summary = summary_table(data, args.metric)
@@ -220,6 +229,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "comparisons_note": comparisons.attrs.get("note", ""),
         }
         emit(to_json("archbench.stats/1", payload))
+    elif args.format != "text":
+        from archbench.cli import paper
+
+        title = f"{data.title}"
+        blocks = [
+            paper.section(
+                f"{title}: fairness facts", paper.facts_table(facts, args.format), args.format
+            ),
+            paper.section(
+                f"{title}: per configuration ({args.metric}, percent; best first)",
+                paper.stats_table(summary, args.format),
+                args.format,
+            ),
+            paper.section(
+                f"{title}: paired comparisons (a - b over shared seeds, Holm-corrected)",
+                paper.stats_table(comparisons, args.format)
+                if not comparisons.empty
+                else "(fewer than two configurations)",
+                args.format,
+            ),
+        ]
+        print("\n\n".join(blocks))
     else:
         print(f"== {data.title}: fairness facts")
         width = int(facts["fact"].str.len().max())

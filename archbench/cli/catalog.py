@@ -213,6 +213,7 @@ def cmd_families(args: argparse.Namespace) -> int:
         Column("default", "depth/width"),
         Column("width_step", "step", ">"),
         Column("data", "default data"),
+        Column("source", "package"),
         Column("description", "description"),
     ]
     emit(render_table(rows, columns))

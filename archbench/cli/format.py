@@ -1,7 +1,8 @@
 """Output helpers shared by the CLI commands: aligned tables, key/value blocks, counts, JSON.
 
 Tables: ``render_table(rows, columns)`` with ``Column(key, header, align, fmt)``; numbers are
-usually right-aligned (``align=">"``). JSON: ``to_json(schema, payload)`` puts a ``"schema"``
+usually right-aligned (``align=">"``). ``tabulate`` draws them, as text, Markdown or LaTeX
+(booktabs): ``--format text|markdown|latex`` of ``stats`` and ``results``. JSON: ``to_json(schema, payload)`` puts a ``"schema"``
 key first (``"archbench.<command>/<version>"``) so scripts can check what they parse.
 Everything returns strings; the command prints them with :func:`emit`.
 """
@@ -46,28 +47,54 @@ class Column:
         return "" if value is None else str(value)
 
 
-def render_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, gap: int = 2
+#: ``--format`` choices of the table commands, and tabulate's name for each.
+TABLE_FORMATS = {"text": "simple", "markdown": "github", "latex": "latex_booktabs"}
+
+
+def tabulate_rows(
+    headers: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    aligns: Sequence[str],
+    fmt: str = "text",
 ) -> str:
-    """Rows as an aligned text table with a header and a rule; the last column is not padded
-    (so long descriptions do not drag trailing spaces)."""
+    """Preformatted cells as a table: ``text`` (aligned, a rule under the header),
+    ``markdown`` (GitHub pipes) or ``latex`` (a booktabs ``tabular``: ``\\usepackage{booktabs}``;
+    ``±`` becomes ``$\\pm$``). Cells are strings: nothing is re-parsed as a number."""
+    import tabulate as tabulate_module
+
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"table format {fmt!r}; allowed: {', '.join(TABLE_FORMATS)}")
+    if fmt == "markdown":  # a pipe inside a cell would end it
+        headers = [h.replace("|", "\\|") for h in headers]
+        cells = [[c.replace("|", "\\|") for c in row] for row in cells]
+    # tabulate pads header columns by MIN_PADDING (2) beyond the widest cell; the text
+    # table's columns are as wide as their widest entry, two spaces apart.
+    padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0
+    try:
+        text = tabulate_module.tabulate(
+            [list(row) for row in cells],
+            headers=list(headers),
+            tablefmt=TABLE_FORMATS[fmt],
+            colalign=[{"<": "left", ">": "right"}.get(a, a) for a in aligns] or None,
+            disable_numparse=True,
+        )
+    finally:
+        tabulate_module.MIN_PADDING = padding
+    if fmt == "latex":
+        text = text.replace("±", "$\\pm$")
+    # No trailing spaces (the text table's last column is not padded).
+    return "\n".join(line.rstrip() for line in text.splitlines())
+
+
+def render_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[Column],
+    *,
+    fmt: str = "text",
+) -> str:
+    """Rows as a table with a header (see :func:`tabulate_rows` for ``fmt``)."""
     cells = [[c.cell(row) for c in columns] for row in rows]
-    widths = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    sep = " " * gap
-
-    def line(values: Sequence[str]) -> str:
-        parts = []
-        for i, (value, column) in enumerate(zip(values, columns)):
-            last = i == len(columns) - 1
-            if column.align == ">":
-                parts.append(value.rjust(widths[i]))
-            else:
-                parts.append(value if last else value.ljust(widths[i]))
-        return sep.join(parts).rstrip()
-
-    out = [line([c.header for c in columns]), line(["-" * w for w in widths])]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
+    return tabulate_rows([c.header for c in columns], cells, [c.align for c in columns], fmt)
 
 
 def render_kv(pairs: Sequence[tuple[str, str]], *, indent: int = 0) -> str:
@@ -133,7 +160,7 @@ def _count_cell(value: Any) -> str:
     return _cell(value, count=True)
 
 
-def rows_table(rows: list[dict[str, Any]]) -> str:
+def rows_table(rows: list[dict[str, Any]], fmt: str = "text") -> str:
     """Dict rows as an aligned table; numeric columns (and preformatted ``... %`` and
     ``budget_error`` ones) right-aligned, counts with thousands separators."""
     if not rows:
@@ -144,15 +171,16 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
         Column(k, k, ">" if k in numeric else "<", _count_cell if k in COUNT_COLUMNS else _cell)
         for k in rows[0]
     ]
-    return render_table(rows, columns)
+    return render_table(rows, columns, fmt=fmt)
 
 
-def frame_table(frame: Any) -> str:
-    """A pandas DataFrame as an aligned text table (numbers right-aligned)."""
+def frame_table(frame: Any, fmt: str = "text") -> str:
+    """A pandas DataFrame as a table (numbers right-aligned); ``fmt`` as in
+    :func:`tabulate_rows`."""
     rows = [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
         for rec in frame.to_dict("records")
     ]
     if not rows:
         return "(no rows)"
-    return rows_table(rows)
+    return rows_table(rows, fmt)

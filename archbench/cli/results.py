@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
     )
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "latex"),
+        default="text",
+        help="table as text (default), Markdown or LaTeX (booktabs; errors as mean ± std)",
+    )
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("export", help="export the results store to CSV or Parquet")
@@ -103,7 +109,13 @@ def _as_percent(table: Any) -> Any:
 
 
 def print_results(
-    experiment: str, profile: str | None, storage: str, *, runs: bool, as_json: bool = False
+    experiment: str,
+    profile: str | None,
+    storage: str,
+    *,
+    runs: bool,
+    as_json: bool = False,
+    fmt: str = "text",
 ) -> int:
     with _open_store(storage) as store:
         known = store.experiments()
@@ -132,6 +144,11 @@ def print_results(
         payload = {"experiment": experiment, "profile": profile, "rows": frame_records(table)}
         emit(to_json("archbench.results/1", payload))
         return 0
+    if fmt != "text":
+        from archbench.cli.paper import results_table
+
+        print(results_table(table, fmt))
+        return 0
     from archbench.cli.format import frame_table
 
     print(frame_table(_as_percent(table)))
@@ -140,7 +157,11 @@ def print_results(
 
 def cmd_results(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
-    return print_results(experiment, args.profile, storage, runs=args.runs, as_json=args.json)
+    if args.json and args.format != "text":
+        raise ArchbenchError("--json and --format are alternatives; give one")
+    return print_results(
+        experiment, args.profile, storage, runs=args.runs, as_json=args.json, fmt=args.format
+    )
 
 
 def check_output_file(value: str, flag: str) -> Path:

@@ -15,7 +15,7 @@ from archbench.data.seeds import generator
 from archbench.data.splits import resize_uint8, stratified_pick
 from archbench.errors import DataError, SpecError
 from archbench.registry import DATASETS
-from archbench.validation import is_positive_int
+from archbench.validation import did_you_mean, is_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _options(name: str, entry: DatasetEntry, options: Mapping[str, Any] | None) 
         allowed = sorted([*entry.options, *COMMON_OPTIONS])
         raise SpecError(
             f"dataset {name!r} has no option(s) {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(allowed)})"
+            f"(allowed: {', '.join(allowed)})" + did_you_mean(unknown, allowed)
         )
     if "augment" in common and common["augment"] not in AUGMENTS:
         raise SpecError(

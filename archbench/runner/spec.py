@@ -41,7 +41,7 @@ from archbench.runner.sections import (
     distribution,
     variant_config,
 )
-from archbench.validation import check_tree, parse_params
+from archbench.validation import check_tree, did_you_mean, parse_params
 
 __all__ = [
     "OBJECTIVES",
@@ -215,9 +215,7 @@ def parse_spec(
     """Merge ``profile`` into the spec mapping ``data`` and parse it (no registry lookups)."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: the spec must be a mapping of keys, got {type(data).__name__}")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    _check_top_keys(data, where)
     profiles = data.get("profiles") or {}
     if not isinstance(profiles, Mapping):
         raise SpecError(f"{where}: 'profiles' must map profile names to partial specs")
@@ -239,8 +237,33 @@ def parse_spec(
             merged = apply_overrides(merged, overrides)
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
+        _check_top_keys(merged, where, overrides=overrides)  # --set epochs=5 is a typo too
     spec = _build(merged, profile, where)
     return dataclasses.replace(spec, source=_source_text(merged))
+
+
+def _check_top_keys(data: Mapping[str, Any], where: str, *, overrides: Sequence[str] = ()) -> None:
+    """Refuse unknown top-level keys, with a hint that also looks one section down
+    (``epochs`` -> ``recipe.epochs``, ``seed`` -> ``seeds``)."""
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if not unknown:
+        return
+    from archbench.training.recipe import Recipe
+
+    sections = {
+        "recipe": Recipe,
+        "dataset": DatasetSection,
+        "budget": BudgetSection,
+        "sampler": SamplerSection,
+        "pruner": PrunerSection,
+    }
+    nested = [f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)]
+    given = [o for o in overrides if o.partition("=")[0].strip().split(".")[0] in unknown]
+    source = f" (from --set {', '.join(given)})" if given else ""
+    raise SpecError(
+        f"{where}: unknown key(s) {unknown}{source}; allowed: {sorted(_TOP_KEYS)}"
+        + did_you_mean(unknown, [*sorted(_TOP_KEYS), *nested])
+    )
 
 
 def _source_text(merged: Mapping[str, Any]) -> str:
@@ -379,6 +402,7 @@ def _parse_space(raw: Any, where: str) -> SearchSpace:
     if unknown:
         raise SpecError(
             f"{where}: unknown key(s) {unknown}; allowed: depth, family, params, recipe, width"
+            + did_you_mean(unknown, ["depth", "family", "params", "recipe", "width"])
         )
     fam_value = _require(data, "family", where)
     families = tuple(fam_value if isinstance(fam_value, list) else [fam_value])
@@ -414,7 +438,10 @@ def _parse_space(raw: Any, where: str) -> SearchSpace:
     allowed = {f.name for f in dataclasses.fields(Recipe)}
     bad = sorted(set(recipe_raw) - allowed)
     if bad:
-        raise SpecError(f"{where}.recipe: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+        raise SpecError(
+            f"{where}.recipe: unknown key(s) {bad}; allowed: {sorted(allowed)}"
+            + did_you_mean(bad, allowed)
+        )
     hints = typing.get_type_hints(Recipe)
     recipe = {}
     for key, value in recipe_raw.items():

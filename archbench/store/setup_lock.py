@@ -5,8 +5,9 @@ Optuna's and archbench's ``CREATE TABLE``s ("table studies already exists", a du
 ``alembic_version`` row) and queue a grid twice. Whoever holds :func:`setup_lock` creates
 and queues; the others wait, then find everything in place.
 
-- SQLite and journal storage: an exclusive ``flock`` on a file beside the database
-  (``<file>.lock``); released by the kernel if the holder dies.
+- SQLite and journal storage: an exclusive lock (``filelock``: ``flock`` on POSIX, ``msvcrt``
+  on Windows) on a file beside the database (``<file>.lock``); released by the operating
+  system if the holder dies.
 - PostgreSQL: a session-level advisory lock (released when the connection closes).
 - In-memory: nothing to share, no lock.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,29 +73,23 @@ def setup_lock(storage: ResolvedStorage, timeout_s: float = SETUP_LOCK_TIMEOUT_S
 
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (several workers on one SQLite file need Linux)
-        yield
-        return
+    """An exclusive lock on ``path`` through ``filelock`` (``flock`` on POSIX, ``msvcrt`` on
+    Windows; released by the operating system if the holder dies)."""
+    from filelock import FileLock, Timeout
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StorageError(
-                        f"another process has held the setup lock {path} for over "
-                        f"{timeout_s:.0f} s; is a worker stuck? (remove nothing while one runs)"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=timeout_s, poll_interval=0.05)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StorageError(
+            f"another process has held the setup lock {path} for over "
+            f"{timeout_s:.0f} s; is a worker stuck? (remove nothing while one runs)"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager

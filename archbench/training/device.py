@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import platform
 import random
-import subprocess
-from pathlib import Path
-from typing import Any
 
 import torch
 
-from archbench import __version__
 from archbench.data.seeds import derive_seed  # noqa: F401  (re-exported: seeds live in one module)
 from archbench.errors import SpecError
 
@@ -86,44 +79,5 @@ def fork_rng(device: torch.device) -> contextlib.AbstractContextManager[None]:
     return torch.random.fork_rng(devices=[])
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The commit of the archbench checkout, or ``None`` (installed package, no git)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def environment_info(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware a result depends on (JSON-able)."""
-    info: dict[str, Any] = {
-        "archbench": __version__,
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpu_name": None,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu_name"] = props.name
-        info["gpu_mem_mb"] = round(props.total_memory / 2**20)
-    elif device.type == "mps":
-        info["gpu_name"] = "Apple MPS"
-    return info
+# The environment record moved to its own module; these names stay importable from here.
+from archbench.training.provenance import environment_info, git_commit  # noqa: E402, F401

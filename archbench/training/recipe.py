@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from archbench.errors import SpecError
 from archbench.validation import _check_type as check_type
-from archbench.validation import is_positive_int
+from archbench.validation import did_you_mean, is_positive_int
 
 if TYPE_CHECKING:  # a Recipe is plain data: parsing a spec must not import torch
     import torch
@@ -119,7 +119,7 @@ class Recipe:
         if unknown:
             raise SpecError(
                 f"recipe: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(fields))}"
+                f"allowed: {', '.join(sorted(fields))}" + did_you_mean(unknown, fields)
             )
         hints = typing.get_type_hints(cls)
         clean = {k: check_type("recipe", k, v, hints[k], "field") for k, v in data.items()}
