@@ -45,7 +45,7 @@ def test_bad_gpu_choices_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) ->
     fake_cuda(monkeypatch, 2)
     with pytest.raises(SpecError, match=r"--gpus 0,5: only 2 CUDA device\(s\)"):
         place_workers(2, "auto", (0, 5))
-    with pytest.raises(SpecError, match="--gpus needs CUDA devices.*--device 'cpu'"):
+    with pytest.raises(SpecError, match=r"--gpus needs CUDA devices.*--device 'cpu'"):
         place_workers(2, "cpu", (0,))
     with pytest.raises(SpecError, match="'x' is not a device index"):
         parse_gpus("0,x")
@@ -138,7 +138,7 @@ def test_memory_preflight_counts_the_workers_sharing_a_device(
     assert four is not None and four.total == 4 * one.total
     limit = 3 * one.total  # three of these fit on the device, four do not
     check_memory(spec, torch.device("cuda", 0), limit, 0, runs=3)
-    with pytest.raises(SpecError, match="for 4 workers on the device.*fewer workers"):
+    with pytest.raises(SpecError, match=r"for 4 workers on the device.*fewer workers"):
         check_memory(spec, torch.device("cuda", 0), limit, 0, runs=4)
     # Through the CLI: 2 GPUs of that size take 6 workers (3 each), not 7 (4 on cuda:0).
     data, _ = check_data(spec)
