@@ -121,7 +121,9 @@ def test_a_single_worker_trains_on_the_chosen_gpu(
 ) -> None:
     fake_cuda(monkeypatch, 4)
     seen: list[Any] = []
-    monkeypatch.setattr(cli_run, "_worker_main", lambda spec, prof, options, *a: seen.append(options))
+    monkeypatch.setattr(
+        cli_run, "_worker_main", lambda spec, prof, options, *a: seen.append(options)
+    )
     main(["run", str(_spec(tmp_path)), "--gpus", "3", "--quiet"])
     assert [o.device for o in seen] == ["cuda:3"]
 

@@ -1,0 +1,191 @@
+"""Fused seeds: k seeds trained as one vectorised model give each seed the unfused run's
+results (same initial weights bit for bit, same errors, losses within 1e-4 relative after 2
+epochs), for every registered block; a diverging seed stops alone; checkpoints resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from archbench.data import LoadedData, load_dataset
+from archbench.errors import SpecError
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
+from archbench.registry import BLOCKS
+from archbench.training.device import seed_everything
+from archbench.training.fused import fusion_problem, train_fused
+from archbench.training.recipe import Recipe
+from archbench.training.train import train
+
+SEEDS = (0, 1)
+RECIPE = Recipe(epochs=2, batch_size=32, lr=0.05, schedule="cosine", warmup_epochs=0.5)
+
+
+@pytest.fixture(scope="module")
+def digits() -> LoadedData:
+    return load_dataset("digits", train_subset=192, test_subset=64, val_size=64)
+
+
+def block_spec(block: str, stage: StageSpec | None = None) -> NetSpec:
+    return NetSpec(
+        stem=StemSpec("cifar", 8),
+        stages=(stage or StageSpec(block, 1, 8),),
+        head=HeadSpec("linear", {}),
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+    )
+
+
+def built(spec: NetSpec, seed: int) -> nn.Module:
+    seed_everything(seed)
+    return build_net(spec)
+
+
+def assert_same_results(fused: list, unfused: list) -> None:
+    for f, u in zip(fused, unfused, strict=True):
+        assert f.status == u.status
+        assert len(f.epochs) == len(u.epochs)
+        for fe, ue in zip(f.epochs, u.epochs, strict=True):
+            for key in ("train_err", "val_err", "test_err"):
+                assert abs(getattr(fe, key) - getattr(ue, key)) < 1e-9, (f.seed, key)
+            for key in ("train_loss", "val_loss", "test_loss"):
+                a, b = getattr(fe, key), getattr(ue, key)
+                assert math.isclose(a, b, rel_tol=1e-4), (f.seed, key, a, b)
+
+
+def _buildable(block: str) -> NetSpec | None:
+    """A small one-block net of ``block`` (reductions need a stride, ResNeXt whole groups)."""
+    for stage in (
+        StageSpec(block, 1, 8),
+        StageSpec(block, 1, 16, stride=2),
+        StageSpec(block, 1, 16, params={"base_width": 16}),
+    ):
+        spec = block_spec(block, stage)
+        try:
+            built(spec, 0)
+        except SpecError:
+            continue
+        return spec
+    return None
+
+
+@pytest.mark.parametrize("block", BLOCKS.names())
+def test_fused_seeds_equal_unfused_training_for_every_block(block: str, digits: LoadedData) -> None:
+    spec = _buildable(block)
+    if spec is None:
+        pytest.skip(f"block {block!r} does not build as a one-block stage")
+    nets = [built(spec, seed) for seed in SEEDS]
+    problem = fusion_problem(nets[0], RECIPE)
+    if problem is not None:  # refused clearly, per block
+        assert "dropout" in problem
+        with pytest.raises(SpecError, match=r"fused seeds: .*dropout"):
+            train_fused(nets, digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0)
+        return
+    # Initial weights are the unfused run's, bit for bit (built the same way, seed by seed).
+    for seed, net in zip(SEEDS, nets, strict=True):
+        reference = built(spec, seed)
+        for (name, a), b in zip(net.state_dict().items(), reference.state_dict().values()):
+            assert torch.equal(a, b), name
+    unfused = [
+        train(built(spec, s), digits, RECIPE, seed=s, device="cpu", diagnostics_every=0)
+        for s in SEEDS
+    ]
+    fused = train_fused(nets, digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0)
+    assert_same_results(fused, unfused)
+    assert all(r.env["fused_seeds"] == len(SEEDS) for r in fused)
+
+
+def test_a_diverging_seed_stops_alone(digits: LoadedData) -> None:
+    spec = block_spec("basic")
+    nets = [built(spec, s) for s in (0, 1, 2)]
+    with torch.no_grad():  # seed 1 starts with infinite weights: its loss is not finite
+        next(nets[1].parameters()).fill_(float("inf"))
+    results = train_fused(nets, digits, RECIPE, seeds=(0, 1, 2), device="cpu", diagnostics_every=0)
+    assert [r.status for r in results] == ["completed", "diverged", "completed"]
+    assert results[1].diverged_at is not None and results[1].diverged_at["step"] == 0
+    unfused = [
+        train(built(spec, s), digits, RECIPE, seed=s, device="cpu", diagnostics_every=0)
+        for s in (0, 2)
+    ]
+    assert_same_results([results[0], results[2]], unfused)
+
+
+def test_a_pruned_seed_stops_alone_and_diagnostics_are_per_seed(digits: LoadedData) -> None:
+    spec = block_spec("basic")
+    nets = [built(spec, s) for s in SEEDS]
+    results = train_fused(
+        nets,
+        digits,
+        RECIPE,
+        seeds=SEEDS,
+        device="cpu",
+        diagnostics_every=1,
+        on_epoch_end=[lambda m, d: True, None],
+    )
+    assert [r.status for r in results] == ["pruned", "completed"]
+    assert [len(r.epochs) for r in results] == [1, 2]
+    reference = train(built(spec, 1), digits, RECIPE, seed=1, device="cpu", diagnostics_every=1)
+    assert_same_results([results[1]], [reference])
+    got = [(d.epoch, d.block) for d in results[1].diagnostics]
+    assert got == [(d.epoch, d.block) for d in reference.diagnostics]
+
+
+def test_fused_checkpoints_resume_fused_or_unfused(digits: LoadedData, tmp_path: Path) -> None:
+    spec = block_spec("basic")
+    one = dataclasses.replace(RECIPE, epochs=2)
+    dirs = [tmp_path / f"seed{s}" for s in SEEDS]
+    stop_after_1 = [lambda m, d: m.epoch == 1] * 2  # "pruned" after epoch 1: a checkpoint stays
+    first = train_fused(
+        [built(spec, s) for s in SEEDS],
+        digits,
+        one,
+        seeds=SEEDS,
+        device="cpu",
+        checkpoint_dirs=dirs,
+        diagnostics_every=0,
+        on_epoch_end=stop_after_1,
+    )
+    assert [len(r.epochs) for r in first] == [1, 1]
+    # Seed 0 resumes unfused, seed 1 fused (alone): both equal an uninterrupted run.
+    resumed = [
+        train(
+            built(spec, 0),
+            digits,
+            one,
+            seed=0,
+            device="cpu",
+            checkpoint_dir=dirs[0],
+            diagnostics_every=0,
+        ),
+        *train_fused(
+            [built(spec, 1)],
+            digits,
+            one,
+            seeds=(1,),
+            device="cpu",
+            checkpoint_dirs=[dirs[1]],
+            diagnostics_every=0,
+        ),
+    ]
+    assert [r.env["resumed_after_epoch"] for r in resumed] == [1, 1]
+    straight = [
+        train(built(spec, s), digits, one, seed=s, device="cpu", diagnostics_every=0) for s in SEEDS
+    ]
+    assert_same_results(resumed, straight)
+
+
+def test_bad_fusions_are_refused(digits: LoadedData) -> None:
+    spec = block_spec("basic")
+    with pytest.raises(SpecError, match="one distinct seed per net"):
+        train_fused([built(spec, 0)] * 2, digits, RECIPE, seeds=(0, 0), device="cpu")
+    other = dataclasses.replace(spec, stages=(StageSpec("basic", 1, 16),))
+    with pytest.raises(SpecError, match="differ in architecture"):
+        train_fused([built(spec, 0), built(other, 1)], digits, RECIPE, seeds=(0, 1), device="cpu")
+    compiled = dataclasses.replace(RECIPE, compile=True)
+    with pytest.raises(SpecError, match=r"recipe\.compile"):
+        train_fused([built(spec, 0)], digits, compiled, seeds=(0,), device="cpu")
