@@ -189,3 +189,50 @@ def test_bad_fusions_are_refused(digits: LoadedData) -> None:
     compiled = dataclasses.replace(RECIPE, compile=True)
     with pytest.raises(SpecError, match=r"recipe\.compile"):
         train_fused([built(spec, 0)], digits, compiled, seeds=(0,), device="cpu")
+
+
+# -- through `archbench run --fuse-seeds` -------------------------------------------------------
+
+
+def _run_spec(tmp_path: Path, name: str) -> Path:
+    import yaml
+
+    data = {
+        "name": "fz",
+        "dataset": {"name": "digits", "train_subset": 192, "test_subset": 64, "val_size": 64},
+        "recipe": {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "cosine"},
+        "variants": [
+            {"family": "resnet", "depth": 8, "width": 4},
+            {"family": "preact", "depth": 8, "width": 4},
+        ],
+        "seeds": [0, 1, 2],
+        "storage": str(tmp_path / f"{name}.db"),
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_run_fuse_seeds_stores_every_seed_as_its_own_run_equal_to_unfused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    assert main(["run", str(_run_spec(tmp_path, "plain")), "--quiet"]) == 0
+    assert main(["run", str(_run_spec(tmp_path, "fused")), "--quiet", "--fuse-seeds"]) == 0
+    assert "seeds 0, 1, 2 fused" in capsys.readouterr().out
+    stores = [ResultsStore(str(tmp_path / f"{n}.db")) for n in ("plain", "fused")]
+    plain, fused = (s.runs(experiment="fz").sort_values(["name", "seed"]) for s in stores)
+    assert len(fused) == 6 and set(fused["status"]) == {"completed"}
+    assert fused["val_err"].tolist() == plain["val_err"].tolist()
+    assert fused["test_err"].tolist() == plain["test_err"].tolist()
+    assert {r["fuse_seeds"] for r in fused["env"]} == {True}
+    assert set(fused["attempts"]) <= {1, 2}  # (a seed claimed by the fused trial: 2)
+    losses = []
+    for store, table in zip(stores, (plain, fused), strict=True):
+        epochs = store.epochs(experiment="fz").set_index(["run_id", "epoch"])["train_loss"]
+        losses.append([epochs[(run_id, e)] for run_id in table["run_id"] for e in (1, 2)])
+    for a, b in zip(*losses, strict=True):
+        assert math.isclose(a, b, rel_tol=1e-4)

@@ -118,6 +118,13 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
         "on the machine's load; recorded with each run)",
     )
+    p.add_argument(
+        "--fuse-seeds",
+        action="store_true",
+        help="train each configuration's seeds together as one vectorised model (torch.func "
+        "vmap; per-seed results equal unfused ones within float tolerance; faster on GPUs, "
+        "not on CPUs: benchmarks/README.md); recorded with each run",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -132,6 +139,7 @@ def _options(args: argparse.Namespace) -> Any:
         grace_period=max(3 * args.heartbeat, 3),
         progress=False if args.quiet else None,
         threads=args.threads,
+        fuse_seeds=args.fuse_seeds,
     )
 
 
@@ -453,6 +461,8 @@ def _retry_command(args: argparse.Namespace) -> str:
     ):
         if value is not None and value != "":
             words += [flag, str(value)]
+    if getattr(args, "fuse_seeds", False):
+        words.append("--fuse-seeds")
     for override in _overrides(args):
         words += ["--set", override]
     return shlex.join(words)

@@ -324,28 +324,10 @@ class Objective:
     ) -> float | None:
         """Train (or resume, or reuse) one seed's run; its validation accuracy (0 if diverged),
         or ``None`` while another live trial is training that run."""
-        from archbench.training.device import environment_info
-
-        spec, variant = self.spec, plan.variant
+        variant = plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
         resumed = _checkpoint_epoch(ckpt)
-        env = environment_info(device)
-        env["resumed_after_epoch"] = resumed or 0
-        env["worker"] = WORKER_ID
-        opening = dict(
-            experiment=spec.name,
-            profile=spec.profile,
-            study_name=spec.study_name,
-            trial_number=trial.number,
-            spec_hash=plan.spec_hash,
-            seed=seed,
-            config_key=plan.ckey,
-            hyperparameters=plan.hyperparameters,
-            recipe=plan.recipe.to_dict(),
-            device=str(device),
-            env=env,
-            budget=_budget_dict(variant),
-        )
+        opening = self._opening(trial, plan, seed, device, resumed)
         try:
             run_id = self.store.start_run(**opening, exclusive=True)
         except RunBusyError as busy:
@@ -403,6 +385,32 @@ class Objective:
             return 0.0  # worst possible accuracy: the study goes on
         return 1.0 - final.val_err
 
+    def _opening(
+        self, trial: optuna.Trial, plan: _TrialPlan, seed: int, device: Any, resumed: int | None
+    ) -> dict[str, Any]:
+        """The fields ``store.start_run`` opens one seed's run with."""
+        from archbench.training.device import environment_info
+
+        spec, variant = self.spec, plan.variant
+        env = environment_info(device)
+        env["resumed_after_epoch"] = resumed or 0
+        env["worker"] = WORKER_ID
+        env["fuse_seeds"] = self.options.fuse_seeds
+        return dict(
+            experiment=spec.name,
+            profile=spec.profile,
+            study_name=spec.study_name,
+            trial_number=trial.number,
+            spec_hash=plan.spec_hash,
+            seed=seed,
+            config_key=plan.ckey,
+            hyperparameters=plan.hyperparameters,
+            recipe=plan.recipe.to_dict(),
+            device=str(device),
+            env=env,
+            budget=_budget_dict(variant),
+        )
+
     def _train(
         self,
         trial: optuna.Trial,
@@ -434,6 +442,12 @@ class Objective:
         try:
             # Building the net can fail too (an allocation error): inside the try, so the
             # run row never stays 'running'.
+            if self.options.fuse_seeds:  # trains this trial's seeds at once, replays the rest
+                from archbench.runner.fused_trial import train_seed_fused
+
+                return train_seed_fused(
+                    self, trial, plan, seed, device, ckpt, on_epoch_end
+                ), recorded
             seed_everything(seed)
             net = build_net(plan.variant.spec)
             result = train(
