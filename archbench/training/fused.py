@@ -33,7 +33,7 @@ from archbench.training.device import fork_rng, select_device
 from archbench.training.diagnostics import BlockDiagnostics
 from archbench.training.recipe import Recipe
 from archbench.training.results import EpochMetrics, TrainResult
-from archbench.training.train import CHECK_EVERY, _check_data_fits, _Run
+from archbench.training.train import CHECK_EVERY, _check_data_fits, _Run, amp_dtype
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,11 @@ def train_fused(
     dirs = list(checkpoint_dirs) if checkpoint_dirs is not None else [None] * k
     callbacks = list(on_epoch_end) if on_epoch_end is not None else [None] * k
     dev = select_device("auto" if device is None else device)
+    if recipe.amp and dev.type == "cuda" and amp_dtype(dev) == torch.float16:
+        raise SpecError(
+            f"fused seeds: {dev} has no bf16, and fp16 autocast's one gradient scaler would "
+            "skip every seed's step when one overflows; set recipe.amp false or train unfused"
+        )
     start = time.perf_counter()
     with fork_rng(dev):
         runs = [

@@ -105,6 +105,38 @@ def train(
         return run.execute(resume, on_epoch_end, start)
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it (Ampere and later), else fp16 (with a gradient scaler)."""
+    return (
+        torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    )
+
+
+#: Bounds of the evaluation batch on an accelerator, and the share of its free memory the
+#: evaluation activations may take.
+MAX_EVAL_BATCH_SIZE = 4096
+EVAL_MEMORY_SHARE = 0.25
+
+
+def eval_batch_size(net: nn.Module, device: torch.device, batch_size: int, amp: bool) -> int:
+    """The evaluation batch: small on a CPU (cache), large on a GPU (no gradients, so only
+    one layer's activations live at a time): as many images as a quarter of the free device
+    memory holds at the net's activations per image, between the training batch (at least
+    :data:`EVAL_BATCH_SIZE`) and :data:`MAX_EVAL_BATCH_SIZE`."""
+    if device.type == "cpu":
+        return CPU_EVAL_BATCH_SIZE
+    low = max(batch_size, EVAL_BATCH_SIZE)
+    spec = getattr(net, "spec", None)
+    if device.type != "cuda" or spec is None:
+        return low
+    from archbench.models.complexity import analytic
+
+    free, _ = torch.cuda.mem_get_info(device)
+    per_image = max(1, analytic(spec).acts) * (2 if amp else 4)
+    fits = int(free * EVAL_MEMORY_SHARE // per_image) // 64 * 64
+    return max(low, min(MAX_EVAL_BATCH_SIZE, fits))
+
+
 def _check_data_fits(net: nn.Module, data: LoadedData) -> None:
     if len(data.train) == 0 or len(data.test) == 0:
         raise SpecError(
@@ -154,6 +186,9 @@ class _Run:
         self.amp = recipe.amp and device.type == "cuda"
         if recipe.amp and not self.amp:
             log.warning("amp (bf16 autocast) is CUDA-only; training %s in float32", device)
+        # bf16 where the GPU has it; else fp16, whose small range needs a gradient scaler.
+        self.amp_dtype = amp_dtype(device) if self.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
         net.to(device)
         if recipe.channels_last:
@@ -172,9 +207,7 @@ class _Run:
             seed=derive_seed(seed, "data"),
             channels_last=cl,
         )
-        eval_bs = (
-            CPU_EVAL_BATCH_SIZE if device.type == "cpu" else max(recipe.batch_size, EVAL_BATCH_SIZE)
-        )
+        eval_bs = eval_batch_size(net, device, recipe.batch_size, self.amp)
         self.eval_loaders = {
             name: DeviceLoader(split, info, batch_size=eval_bs, device=device, channels_last=cl)
             for name, split in (("val", data.val), ("test", data.test))
@@ -316,8 +349,13 @@ class _Run:
                 out = model(x)
                 loss = self.criterion(out, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if self.scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: a step with inf/nan gradients is skipped and the scale lowered
+                self.scaler.scale(loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
             loss = loss.detach()
             pending.append(loss)
             loss_sum += loss.float() * y.shape[0]
@@ -447,7 +485,7 @@ class _Run:
     # -- small helpers ----------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
     def _sync(self) -> None:
@@ -472,7 +510,7 @@ class _Run:
     def _env(self, resumed_after: int) -> dict[str, Any]:
         env = environment_info(self.device)
         env.update(
-            amp="bf16" if self.amp else None,
+            amp={torch.bfloat16: "bf16", torch.float16: "fp16", None: None}[self.amp_dtype],
             channels_last=self.recipe.channels_last,
             compile=self.recipe.compile,
             cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
