@@ -15,7 +15,7 @@ for pkg in optuna alembic colorlog sqlalchemy mako fvcore iopath yacs termcolor 
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl "$spec" \
-  || python3 -m pip download -q --no-deps --no-binary=:none: -d .whl "$spec"  # sdist-only
+  || python3 -m pip download -q --no-deps -d .whl "$spec"  # sdist only (fvcore, iopath)
 done
 # fvcore and iopath ship as source archives only: build wheels from them (pure Python).
 for sdist in .whl/*.tar.gz; do
