@@ -231,8 +231,9 @@ class _Fused:
             torch.cuda.reset_peak_memory_stats(self.device)
         iters = {i: iter(runs[i].train_loader) for i in live}
         steps = len(runs[live[0]].train_loader)
-        k_sum = {i: torch.zeros((), device=self.device) for i in live}
-        k_wrong = {i: torch.zeros((), device=self.device, dtype=torch.long) for i in live}
+        # Per seed, in the order of ``live`` (rows of seeds that leave are dropped).
+        loss_sum = torch.zeros(len(live), device=self.device)
+        wrong_sum = torch.zeros(len(live), device=self.device, dtype=torch.long)
         pending: list[torch.Tensor] = []
         seen = 0
         lr = runs[live[0]].schedule.lr_at(runs[live[0]].schedule.step)
@@ -251,10 +252,8 @@ class _Fused:
             stack.optimizer.step()
             losses = losses.detach()
             pending.append(losses)
-            wrong = (out.detach().argmax(-1) != y).sum(1)
-            for j, i in enumerate(live):
-                k_sum[i] += losses[j].float() * y.shape[1]
-                k_wrong[i] += wrong[j]
+            loss_sum += losses.float() * y.shape[1]
+            wrong_sum += (out.detach().argmax(-1) != y).sum(1)
             seen += y.shape[1]
             if (step + 1) % CHECK_EVERY == 0 or step + 1 == steps:
                 bad = self._diverged(
@@ -263,6 +262,8 @@ class _Fused:
                 pending.clear()
                 if bad:
                     stack.write_back()
+                    keep = [j for j, i in enumerate(live) if i not in bad]
+                    loss_sum, wrong_sum = loss_sum[keep], wrong_sum[keep]
                     live = [i for i in live if i not in bad]
                     if not live:
                         break
@@ -272,9 +273,9 @@ class _Fused:
         if live:
             stack.write_back()
         result = {}
-        for i in live:
-            values = torch.stack([k_sum[i], k_wrong[i].float()]).tolist()
-            result[i] = (lr, values[0] / max(seen, 1), values[1] / max(seen, 1))
+        sums, wrongs = loss_sum.tolist(), wrong_sum.tolist()
+        for j, i in enumerate(live):
+            result[i] = (lr, sums[j] / max(seen, 1), wrongs[j] / max(seen, 1))
         runs[0]._sync()
         return result
 
