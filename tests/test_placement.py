@@ -140,7 +140,7 @@ def test_memory_preflight_counts_the_workers_sharing_a_device(
     assert four is not None and four.total == 4 * one.total
     limit = 3 * one.total  # three of these fit on the device, four do not
     check_memory(spec, torch.device("cuda", 0), limit, 0, runs=3)
-    with pytest.raises(SpecError, match=r"for 4 workers on the device.*fewer workers"):
+    with pytest.raises(SpecError, match=r"for 4 trainings at once on the device.*fewer workers"):
         check_memory(spec, torch.device("cuda", 0), limit, 0, runs=4)
     # Through the CLI: 2 GPUs of that size take 6 workers (3 each), not 7 (4 on cuda:0).
     data, _ = check_data(spec)
@@ -150,4 +150,11 @@ def test_memory_preflight_counts_the_workers_sharing_a_device(
     path = str(_spec(tmp_path, batch_size=512))
     assert main(["validate", path, "--workers", "6"]) == 0
     assert main(["validate", path, "--workers", "7"]) == 2
-    assert "for 4 workers on the device" in capsys.readouterr().err
+    assert "for 4 trainings at once on the device" in capsys.readouterr().err
+    # Fused seeds count too: 3 workers x 2 seeds need 6 at once (2 per GPU fit 3 each).
+    spec2 = tmp_path / "two_seeds.yaml"
+    spec2.write_text(Path(path).read_text().replace("seeds:\n- 0", "seeds:\n- 0\n- 1"))
+    assert main(["validate", str(spec2), "--workers", "2"]) == 0
+    assert main(["validate", str(spec2), "--workers", "2", "--fuse-seeds"]) == 0
+    assert main(["validate", str(spec2), "--workers", "4", "--fuse-seeds"]) == 2
+    assert "for 4 trainings at once" in capsys.readouterr().err

@@ -73,7 +73,11 @@ class MemoryEstimate:
         return self.runs * (self.param_bytes + self.act_bytes + self.data_bytes)
 
     def describe(self) -> str:
-        shared = f" for {self.runs} workers on the device, each" if self.runs > 1 else ""
+        shared = (
+            f" for {self.runs} trainings at once on the device (workers x fused seeds), each"
+            if self.runs > 1
+            else ""
+        )
         return (
             f"at least {human_bytes(self.total)}{shared}: {self.params:,} params x "
             f"{BYTES_PER_PARAM} B "
@@ -394,7 +398,8 @@ def check_memory(
             limit,
             _variant_words(variant),
             "Reduce its depth or width, or recipe.batch_size"
-            + (", or put fewer workers on a device (--workers, --gpus)." if runs > 1 else "."),
+            + (", or put fewer workers on a device (--workers, --gpus)" if runs > 1 else "")
+            + (" or fuse fewer seeds." if runs > 1 else "."),
         )
         if largest is None or estimate.total > largest.total:
             largest = estimate
@@ -430,7 +435,9 @@ def preflight(
         for dev in dict.fromkeys(devices):  # each device once, in order
             dev_limit = memory_limit(dev)
             # (CPU workers share the machine's memory as GPU workers share a device.)
-            estimate = check_memory(spec, dev, dev_limit, size, runs=devices.count(dev))
+            # Fused seeds train together: each worker holds all its trial's seeds at once.
+            fused = len(spec.seeds) if getattr(options, "fuse_seeds", False) else 1
+            estimate = check_memory(spec, dev, dev_limit, size, runs=devices.count(dev) * fused)
             if limit is None:
                 largest, limit = estimate, dev_limit
     except SpecError as exc:
