@@ -82,8 +82,8 @@ def test_fused_seeds_equal_unfused_training_for_every_block(block: str, digits: 
     nets = [built(spec, seed) for seed in SEEDS]
     problem = fusion_problem(nets[0], RECIPE)
     if problem is not None:  # refused clearly, per block
-        assert "dropout" in problem
-        with pytest.raises(SpecError, match=r"fused seeds: .*dropout"):
+        assert "dropout" in problem or "random numbers" in problem
+        with pytest.raises(SpecError, match=r"fused seeds: "):
             train_fused(nets, digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0)
         return
     # Initial weights are the unfused run's, bit for bit (built the same way, seed by seed).
@@ -177,6 +177,26 @@ def test_fused_checkpoints_resume_fused_or_unfused(digits: LoadedData, tmp_path:
         train(built(spec, s), digits, one, seed=s, device="cpu", diagnostics_every=0) for s in SEEDS
     ]
     assert_same_results(resumed, straight)
+
+
+def test_a_block_with_its_own_randomness_is_refused() -> None:
+    """A plugin block that draws noise in training (not an nn.Dropout) is caught too."""
+    from archbench.registry import BLOCKS
+
+    basic = BLOCKS.get("basic")
+
+    class Noisy(basic):  # type: ignore[misc, valid-type]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = super().forward(x)
+            return out + 0.01 * torch.randn_like(out) if self.training else out
+
+    BLOCKS.add("noisy_test_block", Noisy)
+    try:
+        model = built(block_spec("noisy_test_block"), 0)
+        assert "random numbers" in (fusion_problem(model) or "")
+        assert fusion_problem(built(block_spec("basic"), 0)) is None
+    finally:
+        BLOCKS.remove("noisy_test_block")
 
 
 def test_bad_fusions_are_refused(digits: LoadedData) -> None:

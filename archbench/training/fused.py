@@ -51,8 +51,29 @@ def fusion_problem(net: nn.Module, recipe: Recipe | None = None) -> str | None:
                 f"module {name!r} is {type(module).__name__}(p={p}): under vmap all seeds draw "
                 "dropout masks from one stream, not each its own"
             )
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.track_running_stats:
-            continue
+    return _draws_random_numbers(net)
+
+
+def _draws_random_numbers(net: nn.Module) -> str | None:
+    """Any other randomness in a training forward (a plugin block's own noise, stochastic
+    depth): one forward of a copy on a CPU batch of 2 must leave torch's stream untouched."""
+    import copy
+
+    spec = getattr(net, "spec", None)
+    if spec is None:
+        return None
+    probe = copy.deepcopy(net).to("cpu").train()
+    x = torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size)
+    with torch.random.fork_rng(devices=[]):
+        before = torch.random.get_rng_state()
+        with torch.no_grad():
+            probe(x)
+        drew = not torch.equal(before, torch.random.get_rng_state())
+    if drew:
+        return (
+            f"model {spec.name or 'net'!r} draws random numbers in its training forward; under "
+            "vmap all seeds would share one stream"
+        )
     return None
 
 
