@@ -260,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.install:
         install(Path(args.install))
     sys.path.insert(0, str(ROOT))
+    import torch
+
     dry = args.dry_run
+    if not dry and args.device is None and not torch.cuda.is_available():
+        print("[gpu_check] no CUDA device here: running --dry-run (CPU, toy sizes)", flush=True)
+        dry = True
     device = args.device or ("cpu" if dry else "cuda")
     summary = Summary(Path(args.out), dry)
-    import torch
 
     summary.put(
         "environment",
