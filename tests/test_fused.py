@@ -256,3 +256,28 @@ def test_run_fuse_seeds_stores_every_seed_as_its_own_run_equal_to_unfused(
         losses.append([epochs[(run_id, e)] for run_id in table["run_id"] for e in (1, 2)])
     for a, b in zip(*losses, strict=True):
         assert math.isclose(a, b, rel_tol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_failed_fused_training_fails_every_claimed_run_and_a_rerun_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archbench.training.fused
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    spec = _run_spec(tmp_path, "boom")
+    real = archbench.training.fused.train_fused
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(archbench.training.fused, "train_fused", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        main(["run", str(spec), "--quiet", "--fuse-seeds"])
+    runs = ResultsStore(str(tmp_path / "boom.db")).runs(experiment="fz")
+    assert set(runs["status"]) == {"failed"} and len(runs) == 3  # seed 0 and the 2 claimed
+    monkeypatch.setattr(archbench.training.fused, "train_fused", real)
+    assert main(["run", str(spec), "--quiet", "--fuse-seeds"]) == 0
+    runs = ResultsStore(str(tmp_path / "boom.db")).runs(experiment="fz")
+    assert len(runs) == 6 and set(runs["status"]) == {"completed"}

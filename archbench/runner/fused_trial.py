@@ -17,6 +17,7 @@ first seed's curve is reported live; pruning it stops the others with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -59,7 +60,8 @@ def train_seed_fused(
     net = net_for(seed)
     problem = fusion_problem(net, plan.recipe)
     resumed = _checkpoint_epoch(ckpt)
-    group = [] if problem else _claim(objective, trial, plan, seed, device, resumed)
+    claimed = {} if problem else _claim(objective, trial, plan, seed, device, resumed)
+    group = list(claimed)
     if problem:
         log.warning("%s: seeds trained one at a time: %s", plan.variant.label, problem)
     if not group:
@@ -85,18 +87,28 @@ def train_seed_fused(
         pruned[0] = bool(on_epoch_end(metrics, diagnostics))
         return pruned[0]
 
-    results = train_fused(
-        [net, *(net_for(s) for s in group)],
-        objective.data,
-        plan.recipe,
-        seeds=seeds,
-        device=device,
-        checkpoint_dirs=[ckpt.parent / f"seed{s}" for s in seeds],
-        resume=True,
-        diagnostics_every=plan.recipe.epochs,
-        # Seed i's callback runs after seed 0's in each epoch: a pruned first seed stops all.
-        on_epoch_end=[first, *(lambda m, d: pruned[0] for _ in group)],
-    )
+    try:
+        results = train_fused(
+            [net, *(net_for(s) for s in group)],
+            objective.data,
+            plan.recipe,
+            seeds=seeds,
+            device=device,
+            checkpoint_dirs=[ckpt.parent / f"seed{s}" for s in seeds],
+            resume=True,
+            diagnostics_every=plan.recipe.epochs,
+            # Seed i's callback runs after seed 0's in each epoch: a pruned first seed stops
+            # all.
+            on_epoch_end=[first, *(lambda m, d: pruned[0] for _ in group)],
+        )
+    except BaseException as exc:
+        # The objective marks this seed's run failed; the claimed ones fail with it (a
+        # retry resumes them all from their checkpoints), rather than stay 'running'.
+        reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        for run_id in claimed.values():
+            with contextlib.suppress(Exception):
+                objective.store.finish_run(run_id, status="failed", error=reason)
+        raise
     for s, result in zip(group, results[1:], strict=True):
         waiting[(trial.number, s)] = result
     return results[0]
@@ -104,11 +116,12 @@ def train_seed_fused(
 
 def _claim(
     objective: Any, trial: Any, plan: Any, seed: int, device: Any, resumed: int | None
-) -> list[int]:
+) -> dict[int, int]:
     """The trial's seeds after ``seed`` whose runs this trial may train now, at the same
-    checkpoint epoch as ``seed``'s; each opened (claimed) as the objective opens it."""
+    checkpoint epoch as ``seed``'s, each opened (claimed) as the objective opens it:
+    {seed: run_id}."""
     seeds = list(objective.spec.seeds)
-    claimed = []
+    claimed: dict[int, int] = {}
     for other in seeds[seeds.index(seed) + 1 :]:
         ckpt = objective.checkpoints / plan.ckey / f"seed{other}"
         at = _checkpoint_epoch(ckpt)
@@ -122,7 +135,7 @@ def _claim(
         previous = objective.store.run(run_id)
         if previous is not None and previous.get("status") in ("completed", "diverged"):
             continue  # the objective reuses it
-        claimed.append(other)
+        claimed[other] = run_id
     return claimed
 
 
