@@ -281,3 +281,26 @@ def test_a_failed_fused_training_fails_every_claimed_run_and_a_rerun_completes(
     assert main(["run", str(spec), "--quiet", "--fuse-seeds"]) == 0
     runs = ResultsStore(str(tmp_path / "boom.db")).runs(experiment="fz")
     assert len(runs) == 6 and set(runs["status"]) == {"completed"}
+
+
+def test_fused_follows_every_recipe_option_of_the_step(digits: LoadedData) -> None:
+    """channels_last, label smoothing, Nesterov, no decay on norms and biases, step schedule."""
+    recipe = dataclasses.replace(
+        RECIPE,
+        channels_last=True,
+        label_smoothing=0.1,
+        nesterov=True,
+        wd_on_norm_and_bias=False,
+        schedule="step",
+        milestones=(0.5,),
+    )
+    spec = block_spec("basic")
+    unfused = [
+        train(built(spec, s), digits, recipe, seed=s, device="cpu", diagnostics_every=0)
+        for s in SEEDS
+    ]
+    fused = train_fused(
+        [built(spec, s) for s in SEEDS], digits, recipe, seeds=SEEDS, device="cpu",
+        diagnostics_every=0,
+    )  # fmt: skip
+    assert_same_results(fused, unfused)
