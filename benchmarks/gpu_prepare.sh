@@ -10,7 +10,7 @@ PY=${PY:-/work/main/.venv/bin/python}
 mkdir -p .whl
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 # Missing from the device image (KINDS.md): Optuna and its needs, SQLAlchemy, fvcore and its.
-for pkg in optuna alembic colorlog sqlalchemy mako fvcore iopath yacs termcolor greenlet; do
+for pkg in optuna alembic colorlog sqlalchemy mako fvcore iopath yacs termcolor; do
   spec="$pkg==$(version "$pkg")"
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
