@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip", nargs="*", default=[], help="skip sections: pytest, workers, profile"
     )
     args = parser.parse_args(argv)
+    # This checkout first, for this process and the ones it starts (pytest, workers, run).
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     if args.install:
         install(Path(args.install))
     sys.path.insert(0, str(ROOT))
