@@ -3,7 +3,8 @@
 :class:`~archbench.runner.objective.Objective` trains a trial's seeds one after another, each
 as its own run row. With ``fuse_seeds`` its per-seed training call comes here: the first call
 of a trial claims the later seeds' runs too (the same exclusive ``start_run`` the objective
-makes, so a run another trial is training, or one already finished, is left out), trains the
+makes, so a run another trial is training, or one already finished, is left out; the
+objective then takes the claimed run instead of opening it again), trains the
 claimed seeds with :func:`~archbench.training.fused.train_fused` into their own checkpoint
 folders, and keeps the other seeds' results; their own calls then replay them through their
 epoch callbacks (epochs and diagnostics stored as if trained then). Every seed stays its own
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 
 #: Results trained fused but not yet handed out, per objective: {(trial number, seed): result}.
 _WAITING: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Any]] = weakref.WeakKeyDictionary()
+#: Runs opened for a fused training, per objective: {(trial number, seed): (run_id, epoch of
+#: its checkpoint then)}; the objective takes them instead of opening the run again (which
+#: would count an attempt and read the fused training's checkpoint as a resume).
+_CLAIMED: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[int, int | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def claimed_run(objective: Any, trial_number: int, seed: int) -> tuple[int, int | None] | None:
+    """(run_id, checkpoint epoch at the claim) of a run this trial's fused training opened."""
+    return _CLAIMED.get(objective, {}).pop((trial_number, seed), None)
 
 
 def train_seed_fused(
@@ -105,7 +117,8 @@ def train_seed_fused(
         # The objective marks this seed's run failed; the claimed ones fail with it (a
         # retry resumes them all from their checkpoints), rather than stay 'running'.
         reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-        for run_id in claimed.values():
+        for other, run_id in claimed.items():
+            _CLAIMED.get(objective, {}).pop((trial.number, other), None)
             with contextlib.suppress(Exception):
                 objective.store.finish_run(run_id, status="failed", error=reason)
         raise
@@ -136,6 +149,7 @@ def _claim(
         if previous is not None and previous.get("status") in ("completed", "diverged"):
             continue  # the objective reuses it
         claimed[other] = run_id
+        _CLAIMED.setdefault(objective, {})[(trial.number, other)] = (run_id, at)
     return claimed
 
 

@@ -327,9 +327,15 @@ class Objective:
         variant = plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
         resumed = _checkpoint_epoch(ckpt)
+        claimed = None  # (run_id, epoch): opened by the fused training of an earlier seed
+        if self.options.fuse_seeds:
+            from archbench.runner.fused_trial import claimed_run
+
+            claimed = claimed_run(self, trial.number, seed)
+            resumed = claimed[1] if claimed else resumed
         opening = self._opening(trial, plan, seed, device, resumed)
         try:
-            run_id = self.store.start_run(**opening, exclusive=True)
+            run_id = claimed[0] if claimed else self.store.start_run(**opening, exclusive=True)
         except RunBusyError as busy:
             if owner_alive(trial.study, busy.owner):
                 if (trial.number, seed) in self._told_busy:
