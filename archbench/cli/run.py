@@ -89,7 +89,13 @@ def _workers_arg(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
-        "trials faster than 1 x N threads (benchmarks/README.md)",
+        "trials faster than 1 x N threads (benchmarks/README.md); with CUDA, worker k trains "
+        "on GPU k mod G (several workers may share one)",
+    )
+    p.add_argument(
+        "--gpus",
+        help="CUDA device indices the workers are spread over, e.g. 0,3 (default: all "
+        "visible ones; needs --device auto or cuda)",
     )
 
 
@@ -111,6 +117,13 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
         "on the machine's load; recorded with each run)",
+    )
+    p.add_argument(
+        "--fuse-seeds",
+        action="store_true",
+        help="train each configuration's seeds together as one vectorised model (torch.func "
+        "vmap; per-seed results equal unfused ones within float tolerance; faster on GPUs, "
+        "not on CPUs: benchmarks/README.md); recorded with each run",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     log_arg(p)
@@ -135,6 +148,7 @@ def _options(args: argparse.Namespace) -> Any:
         threads=args.threads,
         loggers=tuple(args.log),
         keep_weights=args.keep_weights,
+        fuse_seeds=args.fuse_seeds,
     )
 
 
@@ -152,7 +166,21 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     spec = load_checked(args.spec, args.profile, overrides=_overrides(args))
     options = _options(args)
-    return spec, options, preflight(spec, options, where=args.spec)
+    placement = _placement(args)
+    return spec, options, preflight(spec, options, where=args.spec, placement=placement)
+
+
+def _placement(args: argparse.Namespace) -> list[str] | None:
+    """The device of each local worker (``run``/``validate``), ``None`` for ``worker``."""
+    from archbench.errors import SpecError
+    from archbench.training.device import parse_gpus, place_workers
+
+    if not hasattr(args, "workers"):
+        return None
+    try:
+        return place_workers(args.workers, args.device, parse_gpus(args.gpus))
+    except SpecError as exc:
+        raise SpecError(f"{args.spec}: {exc}") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -315,6 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     spec, options, checked = _checked(args)
     _open_trackers(options)
+    placement = _placement(args) or [options.device]
     options = _replace(options, threads=worker_threads(options.threads))
     if args.workers > 1:
         options = _replace(options, progress=False)  # N bars on one terminal are unreadable
@@ -338,12 +367,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"running {spec.name!r} (profile {spec.profile!r}): {progress.total} trial(s) x "
         f"{len(spec.seeds)} seed(s), {args.workers} worker(s) x {options.threads} thread(s)"
-        f"{resumed}",
+        f"{_where(placement)}{resumed}",
         flush=True,
     )
     crashed: list[int | None] = []
     if args.workers == 1:
-        _worker_main(args.spec, args.profile, options, 1, _overrides(args))
+        _worker_main(
+            args.spec, args.profile, _replace(options, device=placement[0]), 1, _overrides(args)
+        )
     else:
         ctx = multiprocessing.get_context("spawn")
         # Numbered 0..N-1: each samples with its own seed (worker 0 with the spec's).
@@ -353,7 +384,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args=(
                     args.spec,
                     args.profile,
-                    _replace(options, worker=i),
+                    _replace(options, worker=i, device=placement[i]),
                     args.workers,
                     _overrides(args),
                 ),
@@ -446,6 +477,7 @@ def _retry_command(args: argparse.Namespace) -> str:
         ("--heartbeat", None if args.heartbeat == 30 else args.heartbeat),
         ("--threads", args.threads),
         ("--workers", None if workers == 1 else workers),
+        ("--gpus", getattr(args, "gpus", None)),
     ):
         if value is not None and value != "":
             words += [flag, str(value)]
@@ -453,9 +485,19 @@ def _retry_command(args: argparse.Namespace) -> str:
         words += ["--log", redact(target)]
     if getattr(args, "keep_weights", False):
         words.append("--keep-weights")
+    if getattr(args, "fuse_seeds", False):
+        words.append("--fuse-seeds")
     for override in _overrides(args):
         words += ["--set", override]
     return shlex.join(words)
+
+
+def _where(placement: list[str]) -> str:
+    """`` on cuda:0 (2), cuda:1 (2)``: the devices the workers were placed on, when CUDA."""
+    if not any(d.startswith("cuda") for d in placement):
+        return ""
+    counts = {d: placement.count(d) for d in dict.fromkeys(placement)}
+    return " on " + ", ".join(f"{d} ({n})" if n > 1 else d for d, n in counts.items())
 
 
 def _report_unfinished(spec: Any, study: Any, retry: str) -> int:

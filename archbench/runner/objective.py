@@ -328,30 +328,18 @@ class Objective:
     ) -> float | None:
         """Train (or resume, or reuse) one seed's run; its validation accuracy (0 if diverged),
         or ``None`` while another live trial is training that run."""
-        from archbench.training.device import environment_info
-
-        spec, variant = self.spec, plan.variant
+        variant = plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
         resumed = _checkpoint_epoch(ckpt)
-        env = environment_info(device)
-        env["resumed_after_epoch"] = resumed or 0
-        env["worker"] = WORKER_ID
-        opening = dict(
-            experiment=spec.name,
-            profile=spec.profile,
-            study_name=spec.study_name,
-            trial_number=trial.number,
-            spec_hash=plan.spec_hash,
-            seed=seed,
-            config_key=plan.ckey,
-            hyperparameters=plan.hyperparameters,
-            recipe=plan.recipe.to_dict(),
-            device=str(device),
-            env=env,
-            budget=_budget_dict(variant),
-        )
+        claimed = None  # (run_id, epoch): opened by the fused training of an earlier seed
+        if self.options.fuse_seeds:
+            from archbench.runner.fused_trial import claimed_run
+
+            claimed = claimed_run(self, trial.number, seed)
+            resumed = claimed[1] if claimed else resumed
+        opening = self._opening(trial, plan, seed, device, resumed)
         try:
-            run_id = self.store.start_run(**opening, exclusive=True)
+            run_id = claimed[0] if claimed else self.store.start_run(**opening, exclusive=True)
         except RunBusyError as busy:
             if owner_alive(trial.study, busy.owner):
                 if (trial.number, seed) in self._told_busy:
@@ -380,7 +368,12 @@ class Objective:
         where = f" (resuming after epoch {resumed})" if resumed else ""
         self.on_event(f"trial {trial.number}: {variant.label} seed {seed} (run {run_id}){where}")
         config = track_config(
-            spec, plan, seed=seed, run_id=run_id, resumed_after_epoch=resumed or 0, device=device
+            self.spec,
+            plan,
+            seed=seed,
+            run_id=run_id,
+            resumed_after_epoch=resumed or 0,
+            device=device,
         )
         with self.trackers.run(config) as tracked:
             result, recorded = self._train(
@@ -413,6 +406,32 @@ class Objective:
             trial.set_user_attr("diverged", True)
             return 0.0  # worst possible accuracy: the study goes on
         return 1.0 - final.val_err
+
+    def _opening(
+        self, trial: optuna.Trial, plan: _TrialPlan, seed: int, device: Any, resumed: int | None
+    ) -> dict[str, Any]:
+        """The fields ``store.start_run`` opens one seed's run with."""
+        from archbench.training.device import environment_info
+
+        spec, variant = self.spec, plan.variant
+        env = environment_info(device)
+        env["resumed_after_epoch"] = resumed or 0
+        env["worker"] = WORKER_ID
+        env["fuse_seeds"] = self.options.fuse_seeds
+        return dict(
+            experiment=spec.name,
+            profile=spec.profile,
+            study_name=spec.study_name,
+            trial_number=trial.number,
+            spec_hash=plan.spec_hash,
+            seed=seed,
+            config_key=plan.ckey,
+            hyperparameters=plan.hyperparameters,
+            recipe=plan.recipe.to_dict(),
+            device=str(device),
+            env=env,
+            budget=_budget_dict(variant),
+        )
 
     def _train(
         self,
@@ -448,6 +467,12 @@ class Objective:
         try:
             # Building the net can fail too (an allocation error): inside the try, so the
             # run row never stays 'running'.
+            if self.options.fuse_seeds:  # trains this trial's seeds at once, replays the rest
+                from archbench.runner.fused_trial import train_seed_fused
+
+                return train_seed_fused(
+                    self, trial, plan, seed, device, ckpt, on_epoch_end
+                ), recorded
             seed_everything(seed)
             net = build_net(plan.variant.spec)
             result = train(

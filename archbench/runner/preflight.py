@@ -19,6 +19,7 @@ checkpoint folder. It checks
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -57,6 +58,7 @@ class MemoryEstimate:
     batch_size: int
     bytes_per_act: int
     data_bytes: int
+    runs: int = 1  # trainings sharing the device at once (workers placed on it)
 
     @property
     def param_bytes(self) -> int:
@@ -68,11 +70,17 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return self.param_bytes + self.act_bytes + self.data_bytes
+        return self.runs * (self.param_bytes + self.act_bytes + self.data_bytes)
 
     def describe(self) -> str:
+        shared = (
+            f" for {self.runs} trainings at once on the device (workers x fused seeds), each"
+            if self.runs > 1
+            else ""
+        )
         return (
-            f"at least {human_bytes(self.total)}: {self.params:,} params x {BYTES_PER_PARAM} B "
+            f"at least {human_bytes(self.total)}{shared}: {self.params:,} params x "
+            f"{BYTES_PER_PARAM} B "
             f"(weights, gradients, momentum) = {human_bytes(self.param_bytes)}, "
             f"{self.acts_per_image:,} activations per image x batch {self.batch_size} x "
             f"{self.bytes_per_act * SAVED_PER_ACT} B = {human_bytes(self.act_bytes)}"
@@ -370,8 +378,11 @@ def _variant_words(variant: Any) -> str:
     return f"variant {variant.label!r} ({', '.join(parts)})"
 
 
-def check_memory(spec: ExperimentSpec, device: Any, limit: int, data: int) -> MemoryEstimate | None:
-    """Every enumerable variant (and the largest batch size of the space) must fit."""
+def check_memory(
+    spec: ExperimentSpec, device: Any, limit: int, data: int, runs: int = 1
+) -> MemoryEstimate | None:
+    """Every enumerable variant (and the largest batch size of the space) must fit, ``runs``
+    times over: the workers placed on one device may all train the largest at once."""
     from archbench.runner.variants import resolve_all
 
     batches = [spec.recipe.batch_size]
@@ -382,13 +393,17 @@ def check_memory(spec: ExperimentSpec, device: Any, limit: int, data: int) -> Me
     amp = bool(spec.recipe.amp) and device.type == "cuda"
     largest = None
     for variant in resolve_all(spec, dataset_shape(spec)):
-        estimate = estimate_memory(variant.spec, batch, amp=amp, data=data)
+        estimate = dataclasses.replace(
+            estimate_memory(variant.spec, batch, amp=amp, data=data), runs=runs
+        )
         check_fits(
             estimate,
             device,
             limit,
             _variant_words(variant),
-            "Reduce its depth or width, or recipe.batch_size.",
+            "Reduce its depth or width, or recipe.batch_size"
+            + (", or put fewer workers on a device (--workers, --gpus)" if runs > 1 else "")
+            + (" or fuse fewer seeds." if runs > 1 else "."),
         )
         if largest is None or estimate.total > largest.total:
             largest = estimate
@@ -398,18 +413,37 @@ def check_memory(spec: ExperimentSpec, device: Any, limit: int, data: int) -> Me
 # -- all of it --------------------------------------------------------------------------------
 
 
-def preflight(spec: ExperimentSpec, options: Any, *, where: str | None = None) -> Preflight:
-    """Every pre-trial check, cheapest first; raises :class:`SpecError` prefixed by ``where``."""
+def preflight(
+    spec: ExperimentSpec,
+    options: Any,
+    *,
+    where: str | None = None,
+    placement: list[str] | None = None,
+) -> Preflight:
+    """Every pre-trial check, cheapest first; raises :class:`SpecError` prefixed by ``where``.
+
+    ``placement``: the device of each local worker (``run --workers N``); every device is
+    checked, its memory for all the workers placed on it. ``Preflight.device`` is the first.
+    """
     prefix = f"{where}: " if where else ""
     try:
         check_options(options)
-        device = check_device(options.device)
+        devices = [check_device(d) for d in (placement or [options.device])]
+        device = devices[0]
         storage, notes = check_storage(options.storage or spec.storage)
         data, data_notes = check_data(spec)
         if data is not None:
             check_shape(spec, data)
-        limit = memory_limit(device)
-        largest = check_memory(spec, device, limit, data_bytes(data) if data is not None else 0)
+        size = data_bytes(data) if data is not None else 0
+        largest = limit = None
+        for dev in dict.fromkeys(devices):  # each device once, in order
+            dev_limit = memory_limit(dev)
+            # (CPU workers share the machine's memory as GPU workers share a device.)
+            # Fused seeds train together: each worker holds all its trial's seeds at once.
+            fused = len(spec.seeds) if getattr(options, "fuse_seeds", False) else 1
+            estimate = check_memory(spec, dev, dev_limit, size, runs=devices.count(dev) * fused)
+            if limit is None:
+                largest, limit = estimate, dev_limit
     except SpecError as exc:
         raise SpecError(f"{prefix}{exc}") from None
     summary = data.summary() if data is not None else f"{spec.dataset.name} (to be downloaded)"

@@ -61,6 +61,7 @@ class RunnerOptions:
     keep_checkpoints: bool = False
     progress: bool | None = None  # None: progress bars on a terminal only
     threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
+    fuse_seeds: bool = False  # train a trial's seeds as one vectorised model (runner/fused_trial)
     # Which worker this is: 0 samples with the spec's seed, others with one derived from it
     # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
     worker: int | str = 0

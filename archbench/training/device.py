@@ -54,6 +54,56 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
     raise SpecError(f"unsupported device {preference!r}; allowed: {', '.join(DEVICE_CHOICES)}")
 
 
+def parse_gpus(text: str | None) -> tuple[int, ...] | None:
+    """``--gpus 0,3`` as device indices (no repeats), or ``None`` when not given."""
+    if text is None or str(text).strip() == "":
+        return None
+    indices: list[int] = []
+    for part in str(text).split(","):
+        word = part.strip()
+        if not word.isdigit():
+            raise SpecError(
+                f"--gpus {text!r}: {word!r} is not a device index; give indices like 0,3"
+            )
+        if int(word) in indices:
+            raise SpecError(f"--gpus {text!r}: device {word} is listed twice")
+        indices.append(int(word))
+    return tuple(indices)
+
+
+def place_workers(
+    workers: int, preference: str = "auto", gpus: tuple[int, ...] | None = None
+) -> list[str]:
+    """The device each of ``workers`` local worker processes trains on.
+
+    With CUDA (``auto`` on a machine with GPUs, or ``cuda`` without an index) worker k goes
+    to the k-th of the chosen devices, modulo their number (``gpus``: indices, default all
+    visible ones), so several workers may share one device. Any other preference (``cpu``,
+    ``mps``, ``cuda:1``) is given to every worker unchanged; ``gpus`` with such a preference,
+    or naming an absent device, is a :class:`SpecError`.
+    """
+    pref = preference.strip().lower()
+    spreads = pref == "cuda" or (pref == "auto" and torch.cuda.is_available())
+    if gpus is not None and not spreads:
+        raise SpecError(
+            f"--gpus needs CUDA devices (--device auto or cuda), got --device {preference!r}"
+            + ("" if torch.cuda.is_available() else " on a machine without CUDA")
+        )
+    if not spreads:
+        return [preference] * workers
+    if not torch.cuda.is_available():
+        raise SpecError(f"device {preference!r} requested but CUDA is not available")
+    count = torch.cuda.device_count()
+    chosen = gpus if gpus is not None else tuple(range(count))
+    absent = [i for i in chosen if i >= count]
+    if absent or not chosen:
+        raise SpecError(
+            f"--gpus {','.join(map(str, chosen))}: only {count} CUDA device(s) visible "
+            f"(indices 0..{count - 1})"
+        )
+    return [f"cuda:{chosen[k % len(chosen)]}" for k in range(workers)]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy (if installed) and torch (CPU and every CUDA device).
 

@@ -20,8 +20,36 @@ EVAL_BATCH_SIZE = 256  # at least, on accelerators; no gradients, so larger than
 CPU_EVAL_BATCH_SIZE = 128
 
 
-def eval_batch_size(device: torch.device, train_batch_size: int) -> int:
-    return CPU_EVAL_BATCH_SIZE if device.type == "cpu" else max(train_batch_size, EVAL_BATCH_SIZE)
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it (Ampere and later), else fp16 (with a gradient scaler)."""
+    return (
+        torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    )
+
+
+#: Bounds of the evaluation batch on an accelerator, and the share of its free memory the
+#: evaluation activations may take.
+MAX_EVAL_BATCH_SIZE = 4096
+EVAL_MEMORY_SHARE = 0.25
+
+
+def eval_batch_size(net: nn.Module, device: torch.device, batch_size: int, amp: bool) -> int:
+    """The evaluation batch: small on a CPU (cache), large on a GPU (no gradients, so only
+    one layer's activations live at a time): as many images as a quarter of the free device
+    memory holds at the net's activations per image, between the training batch (at least
+    :data:`EVAL_BATCH_SIZE`) and :data:`MAX_EVAL_BATCH_SIZE`."""
+    if device.type == "cpu":
+        return CPU_EVAL_BATCH_SIZE
+    low = max(batch_size, EVAL_BATCH_SIZE)
+    spec = getattr(net, "spec", None)
+    if device.type != "cuda" or spec is None:
+        return low
+    from archbench.models.complexity import analytic
+
+    free, _ = torch.cuda.mem_get_info(device)
+    per_image = max(1, analytic(spec).acts) * (2 if amp else 4)
+    fits = int(free * EVAL_MEMORY_SHARE // per_image) // 64 * 64
+    return max(low, min(MAX_EVAL_BATCH_SIZE, fits))
 
 
 @torch.inference_mode()  # no autograd bookkeeping at all (no version counters)
@@ -57,18 +85,18 @@ def evaluate_split(
     net.to(device)
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)
+    amp = recipe.amp and device.type == "cuda"
     loader = DeviceLoader(
         split,
         info,
-        batch_size=eval_batch_size(device, recipe.batch_size),
+        batch_size=eval_batch_size(net, device, recipe.batch_size, amp),
         device=device,
         channels_last=recipe.channels_last,
     )
-    amp = recipe.amp and device.type == "cuda"
 
     def autocast() -> contextlib.AbstractContextManager[Any]:
         if amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type="cuda", dtype=amp_dtype(device))
         return contextlib.nullcontext()
 
     return evaluate_loader(net, loader, info.num_classes, autocast)

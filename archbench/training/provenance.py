@@ -202,6 +202,7 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info["gpu_name"] = props.name
+        info["gpu_index"] = device.index if device.index is not None else 0
         info["gpu_mem_mb"] = round(props.total_memory / 2**20)
     elif device.type == "mps":
         info["gpu_name"] = "Apple MPS"

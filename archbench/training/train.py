@@ -49,7 +49,7 @@ from archbench.training.device import (
     select_device,
 )
 from archbench.training.diagnostics import BlockDiagnostics, block_diagnostics
-from archbench.training.evaluate import eval_batch_size, evaluate_loader
+from archbench.training.evaluate import amp_dtype, eval_batch_size, evaluate_loader
 from archbench.training.recipe import LRSchedule, Recipe, build_optimizer
 from archbench.training.results import RESULT_SCHEMA, EpochMetrics, TrainResult
 
@@ -151,6 +151,9 @@ class _Run:
         self.amp = recipe.amp and device.type == "cuda"
         if recipe.amp and not self.amp:
             log.warning("amp (bf16 autocast) is CUDA-only; training %s in float32", device)
+        # bf16 where the GPU has it; else fp16, whose small range needs a gradient scaler.
+        self.amp_dtype = amp_dtype(device) if self.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
         net.to(device)
         if recipe.channels_last:
@@ -169,7 +172,7 @@ class _Run:
             seed=derive_seed(seed, "data"),
             channels_last=cl,
         )
-        eval_bs = eval_batch_size(device, recipe.batch_size)
+        eval_bs = eval_batch_size(net, device, recipe.batch_size, self.amp)
         self.eval_loaders = {
             name: DeviceLoader(split, info, batch_size=eval_bs, device=device, channels_last=cl)
             for name, split in (("val", data.val), ("test", data.test))
@@ -317,8 +320,13 @@ class _Run:
                 out = model(x)
                 loss = self.criterion(out, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if self.scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: a step with inf/nan gradients is skipped and the scale lowered
+                self.scaler.scale(loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
             loss = loss.detach()
             pending.append(loss)
             loss_sum += loss.float() * y.shape[0]
@@ -458,7 +466,7 @@ class _Run:
     # -- small helpers ----------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
     def _sync(self) -> None:
@@ -483,7 +491,7 @@ class _Run:
     def _env(self, resumed_after: int) -> dict[str, Any]:
         env = environment_info(self.device)
         env.update(
-            amp="bf16" if self.amp else None,
+            amp={torch.bfloat16: "bf16", torch.float16: "fp16", None: None}[self.amp_dtype],
             channels_last=self.recipe.channels_last,
             compile=self.recipe.compile,
             cudnn_benchmark=bool(torch.backends.cudnn.benchmark),

@@ -1,0 +1,173 @@
+"""The trial path of fused seeds (``run --fuse-seeds``): one trial's seeds trained at once.
+
+:class:`~archbench.runner.objective.Objective` trains a trial's seeds one after another, each
+as its own run row. With ``fuse_seeds`` its per-seed training call comes here: the first call
+of a trial claims the later seeds' runs too (the same exclusive ``start_run`` the objective
+makes, so a run another trial is training, or one already finished, is left out; the
+objective then takes the claimed run instead of opening it again), trains the
+claimed seeds with :func:`~archbench.training.fused.train_fused` into their own checkpoint
+folders, and keeps the other seeds' results; their own calls then replay them through their
+epoch callbacks (epochs and diagnostics stored as if trained then). Every seed stays its own
+run; nothing downstream changes.
+
+Seeds are not fused (each trains alone, as without the option, and a warning says why) when
+the net cannot be fused (:func:`~archbench.training.fused.fusion_problem`: dropout,
+``recipe.compile``) or when their checkpoints stopped at different epochs. Under a pruner the
+first seed's curve is reported live; pruning it stops the others with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from archbench.store.values import RunBusyError
+from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: Results trained fused but not yet handed out, per objective: {(trial number, seed): result}.
+_WAITING: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Any]] = weakref.WeakKeyDictionary()
+#: Runs opened for a fused training, per objective: {(trial number, seed): (run_id, epoch of
+#: its checkpoint then)}; the objective takes them instead of opening the run again (which
+#: would count an attempt and read the fused training's checkpoint as a resume).
+_CLAIMED: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[int, int | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def claimed_run(objective: Any, trial_number: int, seed: int) -> tuple[int, int | None] | None:
+    """(run_id, checkpoint epoch at the claim) of a run this trial's fused training opened."""
+    return _CLAIMED.get(objective, {}).pop((trial_number, seed), None)
+
+
+def train_seed_fused(
+    objective: Any,
+    trial: Any,
+    plan: Any,
+    seed: int,
+    device: Any,
+    ckpt: Path,
+    on_epoch_end: Callable[[Any, list[Any]], bool],
+) -> Any:
+    """The :class:`~archbench.training.results.TrainResult` of ``seed``: trained now with the
+    trial's later seeds fused in, or replayed from such a training."""
+    waiting = _WAITING.setdefault(objective, {})
+    done = waiting.pop((trial.number, seed), None)
+    if done is not None:
+        return _replay(done, on_epoch_end)
+    from archbench.models.net import build_net
+    from archbench.training.device import seed_everything
+    from archbench.training.fused import fusion_problem, train_fused
+    from archbench.training.train import train
+
+    def net_for(s: int) -> Any:
+        seed_everything(s)  # as the unfused path builds it: the same initial weights
+        return build_net(plan.variant.spec)
+
+    net = net_for(seed)
+    problem = fusion_problem(net, plan.recipe)
+    resumed = _checkpoint_epoch(ckpt)
+    claimed = {} if problem else _claim(objective, trial, plan, seed, device, resumed)
+    group = list(claimed)
+    if problem:
+        log.warning("%s: seeds trained one at a time: %s", plan.variant.label, problem)
+    if not group:
+        return train(
+            net,
+            objective.data,
+            plan.recipe,
+            seed=seed,
+            device=device,
+            checkpoint_dir=ckpt,
+            resume=True,
+            diagnostics_every=plan.recipe.epochs,
+            on_epoch_end=on_epoch_end,
+            progress=objective.options.progress,
+        )
+    seeds = [seed, *group]
+    objective.on_event(
+        f"trial {trial.number}: {plan.variant.label} seeds {', '.join(map(str, seeds))} fused"
+    )
+    pruned = [False]
+
+    def first(metrics: Any, diagnostics: list[Any]) -> bool:
+        pruned[0] = bool(on_epoch_end(metrics, diagnostics))
+        return pruned[0]
+
+    try:
+        results = train_fused(
+            [net, *(net_for(s) for s in group)],
+            objective.data,
+            plan.recipe,
+            seeds=seeds,
+            device=device,
+            checkpoint_dirs=[ckpt.parent / f"seed{s}" for s in seeds],
+            resume=True,
+            diagnostics_every=plan.recipe.epochs,
+            # Seed i's callback runs after seed 0's in each epoch: a pruned first seed stops
+            # all.
+            on_epoch_end=[first, *(lambda m, d: pruned[0] for _ in group)],
+        )
+    except BaseException as exc:
+        # The objective marks this seed's run failed; the claimed ones fail with it (a
+        # retry resumes them all from their checkpoints), rather than stay 'running'.
+        reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        for other, run_id in claimed.items():
+            _CLAIMED.get(objective, {}).pop((trial.number, other), None)
+            with contextlib.suppress(Exception):
+                objective.store.finish_run(run_id, status="failed", error=reason)
+        raise
+    for s, result in zip(group, results[1:], strict=True):
+        waiting[(trial.number, s)] = result
+    return results[0]
+
+
+def _claim(
+    objective: Any, trial: Any, plan: Any, seed: int, device: Any, resumed: int | None
+) -> dict[int, int]:
+    """The trial's seeds after ``seed`` whose runs this trial may train now, at the same
+    checkpoint epoch as ``seed``'s, each opened (claimed) as the objective opens it:
+    {seed: run_id}."""
+    seeds = list(objective.spec.seeds)
+    claimed: dict[int, int] = {}
+    for other in seeds[seeds.index(seed) + 1 :]:
+        ckpt = objective.checkpoints / plan.ckey / f"seed{other}"
+        at = _checkpoint_epoch(ckpt)
+        if (at or 0) != (resumed or 0):
+            continue  # trained alone, from its own checkpoint
+        opening = objective._opening(trial, plan, other, device, at)
+        try:
+            run_id = objective.store.start_run(**opening, exclusive=True)
+        except RunBusyError:
+            continue  # another trial trains it; the objective waits for its result
+        previous = objective.store.run(run_id)
+        if previous is not None and previous.get("status") in ("completed", "diverged"):
+            continue  # the objective reuses it
+        claimed[other] = run_id
+        _CLAIMED.setdefault(objective, {})[(trial.number, other)] = (run_id, at)
+    return claimed
+
+
+def _replay(result: Any, on_epoch_end: Callable[[Any, list[Any]], bool]) -> Any:
+    """Hand a fused seed's epochs to its own callback (the store records them now)."""
+    for metrics in result.epochs:
+        diagnostics = [d for d in result.diagnostics if d.epoch == metrics.epoch]
+        on_epoch_end(metrics, diagnostics)
+    return result
+
+
+def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
+    """The epoch a run's last checkpoint finished (``None``: none readable), as the objective
+    reads it (not imported from it: the objective imports this module)."""
+    path = ckpt_dir / LAST
+    if not path.exists():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
