@@ -86,9 +86,9 @@ def grid(storage: Path, **changes: Any) -> dict[str, Any]:
 def test_a_grid_trial_with_nothing_queued_is_pruned_not_sampled(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
+    from archbench.runner.identity import grid_entries
     from archbench.runner.objective import NOTHING_QUEUED, suggest_config
     from archbench.runner.outcome import unfinished
-    from archbench.runner.identity import grid_entries
     from archbench.runner.study import create_study
     from archbench.runner.worker import study_progress
 
