@@ -314,3 +314,18 @@ def test_the_runner_import_graph_has_no_cycles() -> None:
 
     cycles = [c for m in graph if (c := cycle_from(m))]
     assert not cycles, " -> ".join(cycles[0])
+
+
+def test_added_seeds_in_a_sampled_study_train_only_the_new_seeds(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    assert_clean(*run(tmp_path, sampled(db)))
+    before = runs_of(db, "t")
+    code, out, err = run(tmp_path, sampled(db, seeds=[0, 1]))
+    assert_clean(code, out, err)
+    after = runs_of(db, "t")
+    new = after[~after["run_id"].isin(before["run_id"])]
+    assert set(new["seed"]) == {1} and len(new) == before["config_key"].nunique()
+    assert (after["attempts"] == 1).all()
+    assert set(after.groupby("config_key")["seed"].nunique()) == {2}
+    code, out, _ = run(tmp_path, sampled(db, seeds=[0, 1]))
+    assert code == 0 and "nothing to train" in out

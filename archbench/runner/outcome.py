@@ -73,7 +73,7 @@ def unfinished(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> list[Unfi
     for trial in trials:
         chains.setdefault(_origin(trial), []).append(trial)
     out = []
-    finished = sum(t.state in DONE_STATES for t in trials)
+    finished = sum(t.state in DONE_STATES and trial_covers(t, spec.seeds) for t in trials)
     if finished >= spec.n_trials():
         return []
     running = 0

@@ -216,6 +216,12 @@ def check_study(spec: ExperimentSpec, study: optuna.Study) -> None:
                 "experiment name, profile or storage (or delete the study: optuna delete-study)"
             )
     if spec.sampler.name != "grid":
+        if stored is not None and "seeds" in stored and stored["seeds"] != list(spec.seeds):
+            # Its trials carry no seeds: which ones would need the added seeds is unknown.
+            raise SpecError(
+                f"study {spec.study_name!r} in this storage was run with another seeds by an "
+                f"archbench before seeds could change ({stored['seeds']}); {ways_out}"
+            )
         _check_choices(spec, study, ways_out)
 
 
@@ -337,8 +343,14 @@ def trial_key(trial: FrozenTrial) -> str | None:
 
 
 def trial_covers(trial: FrozenTrial, seeds: Any) -> bool:
-    """Whether a trial (done, running or queued) trains every one of ``seeds``."""
-    return set(seeds) <= set(trial.user_attrs.get(SEEDS_ATTR) or ())
+    """Whether a trial (done, running or queued) trains every one of ``seeds``.
+
+    A trial without the attr was made before issue 16, under the seeds of its study's
+    fingerprint (which :func:`check_study` still holds a sampled study of that time to; a
+    grid trial of that time has no configuration key and covers nothing anyway).
+    """
+    had = trial.user_attrs.get(SEEDS_ATTR)
+    return had is None or set(seeds) <= set(had)
 
 
 def current_grid(study: optuna.Study) -> dict[str, str] | None:
@@ -403,6 +415,7 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
         for trial in failed_chains:
             _retry_callback()(study, copy.deepcopy(trial))
             requeued += 1
+        _queue_added_seeds(spec, study, trials)
     if requeued:
         log.info("re-queued %d interrupted trial(s) of %s", requeued, spec.study_name)
     return study, requeued
@@ -461,3 +474,21 @@ def _rekey_legacy_runs(spec: ExperimentSpec, store: Any) -> None:
     moved = store.rekey_runs(spec.name, spec.profile, key_of, keep=is_current_key)
     if moved:
         log.info("%d stored run(s) of %s got their configuration key", moved, spec.study_name)
+
+
+def _queue_added_seeds(spec: ExperimentSpec, study: optuna.Study, trials: list[Any]) -> None:
+    """A sampled study whose seeds grew: each finished configuration is queued again with
+    its params; its stored seeds are reused, only the added ones train. The trials that
+    lack a seed no longer count as done (:func:`trial_covers`)."""
+    import json
+
+    seeds = list(spec.seeds)
+
+    def params_of(trial: FrozenTrial) -> str:
+        return json.dumps(trial.params, sort_keys=True, default=str)
+
+    covered = {params_of(t) for t in trials if t.state in ALIVE_STATES and trial_covers(t, seeds)}
+    for trial in trials:
+        if trial.state in DONE_STATES and trial.params and params_of(trial) not in covered:
+            covered.add(params_of(trial))
+            study.enqueue_trial(dict(trial.params), user_attrs={SEEDS_ATTR: seeds})

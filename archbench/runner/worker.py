@@ -63,7 +63,7 @@ def study_progress(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> Progr
     waiting = len(by_state.get(TrialState.WAITING, []))
     finished = [t for s in DONE_STATES for t in by_state.get(s, [])]
     if spec.sampler.name != "grid":
-        done = len(finished)
+        done = sum(trial_covers(t, spec.seeds) for t in finished)  # added seeds: re-queued
         can_start = waiting > 0 or done + running + waiting < total
         return Progress(total, done, running, waiting, can_start)
     entries = grid_entries(spec)
