@@ -143,7 +143,7 @@ def load_experiment(
                 kept = set(runs["run_id"])
                 epochs, diagnostics = (f[f["run_id"].isin(kept)] for f in (epochs, diagnostics))
             runs, epochs, diagnostics = (
-                relabel(f, configs, by="config_key") for f in (runs, epochs, diagnostics)
+                mark_current(f, configs) for f in (runs, epochs, diagnostics)
             )
     return ExperimentData(
         experiment, profile, url, runs, epochs, diagnostics, spec_text, study, note, spec
@@ -173,6 +173,21 @@ def current_configs(study: Any) -> dict[str, str] | None:
         return None
     grid = study._storage.get_study_system_attrs(study._study_id).get(GRID_ATTR)
     return {str(k): str(v) for k, v in grid.items()} if isinstance(grid, Mapping) else None
+
+
+NOT_IN_SPEC = " (not in the spec)"
+
+
+def mark_current(frame: pd.DataFrame, configs: Mapping[str, str]) -> pd.DataFrame:
+    """The current configurations under the spec's labels; any other (a removed or edited
+    variant, read with ``all_configs``) marked ``(not in the spec)``."""
+    if frame.empty or "config_key" not in frame.columns:
+        return frame
+    frame = frame.copy()
+    frame["name"] = [
+        configs.get(k, f"{n}{NOT_IN_SPEC}") for k, n in zip(frame["config_key"], frame["name"])
+    ]
+    return frame
 
 
 def relabel(

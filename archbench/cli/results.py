@@ -107,10 +107,11 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
-def _current(store: Any, storage: str, experiment: str, frame: Any) -> Any:
+def _current(store: Any, storage: str, experiment: str, frame: Any, *, every: bool) -> Any:
     """Rows of the configurations each profile's study last ran, under its labels (a study
-    without that record, e.g. a sampled one, keeps every row)."""
-    from archbench.analysis.data import current_configs, load_study, relabel
+    without that record, e.g. a sampled one, keeps every row); ``every``: the others too,
+    marked as not in the spec."""
+    from archbench.analysis.data import current_configs, load_study, mark_current
     from archbench.store.storage import resolve_storage
 
     if frame.empty:
@@ -121,7 +122,9 @@ def _current(store: Any, storage: str, experiment: str, frame: Any) -> Any:
         study, _ = load_study(resolved, store.engine, f"{experiment}:{profile}")
         configs = current_configs(study)
         if configs is not None:
-            part = relabel(part[part["config_key"].isin(list(configs))], configs, by="config_key")
+            part = mark_current(
+                part if every else part[part["config_key"].isin(list(configs))], configs
+            )
         parts.append(part)
     import pandas as pd
 
@@ -148,13 +151,11 @@ def print_results(
             )
         if runs:
             frame = store.runs(experiment=experiment, profile=profile)
-            if not all_configs:
-                frame = _current(store, storage, experiment, frame)
+            frame = _current(store, storage, experiment, frame, every=all_configs)
             table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
         else:
             summary = store.summary(experiment, profile)
-            if not all_configs:
-                summary = _current(store, storage, experiment, summary)
+            summary = _current(store, storage, experiment, summary, every=all_configs)
             if len(summary):
                 from archbench.analysis.data import unique_labels
 
