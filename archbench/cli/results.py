@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="database (default: the spec's storage)")
     p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
     p.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="every stored configuration, also those no longer in the spec (removed or edited)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
     )
     p.add_argument(
@@ -108,6 +113,30 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
+def _current(store: Any, storage: str, experiment: str, frame: Any, *, every: bool) -> Any:
+    """Rows of the configurations each profile's study last ran, under its labels (a study
+    without that record, e.g. a sampled one, keeps every row); ``every``: the others too,
+    marked as not in the spec."""
+    from archbench.analysis.data import current_configs, load_study, mark_current
+    from archbench.store.storage import resolve_storage
+
+    if frame.empty:
+        return frame
+    resolved = resolve_storage(storage)
+    parts = []
+    for profile, part in frame.groupby("profile", sort=False):
+        study, _ = load_study(resolved, store.engine, f"{experiment}:{profile}")
+        configs = current_configs(study)
+        if configs is not None:
+            part = mark_current(
+                part if every else part[part["config_key"].isin(list(configs))], configs
+            )
+        parts.append(part)
+    import pandas as pd
+
+    return pd.concat(parts).reset_index(drop=True) if parts else frame
+
+
 def print_results(
     experiment: str,
     profile: str | None,
@@ -116,7 +145,10 @@ def print_results(
     runs: bool,
     as_json: bool = False,
     fmt: str = "text",
+    all_configs: bool = False,
 ) -> int:
+    """The results table of an experiment: the configurations of the spec it last ran,
+    or (``all_configs``) every stored one."""
     with _open_store(storage) as store:
         known = store.experiments()
         names = sorted(set(known["experiment"])) if len(known) else []
@@ -126,9 +158,11 @@ def print_results(
             )
         if runs:
             frame = store.runs(experiment=experiment, profile=profile)
+            frame = _current(store, storage, experiment, frame, every=all_configs)
             table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
         else:
             summary = store.summary(experiment, profile)
+            summary = _current(store, storage, experiment, summary, every=all_configs)
             if len(summary):
                 from archbench.analysis.data import unique_labels
 
@@ -160,7 +194,13 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.json and args.format != "text":
         raise ArchbenchError("--json and --format are alternatives; give one")
     return print_results(
-        experiment, args.profile, storage, runs=args.runs, as_json=args.json, fmt=args.format
+        experiment,
+        args.profile,
+        storage,
+        runs=args.runs,
+        as_json=args.json,
+        fmt=args.format,
+        all_configs=args.all_configs,
     )
 
 

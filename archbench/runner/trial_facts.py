@@ -1,6 +1,11 @@
 """What Optuna's own views (optuna-dashboard, ``optuna.visualization``, importances) see of a
 trial: its architecture as user attrs and as *derived* params.
 
+(Issue 16/19: the runner now passes no distributions, so the facts are user attrs only: a
+derived width or depth let Optuna's importances credit a family's effect to a budget-solved
+axis, and a derived categorical refused the next grown grid. What follows describes
+:func:`derived_distributions`, kept for callers that want derived params.)
+
 A grid trial's only sampled param is its opaque ``config`` label, and a sampled trial's depth
 is split per family (``resnet.depth``, ``wrn.depth``). So every trial also gets ``family``,
 ``depth``, ``width``, ``block``, ``budget`` and ``threads`` as user attrs, and the ones
