@@ -7,14 +7,16 @@ newer one (or one with no upgrade path) refused rather than read or written wron
 Version history: 1, the first; 2, a run's budget (metric, target, error) moved from the
 variant row (where the first experiment to record the variant set it for all) to the run, and
 each variant records its main block's family (``block_family``), so that the analysis reads a
-store without importing the block registry (torch).
+store without importing the block registry (torch); 3, each run carries a ``lease`` number,
+bumped whenever a trial (re)claims the run, that every write to the run checks (fenced
+writes: :mod:`archbench.store.lease`).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PREFIX = "archbench_"
 
 RUN_STATUSES = ("running", "completed", "diverged", "pruned", "failed")
@@ -77,6 +79,9 @@ runs = sa.Table(
     sa.Column("budget_error", sa.Float),  # (achieved - target) / target, signed
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),  # 1 + number of restarts
+    # Bumped by every (re)claim of the run (start_run); each write to the run checks it in its
+    # own transaction, so a writer whose run was taken over writes nothing (schema 3).
+    sa.Column("lease", sa.Integer, nullable=False),
     sa.Column("val_err", sa.Float),
     sa.Column("test_err", sa.Float),
     sa.Column("test_top5_err", sa.Float),

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
 from archbench.store import migrate, rows
+from archbench.store.lease import Leases, check_owner
 from archbench.store.reads import StoreReads
 from archbench.store.schema import (
     FINAL_METRICS,
@@ -128,6 +129,7 @@ class ResultsStore(StoreReads):
             self.engine = create_engine(target)
             self._owns_engine = True
         self.url = redact(self.engine.url)
+        self._leases = Leases()  # the runs this handle claimed, and their lease numbers
         # Writes go through this view of the engine: on SQLite it makes them BEGIN IMMEDIATE.
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         try:
@@ -335,6 +337,11 @@ class ResultsStore(StoreReads):
         configuration never train one run at once; it also returns a 'diverged' run untouched.
         ``replacing`` names the owner the caller found dead: the run is taken over only if it
         still belongs to that trial.
+
+        Every claim (a new run, a reopened one, a takeover) bumps the run's lease; this handle
+        holds the new number and its later writes to the run are fenced by it
+        (:mod:`.lease`): once another claim has bumped it, they raise
+        :class:`~.lease.LeaseLostError` and write nothing.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
         key, fields = rows.run_key_fields(
@@ -356,11 +363,12 @@ class ResultsStore(StoreReads):
         # Who may reopen a 'running' row: anyone, or (exclusive) its own trial / the dead owner.
         allowed = None if not exclusive else {owner} | ({tuple(replacing)} if replacing else set())
 
-        def write(conn: sa.Connection) -> int:
+        def write(conn: sa.Connection) -> tuple[int, int | None]:
             return self._open_run(conn, spec_hash, key, fields, budget_of, rerun_completed, allowed)
 
-        run_id = self._write(write, race=True)
-        log.debug("run %d started: %s", run_id, key)
+        run_id, lease = self._write(write, race=True)
+        self._leases.hold(run_id, lease)
+        log.debug("run %d started (lease %s): %s", run_id, lease, key)
         return run_id
 
     @staticmethod
@@ -372,8 +380,9 @@ class ResultsStore(StoreReads):
         budget: tuple[str | None, float | None],
         rerun_completed: bool,
         allowed_owners: set[tuple[str | None, int | None]] | None,
-    ) -> int:
-        """``start_run``'s transaction: insert the run, or reopen the one with this key."""
+    ) -> tuple[int, int | None]:
+        """``start_run``'s transaction: insert the run, or reopen the one with this key;
+        (run_id, the new lease), the lease ``None`` for a finished run handed back as it is."""
         known = conn.execute(
             sa.select(variants.c.params, variants.c.macs).where(variants.c.spec_hash == spec_hash)
         ).first()
@@ -390,6 +399,7 @@ class ResultsStore(StoreReads):
                 runs.c.run_id,
                 runs.c.spec_hash,
                 runs.c.attempts,
+                runs.c.lease,
                 runs.c.status,
                 runs.c.study_name,
                 runs.c.trial_number,
@@ -408,11 +418,12 @@ class ResultsStore(StoreReads):
                     spec_hash=spec_hash,
                     status="running",
                     attempts=1,
+                    lease=1,
                     started_at=now,
                     heartbeat_at=now,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0]), 1
         if old.spec_hash != spec_hash:
             raise StoreError(
                 f"run {old.run_id} ({key}) belongs to variant {old.spec_hash}, not "
@@ -422,7 +433,7 @@ class ResultsStore(StoreReads):
         # retraining it from the same seed diverges again.
         reusable = ("completed", "diverged") if allowed_owners is not None else ("completed",)
         if old.status in reusable and not rerun_completed:
-            return int(old.run_id)
+            return int(old.run_id), None
         owner = (old.study_name, old.trial_number)
         if old.status == "running" and allowed_owners is not None and owner not in allowed_owners:
             raise RunBusyError(int(old.run_id), *owner)
@@ -431,10 +442,15 @@ class ResultsStore(StoreReads):
             runs.update()
             .where(runs.c.run_id == old.run_id)
             .values(
-                **fields, **cleared, status="running", attempts=old.attempts + 1, heartbeat_at=now
+                **fields,
+                **cleared,
+                status="running",
+                attempts=old.attempts + 1,
+                lease=old.lease + 1,
+                heartbeat_at=now,
             )
         )
-        return int(old.run_id)
+        return int(old.run_id), old.lease + 1
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run's row as a dict (``None`` if there is no such run)."""
@@ -448,17 +464,11 @@ class ResultsStore(StoreReads):
         return self._read(read)
 
     def heartbeat(self, run_id: int) -> None:
-        """Mark the run alive now (a worker calls this while training)."""
+        """Mark the run alive now (a worker calls this while training); fenced like every
+        write to a run (:mod:`.lease`)."""
         run_id = to_int(run_id, "run_id")
-
-        def write(conn: sa.Connection) -> None:
-            result = conn.execute(
-                runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=_now())
-            )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
-
-        self._write(write)
+        lease = self._leases.get(run_id)
+        self._write(lambda conn: check_owner(conn, run_id, lease))
 
     def finish_run(
         self,
@@ -475,27 +485,28 @@ class ResultsStore(StoreReads):
         ``final`` has ``FINAL_METRICS`` keys, or is the last epoch's metrics (a mapping or
         ``EpochMetrics``): its ``epoch`` becomes ``epochs_done``; the per-epoch columns that are
         not final metrics are in the epochs table already. ``error`` (why a failed run failed)
-        goes into the run's ``env`` record as ``env["error"]``.
+        goes into the run's ``env`` record as ``env["error"]``. Fenced (:mod:`.lease`): only
+        the holder of the run's lease closes it, and only while it is 'running'.
         """
         run_id = to_int(run_id, "run_id")
+        lease = self._leases.get(run_id)
         values = rows.final_values(status, final, wall_time_s, diverged_at)
 
         if error is not None:
             error = str(error)[:2000]
 
         def write(conn: sa.Connection) -> None:
+            check_owner(conn, run_id, lease)
             now = _now()
             extra: dict[str, Any] = {}
             if error is not None:
                 env = conn.execute(sa.select(runs.c.env).where(runs.c.run_id == run_id)).scalar()
                 extra["env"] = {**(env or {}), "error": error}
-            result = conn.execute(
+            conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
                 .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
 
         self._write(write)
 
@@ -517,7 +528,7 @@ class ResultsStore(StoreReads):
         """
         run_id = to_int(run_id, "run_id")
         row = rows.epoch_row(run_id, metrics)
-        self._write(lambda conn: self._upsert_rows(conn, run_id, epochs, [row], touch=True))
+        self._write(lambda conn: self._upsert_rows(conn, run_id, epochs, [row]))
 
     def record_diagnostics(self, run_id: int, items: Iterable[Any]) -> int:
         """Store per-block diagnostics (mappings or ``BlockDiagnostics``); returns the count.
@@ -538,8 +549,10 @@ class ResultsStore(StoreReads):
         """
         run_id = to_int(run_id, "run_id")
         epoch = to_int(epoch, "epoch", minimum=-1)
+        lease = self._leases.get(run_id)
 
         def write(conn: sa.Connection) -> int:
+            check_owner(conn, run_id, lease)
             conn.execute(
                 diagnostics.delete().where(
                     diagnostics.c.run_id == run_id, diagnostics.c.epoch > epoch
@@ -552,22 +565,10 @@ class ResultsStore(StoreReads):
 
         return self._write(write)
 
-    @staticmethod
     def _upsert_rows(
-        conn: sa.Connection,
-        run_id: int,
-        table: sa.Table,
-        rows: list[dict[str, Any]],
-        *,
-        touch: bool = False,
+        self, conn: sa.Connection, run_id: int, table: sa.Table, rows: list[dict[str, Any]]
     ) -> None:
-        # Also an existence check for the run (SQLite enforces foreign keys only when asked).
-        result = conn.execute(
-            runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=_now())
-            if touch
-            else sa.select(runs.c.run_id).where(runs.c.run_id == run_id)
-        )
-        found = result.rowcount if touch else len(result.fetchall())
-        if not found:
-            raise StoreError(f"unknown run_id {run_id}; start_run first")
+        # The fence, the run's heartbeat and its existence check (SQLite enforces foreign
+        # keys only when asked) in one statement.
+        check_owner(conn, run_id, self._leases.get(run_id))
         upsert(conn, table, rows)
