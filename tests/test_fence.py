@@ -151,3 +151,73 @@ def test_unknown_runs_still_say_so(storage: str) -> None:
         with pytest.raises(StoreError, match="unknown run_id 999") as caught:
             store.record_epoch(999, {"epoch": 0})
         assert not isinstance(caught.value, LeaseLostError)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("stale", [True, False], ids=["trial-failed-as-stale", "run-taken-only"])
+def test_a_stopped_worker_that_wakes_after_a_takeover_stops_cleanly(
+    tmp_path: Path, stale: bool
+) -> None:
+    """The issue's zombie through the objective and worker: while the worker trains, its trial
+    is failed as stale (or not yet: ``stale=False``) and a retry takes the run over and
+    completes it (done here from the first epoch callback, as another process would); the
+    woken worker's next write is refused, it stops training, and the worker goes on (the
+    retry's result is reused)."""
+    from optuna.trial import TrialState
+
+    from archbench.runner.objective import Objective
+    from archbench.runner.study import RunnerOptions, create_study, open_storage
+    from archbench.runner.worker import run_worker
+    from tests.test_run_sharing import _spec
+
+    spec = _spec(tmp_path, recipe={"epochs": 3, "batch_size": 64}, trials=1, seeds=[0])
+    options = RunnerOptions(results_dir=str(tmp_path / "res"), heartbeat_interval=1, threads=1)
+    storage, store = open_storage(spec, options)
+    study = create_study(spec, storage)
+    events: list[str] = []
+    objective = Objective(spec, store, options, on_event=events.append)
+    heir = ResultsStore(spec.storage)
+    record_epoch = store.record_epoch
+    taken: list[int] = []
+
+    def record_then_lose(run_id: int, metrics: Any) -> None:
+        record_epoch(run_id, metrics)
+        if taken:
+            return
+        (trial,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if stale:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        row = heir.run(run_id)
+        opening = {k: row[k] for k in ("experiment", "profile", "config_key", "seed")}
+        claimed = heir.start_run(
+            **opening,
+            spec_hash=row["spec_hash"],
+            study_name=spec.study_name,
+            trial_number=trial.number + 1,
+            exclusive=True,
+            replacing=(spec.study_name, trial.number),
+        )
+        assert claimed == run_id
+        heir.finish_run(run_id, status="completed", final={"val_err": 0.125, "epochs_done": 3})
+        taken.append(run_id)
+
+    store.record_epoch = record_then_lose  # type: ignore[method-assign]
+    try:
+        run_worker(spec, options, objective=objective)
+        (run_id,) = taken
+        run = heir.run(run_id)
+        assert (run["status"], run["val_err"], run["lease"]) == ("completed", 0.125, 2)
+        assert "error" not in run["env"]
+        assert heir.epochs()["epoch"].tolist() == [1]  # the zombie's later epochs refused
+        why = (
+            "another worker ended this trial"
+            if stale  # Optuna refuses the epoch's report first
+            else f"run {run_id} is no longer this writer's: it is completed"
+        )
+        assert any(f"trial 0: stopped, {why}" in e for e in events), events
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        assert states == [TrialState.FAIL, TrialState.COMPLETE]
+        assert study.trials[1].value == pytest.approx(1 - 0.125)  # the heir's result reused
+    finally:
+        heir.close()
+        store.close()

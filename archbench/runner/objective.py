@@ -32,12 +32,23 @@ from archbench.runner.study import (
 )
 from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
+from archbench.store.lease import LeaseLostError
 from archbench.store.values import RunBusyError
 
 log = logging.getLogger(__name__)
 
 
-PRUNED_REASON_ATTR = "pruned_reason"  # a user attribute: why a trial ended without training
+#: A trial that another worker took over while this one was stopped: its run's lease moved
+#: on (fenced write), or Optuna's trial was failed as stale (Optuna refuses the update).
+_TAKEN_OVER = (LeaseLostError, optuna.exceptions.UpdateFinishedTrialError)
+PRUNED_REASON_ATTR = "pruned_reason"
+
+
+class TrialTakenOverError(ArchbenchError):
+    """This trial stopped because another took over its run (or failed it as stale)."""
+
+
+# a user attribute: why a trial ended without training
 NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
 
 
@@ -174,6 +185,9 @@ class Objective:
         self._variants: dict[str, ResolvedVariant] = {}
         self._derived: dict[str, Any] | None = None
         self._told_busy: set[tuple[int, int]] = set()  # (trial, seed) said to be trained elsewhere
+        # A trial that lost its run (fenced write) and that another worker had already ended
+        # (stale heartbeat): Optuna's tell of it fails, which the worker expects then.
+        self.abandoned_trial: int | None = None
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -218,11 +232,34 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
+            if isinstance(exc, _TAKEN_OVER):
+                exc = self._lost(trial, exc)
             # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
             with contextlib.suppress(Exception):
                 trial.set_user_attr("fail_reason", reason)
+            if isinstance(exc, TrialTakenOverError):
+                raise exc from None
             raise
+
+    def _lost(self, trial: optuna.Trial, exc: Exception) -> TrialTakenOverError:
+        """A fenced write refused (another trial owns the run now), or Optuna refused to
+        update this trial (another worker failed it as stale): this worker was stopped or
+        cut off past its heartbeat's grace period. Training stopped, nothing more was
+        written; one line says so and the trial fails (its configuration is the other
+        trial's to finish)."""
+        why = (
+            str(exc)
+            if isinstance(exc, LeaseLostError)
+            else "another worker ended this trial (its heartbeat went stale)"
+        )
+        self.on_event(f"trial {trial.number}: stopped, {why}")
+        log.info("trial %d stopped: %s", trial.number, why)
+        with contextlib.suppress(Exception):
+            state = trial.study._storage.get_trial(trial._trial_id).state
+            if state.is_finished():
+                self.abandoned_trial = trial.number
+        return TrialTakenOverError(f"stopped, {why}")
 
     @property
     def derived(self) -> dict[str, Any]:
@@ -450,9 +487,12 @@ class Objective:
                 on_epoch_end=on_epoch_end,
                 progress=self.options.progress,
             )
+        except _TAKEN_OVER:
+            raise  # the run is (or is about to be) another trial's: nothing to say in it
         except BaseException as exc:
             # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
-            # A killed process never gets here: its run turns stale instead.
+            # A killed process never gets here: its run turns stale instead. Fenced: a run
+            # another trial took over meanwhile is left as its new owner has it.
             with contextlib.suppress(Exception):
                 reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
                 self.store.finish_run(run_id, status="failed", error=reason)
