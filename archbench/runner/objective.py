@@ -457,6 +457,15 @@ class Objective:
         from archbench.training.train import train
 
         recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
+        # Values for Optuna's pruner, held while the database is unreachable: training goes
+        # on meanwhile (the store holds the epochs too) and Optuna hears of them once it is
+        # back (archbench.store.reconnect).
+        held: list[tuple[float, int]] = []
+
+        def tell_optuna() -> None:
+            for value, step in held:
+                trial.report(value, step)
+            held.clear()
 
         def on_epoch_end(metrics: Any, diagnostics: list[Any]) -> bool:
             self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
@@ -464,7 +473,10 @@ class Objective:
             if diagnostics:
                 self.store.record_diagnostics(run_id, diagnostics)
             if report and metrics.val_err is not None:
-                trial.report(1.0 - metrics.val_err, metrics.epoch)
+                held.append((1.0 - metrics.val_err, metrics.epoch))
+                if getattr(self.store, "offline", False):
+                    return False
+                tell_optuna()
                 return trial.should_prune()
             return False
 
@@ -487,6 +499,7 @@ class Objective:
                 on_epoch_end=on_epoch_end,
                 progress=self.options.progress,
             )
+            tell_optuna()  # what an outage held back (the run's epochs are stored already)
         except _TAKEN_OVER:
             raise  # the run is (or is about to be) another trial's: nothing to say in it
         except BaseException as exc:

@@ -64,6 +64,9 @@ class RunnerOptions:
     # Which worker this is: 0 samples with the spec's seed, others with one derived from it
     # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
     worker: int | str = 0
+    # Seconds a worker rides out a database outage (a PostgreSQL restart) before it gives up
+    # (exit code 3); archbench.store.reconnect.
+    db_grace: float = 180.0
 
 
 # -- storage ----------------------------------------------------------------------------------
@@ -83,21 +86,23 @@ def _retry_callback(
 def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
     """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
     from archbench.store import ResultsStore
+    from archbench.store.reconnect import Reconnect
     from archbench.store.setup_lock import setup_lock
     from archbench.store.storage import resolve_storage
 
     resolved = resolve_storage(options.storage or spec.storage)
+    reconnect = Reconnect(options.db_grace)  # one outage clock for both
     with setup_lock(resolved):  # both create their tables on a new store
-        store = ResultsStore(resolved.store_url)
+        store = ResultsStore(resolved.store_url, reconnect=reconnect)
         try:
-            storage = _optuna_storage(resolved, options)
+            storage = _optuna_storage(resolved, options, reconnect)
         except BaseException:
             store.close()
             raise
     return storage, store
 
 
-def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
+def _optuna_storage(resolved: Any, options: RunnerOptions, reconnect: Any = None) -> Any:
     from archbench.store.storage import optuna_storage
 
     heartbeat: dict[str, Any] = {}
@@ -107,7 +112,7 @@ def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
             "grace_period": options.grace_period,
             "heartbeat_stale_trial_callback": _retry_callback(options.max_retry),
         }
-    storage = optuna_storage(resolved, **heartbeat)
+    storage = optuna_storage(resolved, **heartbeat, reconnect=reconnect)
     if resolved.kind == "sqlite":
         _serialize_sqlite_transactions(storage)
     return storage

@@ -12,8 +12,6 @@ older schemas are upgraded by :mod:`.migrate`.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,12 +19,13 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
 from archbench.store import migrate, rows
-from archbench.store.lease import Leases, check_owner
+from archbench.store.lease import LeaseLostError, Leases, check_owner
+from archbench.store.outbox import Batch, Outbox
 from archbench.store.reads import StoreReads
+from archbench.store.reconnect import Reconnect
 from archbench.store.schema import (
     FINAL_METRICS,
     PREFIX,
@@ -46,6 +45,7 @@ from archbench.store.storage import (
     resolve_storage,
     sqlite_table_names,
 )
+from archbench.store.transactions import read_once, write_once
 from archbench.store.upsert import upsert
 from archbench.store.values import (
     RunBusyError,
@@ -58,29 +58,9 @@ from archbench.store.values import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITE_ATTEMPTS = 8
-_RETRY_PGCODES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock timeout
-
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _race(exc: DBAPIError) -> bool:
-    """Another writer created the same row or table first; a retry will find it."""
-    if isinstance(exc, IntegrityError):
-        return True
-    # PostgreSQL: duplicate table/object when two processes create the schema at once.
-    return getattr(exc.orig, "pgcode", None) in ("42P07", "42710")
-
-
-def _transient(exc: DBAPIError) -> bool:
-    if getattr(exc.orig, "pgcode", None) in _RETRY_PGCODES:
-        return True
-    if isinstance(exc, OperationalError):
-        message = str(exc.orig).lower()
-        return "locked" in message or "busy" in message
-    return False
 
 
 def _check_sqlite_store(path: Path) -> None:
@@ -108,10 +88,18 @@ class ResultsStore(StoreReads):
     ``create=False`` opens an existing store only (for readers), raising if there is none.
     An engine passed in is used as it is: make it with :func:`archbench.store.storage.create_engine`
     to get the SQLite settings (WAL, busy timeout, BEGIN IMMEDIATE for writes).
+
+    ``reconnect`` (default: one with :data:`~.reconnect.DEFAULT_GRACE_S`) rides out a
+    database outage once the store has opened: calls are retried with backoff, and epoch and
+    diagnostics rows are held (:mod:`.outbox`, :attr:`offline`) and written once it is back.
     """
 
     def __init__(
-        self, url_or_engine: str | Path | Engine | ResolvedStorage, *, create: bool = True
+        self,
+        url_or_engine: str | Path | Engine | ResolvedStorage,
+        *,
+        create: bool = True,
+        reconnect: Reconnect | None = None,
     ) -> None:
         if isinstance(url_or_engine, Engine):
             self.engine = url_or_engine
@@ -130,6 +118,8 @@ class ResultsStore(StoreReads):
             self._owns_engine = True
         self.url = redact(self.engine.url)
         self._leases = Leases()  # the runs this handle claimed, and their lease numbers
+        self.reconnect = reconnect or Reconnect()
+        self._outbox = Outbox()
         # Writes go through this view of the engine: on SQLite it makes them BEGIN IMMEDIATE.
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         try:
@@ -153,34 +143,14 @@ class ResultsStore(StoreReads):
 
     # -- transactions -----------------------------------------------------------------------
     def _write(self, fn: Callable[[sa.Connection], T], *, race: bool = False) -> T:
-        """Run ``fn`` in one write transaction, retrying transient lock errors.
-
-        ``race=True`` also retries an IntegrityError: two writers inserting the same key at
-        once, where the retry finds the other's row.
-        """
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self._writer.begin() as conn:
-                    return fn(conn)
-            except DBAPIError as exc:
-                retry = _transient(exc) or (race and _race(exc))
-                if not retry or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.debug("store write retry %d after %s", attempt + 1, exc.__class__.__name__)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        """Run ``fn`` in one write transaction (:mod:`.transactions`), retrying lock errors
+        and, up to the outage grace period, a lost database (:mod:`.reconnect`)."""
+        return self.reconnect.call(
+            lambda: write_once(self._writer, fn, race=race), "results store write"
+        )
 
     def _read(self, fn: Callable[[sa.Connection], T]) -> T:
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self.engine.connect() as conn:
-                    return fn(conn)
-            except DBAPIError as exc:
-                if not _transient(exc) or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+        return self.reconnect.call(lambda: read_once(self.engine, fn), "results store read")
 
     # -- schema -----------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
@@ -491,6 +461,7 @@ class ResultsStore(StoreReads):
         run_id = to_int(run_id, "run_id")
         lease = self._leases.get(run_id)
         values = rows.final_values(status, final, wall_time_s, diverged_at)
+        self._drain()  # its epochs first
 
         if error is not None:
             error = str(error)[:2000]
@@ -508,7 +479,17 @@ class ResultsStore(StoreReads):
                 .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
 
-        self._write(write)
+        try:
+            self._write(write)
+        except LeaseLostError:
+            # Closed under this lease already: a commit whose answer a lost connection
+            # swallowed, retried (or a second identical call). Nothing to do.
+            run = self.run(run_id) if lease is not None else None
+            same = run is not None and run["lease"] == lease
+            same = same and all(run[k] == v for k, v in values.items() if k != "diverged_at")
+            if not same:
+                raise
+            log.info("run %d was closed by this writer already (%s)", run_id, status)
 
     def stale_runs(self, older_than_s: float, *, experiment: str | None = None) -> list[int]:
         """Runs still 'running' whose last heartbeat is older than ``older_than_s`` seconds."""
@@ -528,7 +509,8 @@ class ResultsStore(StoreReads):
         """
         run_id = to_int(run_id, "run_id")
         row = rows.epoch_row(run_id, metrics)
-        self._write(lambda conn: self._upsert_rows(conn, run_id, epochs, [row]))
+        self._outbox.add(run_id, epochs, [row])
+        self.flush()
 
     def record_diagnostics(self, run_id: int, items: Iterable[Any]) -> int:
         """Store per-block diagnostics (mappings or ``BlockDiagnostics``); returns the count.
@@ -539,8 +521,31 @@ class ResultsStore(StoreReads):
         run_id = to_int(run_id, "run_id")
         batch = rows.diagnostic_rows(run_id, items)
         if batch:
-            self._write(lambda conn: self._upsert_rows(conn, run_id, diagnostics, batch))
+            self._outbox.add(run_id, diagnostics, batch)
+            self.flush()
         return len(batch)
+
+    @property
+    def offline(self) -> bool:
+        """Epoch or diagnostics rows are held: the database was unreachable at their write
+        (they are written by the next write once it is back; see :mod:`.outbox`)."""
+        return len(self._outbox) > 0
+
+    def flush(self) -> bool:
+        """Write the held epoch and diagnostics rows, oldest first, without waiting for an
+        unreachable database; ``True`` when none is left. Raises
+        :class:`~.reconnect.DatabaseUnavailableError` past the outage grace period and
+        :class:`~.lease.LeaseLostError` for a run taken over meanwhile (its rows dropped)."""
+        return self._outbox.flush(self._write_batch, self.reconnect)
+
+    def _drain(self) -> None:
+        """Write every held row, waiting (with backoff, up to the grace period) for the
+        database: before a run's final write."""
+        self.reconnect.call(lambda: self._outbox.drain(self._write_batch), "held epoch rows")
+
+    def _write_batch(self, batch: Batch) -> None:
+        run_id, table, rows = batch
+        write_once(self._writer, lambda conn: self._upsert_rows(conn, run_id, table, rows))
 
     def discard_epochs_after(self, run_id: int, epoch: int) -> int:
         """Delete epochs (and diagnostics) after ``epoch``: a resume from an older checkpoint.
