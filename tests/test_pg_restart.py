@@ -39,10 +39,14 @@ def pg_ctl(*args: str) -> None:
     if "start" in args:  # the options it was first started with (restart reuses them itself)
         opts = shlex.split(Path(data, "postmaster.opts").read_text())[1:]
         i = opts.index("-D")
-        command += ["-o", shlex.join(opts[:i] + opts[i + 2 :]), "-l", f"{pgdir}/server.log"]
+        command += ["-o", shlex.join(opts[:i] + opts[i + 2 :])]
+    if "start" in args or "restart" in args:  # the server's output: never our pipes
+        command += ["-l", f"{pgdir}/server.log"]
     if os.getuid() == 0:  # the server runs as postgres (postgres.sh)
         command = ["runuser", "-u", "postgres", "--", *command]
-    subprocess.run(command, check=True, capture_output=True, timeout=90)
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90
+    )
 
 
 def training(store_url: str) -> bool:

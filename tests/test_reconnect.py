@@ -255,3 +255,48 @@ def test_optuna_storage_calls_retry_and_its_heartbeat_skips_a_beat(tmp_path: Pat
     down["left"] = 1
     storage.record_heartbeat(trial._trial_id)  # a lost beat is skipped, not raised
     assert down["left"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_keeps_training_through_an_outage_and_flushes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs 2 and 3 end while the database is away: training goes on (nothing raised),
+    their rows and Optuna's reports follow once it is back, each once."""
+    from archbench.runner.objective import Objective
+    from archbench.runner.study import RunnerOptions, create_study, open_storage
+    from archbench.runner.worker import run_worker
+    from tests.test_run_sharing import _spec
+
+    spec = _spec(tmp_path, recipe={"epochs": 4, "batch_size": 64}, trials=1, seeds=[0])
+    options = RunnerOptions(results_dir=str(tmp_path / "res"), heartbeat_interval=5, threads=1)
+    storage, store = open_storage(spec, options)
+    study = create_study(spec, storage)
+    state = {"down": False}
+    real = store_module.write_once
+
+    def write_once(*args: Any, **kwargs: Any) -> Any:
+        if state["down"]:
+            raise server_gone()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "write_once", write_once)
+    record_epoch = store.record_epoch
+    offline_after: list[bool] = []
+
+    def record(run_id: int, metrics: Any) -> None:
+        state["down"] = metrics.epoch in (2, 3)
+        record_epoch(run_id, metrics)
+        offline_after.append(store.offline)
+
+    store.record_epoch = record  # type: ignore[method-assign]
+    try:
+        run_worker(spec, options, objective=Objective(spec, store, options))
+        assert offline_after == [False, True, True, False]  # held, then flushed by epoch 4
+        (trial,) = study.get_trials(deepcopy=False)
+        assert trial.state.name == "COMPLETE"
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # reported once it was back
+        assert store.epochs()["epoch"].tolist() == [1, 2, 3, 4]
+        assert store.runs()["status"].tolist() == ["completed"]
+    finally:
+        store.close()

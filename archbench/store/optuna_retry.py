@@ -20,8 +20,10 @@ from archbench.store.reconnect import Reconnect, is_disconnect
 
 log = logging.getLogger(__name__)
 
-#: RDBStorage methods that talk to the database and are retried (the public storage API,
-#: plus the stale-trial query ``optuna.storages.fail_stale_trials`` calls).
+#: RDBStorage methods that talk to the database and are retried: the public storage API,
+#: the private ones Optuna's ``_CachedStorage`` calls, and the stale-trial query of
+#: ``optuna.storages.fail_stale_trials``. (A public one calling a private one retries in
+#: the inner call; past the grace period the outer one does not retry the error.)
 RETRIED = (
     "create_new_study",
     "delete_study",
@@ -46,6 +48,11 @@ RETRIED = (
     "get_trial",
     "get_all_trials",
     "get_best_trial",
+    # what Optuna's cache layer (_CachedStorage) calls on the storage it wraps
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_trials",
+    "_set_trial_param",
     "_get_stale_trial_ids",
 )
 
