@@ -218,6 +218,78 @@ def test_a_stopped_worker_that_wakes_after_a_takeover_stops_cleanly(
         states = [t.state for t in study.get_trials(deepcopy=False)]
         assert states == [TrialState.FAIL, TrialState.COMPLETE]
         assert study.trials[1].value == pytest.approx(1 - 0.125)  # the heir's result reused
+        assert not list((tmp_path / "res").rglob("*.pt"))  # the zombie's stale checkpoint
     finally:
         heir.close()
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_the_issue_recipe_a_stopped_worker_resumed_after_a_takeover(tmp_path: Path) -> None:
+    """Issue 20, case 1 with real processes: ``run --workers 2 --heartbeat 2``; SIGSTOP the
+    worker training a run after an epoch; the other worker fails its trial as stale, takes
+    the run over and completes it; SIGCONT. The result stands, the run exits 0."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_faults import ENV, archbench, check_exactly_once, wait_for, write_spec
+
+    db = tmp_path / "z.db"
+    epochs = 6
+    spec = write_spec(tmp_path / "f.yaml", str(db), variants=2, seeds=[0], epochs=epochs, width=8)
+    args = archbench("run", str(spec), "--workers", "2", "--heartbeat", "2", "--quiet")
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+
+    def training() -> tuple[int, int] | None:
+        try:
+            with ResultsStore(db, create=False) as store:
+                runs = store.runs(experiment="f", status="running")
+                for run in runs.itertuples():
+                    done = store.epochs(run_ids=[int(run.run_id)])
+                    if 1 <= len(done) < epochs - 2:
+                        return int(run.run_id), int(run.env["worker"].rsplit(":", 1)[1])
+        except Exception:
+            return None
+        return None
+
+    stopped = None
+    try:
+        run_id, pid = wait_for(training, 240, proc)
+        os.kill(pid, signal.SIGSTOP)
+        stopped = pid
+
+        def taken_over_and_done() -> dict[str, Any] | None:
+            with ResultsStore(db, create=False) as store:
+                run = store.run(run_id)
+            return run if run["status"] == "completed" and run["lease"] >= 2 else None
+
+        done = wait_for(taken_over_and_done, 240)
+        os.kill(pid, signal.SIGCONT)
+        stopped = None
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err, err
+    assert f"stopped, run {run_id} is no longer this writer's" in out or (
+        "another worker ended this trial" in out
+    ), out
+    time.sleep(0.1)
+    with ResultsStore(db) as store:
+        after = store.run(run_id)
+        check_exactly_once(store, n_configs=2, seeds=[0], epochs=epochs)
+    assert {k: after[k] for k in ("status", "val_err", "lease", "finished_at")} == {
+        k: done[k] for k in ("status", "val_err", "lease", "finished_at")
+    }
+    assert "error" not in after["env"]
+    assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # nor the zombie's last one

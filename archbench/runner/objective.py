@@ -501,7 +501,14 @@ class Objective:
             )
             tell_optuna()  # what an outage held back (the run's epochs are stored already)
         except _TAKEN_OVER:
-            raise  # the run is (or is about to be) another trial's: nothing to say in it
+            # The run is (or is about to be) another trial's: nothing to say in it. Its
+            # owner finished it already: the checkpoint this worker wrote on waking is stale.
+            with contextlib.suppress(Exception):
+                if not self.options.keep_checkpoints and (
+                    self.store.run(run_id)["status"] in ("completed", "diverged")
+                ):
+                    _remove_checkpoint(ckpt)
+            raise
         except BaseException as exc:
             # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
             # A killed process never gets here: its run turns stale instead. Fenced: a run
