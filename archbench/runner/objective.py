@@ -41,14 +41,13 @@ log = logging.getLogger(__name__)
 #: A trial that another worker took over while this one was stopped: its run's lease moved
 #: on (fenced write), or Optuna's trial was failed as stale (Optuna refuses the update).
 _TAKEN_OVER = (LeaseLostError, optuna.exceptions.UpdateFinishedTrialError)
-PRUNED_REASON_ATTR = "pruned_reason"
+PRUNED_REASON_ATTR = "pruned_reason"  # a user attribute: why a trial ended without training
 
 
 class TrialTakenOverError(ArchbenchError):
     """This trial stopped because another took over its run (or failed it as stale)."""
 
 
-# a user attribute: why a trial ended without training
 NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
 
 

@@ -2,8 +2,10 @@
 
 Every write is one short transaction that either lands whole or not at all; inputs are
 checked before the transaction starts, so a bad call writes nothing. Transient lock errors
-(SQLite "database is locked", PostgreSQL serialisation failures) are retried a few times.
-Create one store per process: engines do not survive ``fork``.
+(SQLite "database is locked", PostgreSQL serialisation failures) are retried a few times
+(:mod:`.transactions`), a lost database up to a grace period (:mod:`.reconnect`; epoch rows
+are held meanwhile, :mod:`.outbox`). Every write to a run is fenced by the lease its claim
+returned (:mod:`.lease`). Create one store per process: engines do not survive ``fork``.
 
 Inputs become rows in :mod:`.rows`, reads live in :mod:`.reads` (SQL in :mod:`.queries`),
 older schemas are upgraded by :mod:`.migrate`.
