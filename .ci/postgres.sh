@@ -75,8 +75,9 @@ archbench_pg_start() {
         }
     done
     dir=$(mktemp -d /tmp/archbench-pg.XXXXXX) || return 1
-    ARCHBENCH_PG_DIR=$dir
-    ARCHBENCH_PG_BINDIR=$bindir
+    # Exported: tests restart or stop this server (tests/test_pg_restart.py).
+    export ARCHBENCH_PG_DIR=$dir
+    export ARCHBENCH_PG_BINDIR=$bindir
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     pw=archbench-$RANDOM$RANDOM
     # Trust on the private socket (only the owner can reach it), passwords over TCP.

@@ -136,8 +136,11 @@ def _write_run(
     slow: float,
     with_epochs: bool = True,
     budget: dict[str, Any] | None = None,
+    before_finish: Any = None,
 ) -> tuple[int, float]:
-    """One completed run; returns its run_id and final validation error."""
+    """One completed run; returns its run_id and final validation error. ``before_finish``
+    (called with the run_id) writes more rows while the run is open: a finished run is never
+    changed (fenced writes)."""
     run_id = store.start_run(
         experiment=experiment,
         profile=profile,
@@ -173,6 +176,8 @@ def _write_run(
     if not last:
         va = test + rng.normal(0, 0.003)
         last = {"train_err": train, "test_err": test, "val_err": va}
+    if before_finish is not None:
+        before_finish(run_id)
     store.finish_run(
         run_id,
         status="completed",
@@ -234,7 +239,7 @@ def _sweep(store: Any, storage: Any, rng: np.random.Generator) -> None:
                 accs = []
                 for seed in SWEEP_SEEDS:
                     noise = seed_effect[seed] + rng.normal(0, 0.003)
-                    run_id, val_err = _write_run(
+                    _, val_err = _write_run(
                         store,
                         rng,
                         experiment=SWEEP,
@@ -248,10 +253,12 @@ def _sweep(store: Any, storage: Any, rng: np.random.Generator) -> None:
                         test=test0 + noise,
                         train=train0 + noise,
                         slow=slow,
+                        # the same draws of rng, in the same order, as when they came after
+                        before_finish=lambda run_id, fam=family, n_blocks=spec.depth: [
+                            store.record_diagnostics(run_id, _diagnostics(fam, n_blocks, e, rng))
+                            for e in (0, SWEEP_EPOCHS)
+                        ],
                     )
-                    n_blocks = spec.depth
-                    for epoch in (0, SWEEP_EPOCHS):
-                        store.record_diagnostics(run_id, _diagnostics(family, n_blocks, epoch, rng))
                     accs.append(1 - val_err)
                 params = store.variants().set_index("spec_hash").loc[spec_hash, "params"]
                 study.add_trial(

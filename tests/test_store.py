@@ -28,6 +28,7 @@ from archbench.errors import ArchbenchError, UnknownNameError
 from archbench.store import (
     EPOCH_METRICS,
     SCHEMA_VERSION,
+    LeaseLostError,
     ResultsStore,
     SchemaVersionError,
     StoreError,
@@ -637,7 +638,7 @@ def test_a_schema_1_store_is_upgraded(url: str) -> None:
             variant_columns = {
                 c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")
             }
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4
         assert not variant_columns & {"budget_metric", "budget_target", "budget_error"}
         # the block registry's family of each variant's block, filled by the upgrade
         assert store.variants()["block_family"].tolist() == ["resnet", "resnet"]
@@ -651,7 +652,8 @@ def test_a_schema_1_store_is_upgraded(url: str) -> None:
             "fixed",
         }
         assert store.epochs(experiment="old")["val_err"].tolist() == [0.3]
-        # and it is an ordinary schema 2 store now
+        assert runs["lease"].tolist() == runs["attempts"].tolist() == [1, 1]  # schema 4
+        # and it is an ordinary store of this schema now
         new = add_run(store, experiment="new", budget={"metric": "params", "target": 50_000})
         assert store.run(new)["budget_error"] == pytest.approx(1.0)
     ResultsStore(url, create=False).close()  # opening again finds nothing to upgrade
@@ -666,11 +668,15 @@ def test_a_schema_2_store_without_block_families_is_completed(url: str) -> None:
         add_run(store, make_spec(), experiment="early", seed=1)
         unknown = SpecDouble.of(make_spec(depth=4), block="not_registered_anywhere")
         spec_hash = store.record_variant(unknown, family="mine", complexity=COUNTS)
-        store.start_run(experiment="early", profile="cpu", spec_hash=spec_hash, seed=2)
-        with store.engine.begin() as conn:
+        early = dict(experiment="early", profile="cpu", spec_hash=spec_hash, seed=2)
+        store.finish_run(store.start_run(**early), status="failed")
+        store.start_run(**early)  # claimed again: attempts and lease 2
+        with store.engine.begin() as conn:  # back to an early schema 2 store
             conn.execute(sa.text("ALTER TABLE archbench_variants DROP COLUMN block_family"))
             # and back to schema 2 (before runs had weights_path)
             conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN weights_path"))
+            # and back to schema 3 (before runs had a lease)
+            conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN lease"))
             conn.execute(sa.text("UPDATE archbench_meta SET schema_version = 2"))
             columns = {c["name"] for c in sa.inspect(conn).get_columns("archbench_variants")}
         assert "block_family" not in columns
@@ -678,6 +684,8 @@ def test_a_schema_2_store_without_block_families_is_completed(url: str) -> None:
     with ResultsStore(url, create=False) as store:
         runs = store.runs(experiment="early").set_index("seed")
         assert runs["block_family"].to_dict() == {0: "preact", 1: "resnet", 2: "mine"}
+        # schema 3 -> 4: each run's lease is its attempts (the seed-2 run was claimed twice)
+        assert runs["lease"].to_dict() == runs["attempts"].to_dict() == {0: 1, 1: 1, 2: 2}
         with store.engine.connect() as conn:
             version = conn.execute(sa.text("SELECT schema_version FROM archbench_meta")).scalar()
         assert version == SCHEMA_VERSION
@@ -692,12 +700,13 @@ def test_a_schema_2_store_gains_weights_path_on_open(url: str) -> None:
         run_id = add_run(store, experiment="before")
         with store.engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN weights_path"))
+            conn.execute(sa.text("ALTER TABLE archbench_runs DROP COLUMN lease"))
             conn.execute(sa.text("UPDATE archbench_meta SET schema_version = 2"))
 
     with ResultsStore(url, create=False) as store:
         with store.engine.connect() as conn:
             version = conn.execute(sa.text("SELECT schema_version FROM archbench_meta")).scalar()
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4
         assert store.run(run_id)["weights_path"] is None
         store.set_weights_path(run_id, "w/run.pt")
         assert store.run(run_id)["weights_path"] == str(Path("w/run.pt").resolve())
@@ -772,14 +781,18 @@ def _worker(
             for s in (seed, 100)  # seed 100: both processes open the same run
         ]
         for epoch in range(EPOCHS_PER_WORKER):
-            for run_id in runs:
-                store.record_epoch(run_id, {"epoch": epoch, "val_err": 1.0 / (epoch + 1)})
+            for run_id in list(runs):
                 rows = [
                     {"epoch": epoch, "block": f"stages.0.{i}", "index": i, "grad_norm": i}
                     for i in range(BLOCKS)
                 ]
-                store.record_diagnostics(run_id, rows)
-                store.heartbeat(run_id)
+                try:
+                    store.record_epoch(run_id, {"epoch": epoch, "val_err": 1.0 / (epoch + 1)})
+                    store.record_diagnostics(run_id, rows)
+                    store.heartbeat(run_id)
+                except LeaseLostError:  # the other process claimed the shared run after us
+                    assert run_id == runs[1]
+                    runs.remove(run_id)
             store.runs(experiment="mp")  # a reader in the mix
         store.finish_run(runs[0], status="completed", final={"val_err": 0.04})
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from archbench import __version__
 from archbench.cli.args import Parser
-from archbench.cli.exit_codes import BAD_INPUT, INTERRUPTED, OK
+from archbench.cli.exit_codes import BAD_INPUT, INCOMPLETE, INTERRUPTED, OK
 from archbench.errors import ArchbenchError
 
 COMMAND_MODULES = [
@@ -65,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return OK
     except ArchbenchError as exc:
         print(f"archbench: error: {_one_line(str(exc))}", file=sys.stderr)
-        return BAD_INPUT
+        from archbench.store.reconnect import DatabaseUnavailableError
+
+        # The database went away mid-run: not bad input, an unfinished run (rerun it).
+        return INCOMPLETE if isinstance(exc, DatabaseUnavailableError) else BAD_INPUT
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         # A path the user named that cannot be written or read as asked.
         where = f"{exc.filename}: " if exc.filename else ""

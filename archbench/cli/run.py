@@ -126,6 +126,14 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         "vmap; per-seed results equal unfused ones within float tolerance; faster on GPUs, "
         "not on CPUs: benchmarks/README.md); recorded with each run",
     )
+    p.add_argument(
+        "--db-grace",
+        type=positive_int,
+        default=180,
+        metavar="SECONDS",
+        help="how long workers ride out a database outage or restart, retrying with backoff "
+        "and holding their epochs, before they stop with exit code 3 (default 180)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     log_arg(p)
     p.add_argument(
@@ -150,6 +158,7 @@ def _options(args: argparse.Namespace) -> Any:
         loggers=tuple(args.log),
         keep_weights=args.keep_weights,
         fuse_seeds=args.fuse_seeds,
+        db_grace=args.db_grace,
     )
 
 
@@ -327,7 +336,15 @@ def _worker_main(
     set_worker_threads(options.threads)
     # run checked the budgets
     spec = load_checked(spec_path, profile, budgets=False, overrides=overrides)
-    run_worker(spec, options, on_event=lambda message: print(message, flush=True))
+    try:
+        run_worker(spec, options, on_event=lambda message: print(message, flush=True))
+    except Exception as exc:
+        from archbench.store.reconnect import unavailable
+
+        lost = unavailable(exc)  # Optuna may raise another error while handling it
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def _spawned_worker_main(
@@ -346,6 +363,13 @@ def _spawned_worker_main(
     except KeyboardInterrupt:
         print("worker interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
+    except ArchbenchError as exc:
+        from archbench.store.reconnect import DatabaseUnavailableError
+
+        if not isinstance(exc, DatabaseUnavailableError):
+            raise
+        print(f"archbench: worker stopped: {exc}", file=sys.stderr, flush=True)
+        sys.exit(INCOMPLETE)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -493,6 +517,7 @@ def _retry_command(args: argparse.Namespace) -> str:
         ("--device", None if args.device == "auto" else args.device),
         ("--heartbeat", None if args.heartbeat == 30 else args.heartbeat),
         ("--threads", args.threads),
+        ("--db-grace", None if args.db_grace == 180 else args.db_grace),
         ("--workers", None if workers == 1 else workers),
         ("--gpus", getattr(args, "gpus", None)),
     ):

@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 
+from archbench.errors import ArchbenchError
 from archbench.runner.heartbeat import AttrHeartbeat, needs_attr_heartbeat
 from archbench.runner.identity import (
     GridEntry,
@@ -40,10 +41,20 @@ from archbench.runner.study import (
 from archbench.runner.tracked import track_config, weights_file
 from archbench.runner.trial_facts import architecture_facts, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
+from archbench.store.lease import LeaseLostError
 from archbench.store.values import RunBusyError
 from archbench.tracking import Trackers
 
 log = logging.getLogger(__name__)
+
+
+#: A trial that another worker took over while this one was stopped: its run's lease moved
+#: on (fenced write), or Optuna's trial was failed as stale (Optuna refuses the update).
+_TAKEN_OVER = (LeaseLostError, optuna.exceptions.UpdateFinishedTrialError)
+
+
+class TrialTakenOverError(ArchbenchError):
+    """This trial stopped because another took over its run (or failed it as stale)."""
 
 
 NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
@@ -146,6 +157,9 @@ class Objective:
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
         self._told_busy: set[tuple[int, int]] = set()  # (trial, seed) said to be trained elsewhere
+        # A trial that lost its run (fenced write) and that another worker had already ended
+        # (stale heartbeat): Optuna's tell of it fails, which the worker expects then.
+        self.abandoned_trial: int | None = None
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
         )
@@ -192,11 +206,34 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
+            if isinstance(exc, _TAKEN_OVER):
+                exc = self._lost(trial, exc)
             # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
             with contextlib.suppress(Exception):
                 trial.set_user_attr("fail_reason", reason)
+            if isinstance(exc, TrialTakenOverError):
+                raise exc from None
             raise
+
+    def _lost(self, trial: optuna.Trial, exc: Exception) -> TrialTakenOverError:
+        """A fenced write refused (another trial owns the run now), or Optuna refused to
+        update this trial (another worker failed it as stale): this worker was stopped or
+        cut off past its heartbeat's grace period. Training stopped, nothing more was
+        written; one line says so and the trial fails (its configuration is the other
+        trial's to finish)."""
+        why = (
+            str(exc)
+            if isinstance(exc, LeaseLostError)
+            else "another worker ended this trial (its heartbeat went stale)"
+        )
+        self.on_event(f"trial {trial.number}: stopped, {why}")
+        log.info("trial %d stopped: %s", trial.number, why)
+        with contextlib.suppress(Exception):
+            state = trial.study._storage.get_trial(trial._trial_id).state
+            if state.is_finished():
+                self.abandoned_trial = trial.number
+        return TrialTakenOverError(f"stopped, {why}")
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from archbench.training.device import select_device
@@ -419,6 +456,15 @@ class Objective:
         from archbench.training.train import train
 
         recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
+        # Values for Optuna's pruner, held while the database is unreachable: training goes
+        # on meanwhile (the store holds the epochs too) and Optuna hears of them once it is
+        # back (archbench.store.reconnect).
+        held: list[tuple[float, int]] = []
+
+        def tell_optuna() -> None:
+            for value, step in held:
+                trial.report(value, step)
+            held.clear()
 
         def on_epoch_end(metrics: Any, diagnostics: list[Any]) -> bool:
             self.store.record_epoch(run_id, metrics)  # also the run's heartbeat
@@ -428,7 +474,10 @@ class Objective:
             if diagnostics:
                 self.store.record_diagnostics(run_id, diagnostics)
             if report and metrics.val_err is not None:
-                trial.report(1.0 - metrics.val_err, metrics.epoch)
+                held.append((1.0 - metrics.val_err, metrics.epoch))
+                if getattr(self.store, "offline", False):
+                    return False
+                tell_optuna()
                 return trial.should_prune()
             return False
 
@@ -459,9 +508,20 @@ class Objective:
             )
             if self.options.keep_weights and result.status == "completed":
                 self._keep_weights(net, plan, seed, run_id)
+            tell_optuna()  # what an outage held back (the run's epochs are stored already)
+        except _TAKEN_OVER:
+            # The run is (or is about to be) another trial's: nothing to say in it. Its
+            # owner finished it already: the checkpoint this worker wrote on waking is stale.
+            with contextlib.suppress(Exception):
+                if not self.options.keep_checkpoints and (
+                    self.store.run(run_id)["status"] in ("completed", "diverged")
+                ):
+                    _remove_checkpoint(ckpt)
+            raise
         except BaseException as exc:
             # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).
-            # A killed process never gets here: its run turns stale instead.
+            # A killed process never gets here: its run turns stale instead. Fenced: a run
+            # another trial took over meanwhile is left as its new owner has it.
             with contextlib.suppress(Exception):
                 reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
                 self.store.finish_run(run_id, status="failed", error=reason)

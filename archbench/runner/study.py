@@ -80,6 +80,9 @@ class RunnerOptions:
     # Keep each completed run's final weights under results_dir/weights (--keep-weights);
     # the path is stored with the run (`archbench eval` reloads it).
     keep_weights: bool = False
+    # Seconds a worker rides out a database outage (a PostgreSQL restart) before it gives up
+    # (exit code 3); archbench.store.reconnect.
+    db_grace: float = 180.0
 
 
 # -- storage ----------------------------------------------------------------------------------
@@ -99,21 +102,23 @@ def _retry_callback(
 def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
     """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
     from archbench.store import ResultsStore
+    from archbench.store.reconnect import Reconnect
     from archbench.store.setup_lock import setup_lock
     from archbench.store.storage import resolve_storage
 
     resolved = resolve_storage(options.storage or spec.storage)
+    reconnect = Reconnect(options.db_grace)  # one outage clock for both
     with setup_lock(resolved):  # both create their tables on a new store
-        store = ResultsStore(resolved.store_url)
+        store = ResultsStore(resolved.store_url, reconnect=reconnect)
         try:
-            storage = _optuna_storage(resolved, options)
+            storage = _optuna_storage(resolved, options, reconnect)
         except BaseException:
             store.close()
             raise
     return storage, store
 
 
-def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
+def _optuna_storage(resolved: Any, options: RunnerOptions, reconnect: Any = None) -> Any:
     from archbench.store.storage import optuna_storage
 
     heartbeat: dict[str, Any] = {}
@@ -123,7 +128,7 @@ def _optuna_storage(resolved: Any, options: RunnerOptions) -> Any:
             "grace_period": options.grace_period,
             "heartbeat_stale_trial_callback": _retry_callback(options.max_retry),
         }
-    storage = optuna_storage(resolved, **heartbeat)
+    storage = optuna_storage(resolved, **heartbeat, reconnect=reconnect)
     if resolved.kind == "sqlite":
         _serialize_sqlite_transactions(storage)
     return storage

@@ -158,13 +158,21 @@ def _work(
         if progress.can_start:
             waited = False
             before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-            study.optimize(
-                objective,
-                n_trials=1,
-                callbacks=[announce],
-                catch=(ArchbenchError,),  # a configuration that cannot run fails alone
-                gc_after_trial=False,  # a full gc.collect with torch loaded: ~0.25 s a trial
-            )
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    callbacks=[announce],
+                    catch=(ArchbenchError,),  # a configuration that cannot run fails alone
+                    gc_after_trial=False,  # a full gc.collect with torch loaded: ~0.25 s a trial
+                )
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                # Optuna cannot tell a trial another worker already failed (stale while this
+                # one was stopped): expected once the objective lost its run's lease.
+                if objective.abandoned_trial is None:
+                    raise
+                log.info("trial %d was ended elsewhere: %s", objective.abandoned_trial, exc)
+                objective.abandoned_trial = None
             if len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > before:
                 failures += 1
                 if failures > max(progress.total, 3):

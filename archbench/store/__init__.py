@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from archbench.store.lease import LeaseLostError
 from archbench.store.schema import (
     EPOCH_METRICS,
     FINAL_METRICS,
@@ -22,6 +23,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "LeaseLostError",
     "ResultsStore",
     "RunBusyError",
     "SchemaVersionError",

@@ -85,8 +85,16 @@ def _v2_incomplete(conn: sa.Connection) -> bool:
     return "block_family" not in columns
 
 
+def _v3_to_v4(conn: sa.Connection) -> None:
+    """Runs gain ``lease``, the claim number fenced writes check; an existing run's is its
+    ``attempts`` (each claim so far bumped both)."""
+    runs = f"{PREFIX}runs"
+    conn.execute(sa.text(f"ALTER TABLE {runs} ADD COLUMN lease INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(sa.text(f"UPDATE {runs} SET lease = attempts"))
+
+
 #: version -> the step that upgrades a store of that version to the next one.
-STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def upgradable(version: int) -> bool:

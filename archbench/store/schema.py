@@ -8,14 +8,16 @@ Version history: 1, the first; 2, a run's budget (metric, target, error) moved f
 variant row (where the first experiment to record the variant set it for all) to the run, and
 each variant records its main block's family (``block_family``), so that the analysis reads a
 store without importing the block registry (torch); 3, a run records where its final weights
-were kept (``weights_path``, ``--keep-weights``; ``archbench eval`` reloads them).
+were kept (``weights_path``, ``--keep-weights``; ``archbench eval`` reloads them); 4, each run carries a ``lease`` number,
+bumped whenever a trial (re)claims the run, that every write to the run checks (fenced
+writes: :mod:`archbench.store.lease`).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PREFIX = "archbench_"
 
 RUN_STATUSES = ("running", "completed", "diverged", "pruned", "failed")
@@ -78,6 +80,9 @@ runs = sa.Table(
     sa.Column("budget_error", sa.Float),  # (achieved - target) / target, signed
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),  # 1 + number of restarts
+    # Bumped by every (re)claim of the run (start_run); each write to the run checks it in its
+    # own transaction, so a writer whose run was taken over writes nothing (schema 4).
+    sa.Column("lease", sa.Integer, nullable=False),
     sa.Column("val_err", sa.Float),
     sa.Column("test_err", sa.Float),
     sa.Column("test_top5_err", sa.Float),

@@ -21,6 +21,7 @@ write transactions, so concurrent writers wait for each other instead of failing
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -45,6 +46,8 @@ StorageKind = Literal["sqlite", "journal", "postgresql", "memory", "other"]
 SQLITE_BUSY_TIMEOUT_S = 60.0
 #: Execution option that marks a connection's transaction as a writer (SQLite: BEGIN IMMEDIATE).
 WRITE_OPTION = "archbench_write"
+#: Seconds a PostgreSQL connection attempt may take before it counts as failed.
+CONNECT_TIMEOUT_S = 10
 JOURNAL_PREFIX = "journal:"
 MEMORY = ":memory:"
 
@@ -283,6 +286,10 @@ def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
         engine = sa.create_engine(parsed, **kwargs)
         return tune_sqlite_engine(engine)
     kwargs.setdefault("pool_pre_ping", True)  # survive a restarted server between trials
+    if parsed.get_backend_name() == "postgresql" and (parsed.drivername or "").endswith("psycopg2"):
+        # A server that does not answer (network cut) fails a connect in seconds, so the
+        # reconnect policy (reconnect.py) can count the outage instead of hanging.
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
     try:
         return sa.create_engine(parsed, **kwargs)
     except ImportError as exc:
@@ -298,11 +305,14 @@ def optuna_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     heartbeat_stale_trial_callback: Any = None,
+    reconnect: Any = None,
 ) -> Any:
     """The Optuna storage object for ``storage`` (RDB, journal file, or in-memory).
 
     Heartbeats are an RDB feature in Optuna; asking for one on a journal or in-memory storage
-    raises rather than silently losing stale-trial detection.
+    raises rather than silently losing stale-trial detection. ``reconnect`` (a
+    :class:`~archbench.store.reconnect.Reconnect`) makes a database server's storage retry
+    its calls through an outage (:mod:`archbench.store.optuna_retry`).
     """
     import optuna  # deferred: importing optuna costs ~1 s and the store does not need it
 
@@ -333,9 +343,16 @@ def optuna_storage(
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
+        if resolved.optuna_url.startswith("postgresql+psycopg2"):
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     log.debug("opening Optuna storage %s", redact(resolved.optuna_url))
+    make: Any = optuna.storages.RDBStorage
+    if reconnect is not None and resolved.kind != "sqlite":
+        from archbench.store.optuna_retry import reconnecting_rdb_storage
+
+        make = functools.partial(reconnecting_rdb_storage, reconnect=reconnect)
     try:
-        return optuna.storages.RDBStorage(
+        return make(
             expand_env(resolved.optuna_url),
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,

@@ -2,8 +2,10 @@
 
 Every write is one short transaction that either lands whole or not at all; inputs are
 checked before the transaction starts, so a bad call writes nothing. Transient lock errors
-(SQLite "database is locked", PostgreSQL serialisation failures) are retried a few times.
-Create one store per process: engines do not survive ``fork``.
+(SQLite "database is locked", PostgreSQL serialisation failures) are retried a few times
+(:mod:`.transactions`), a lost database up to a grace period (:mod:`.reconnect`; epoch rows
+are held meanwhile, :mod:`.outbox`). Every write to a run is fenced by the lease its claim
+returned (:mod:`.lease`). Create one store per process: engines do not survive ``fork``.
 
 Inputs become rows in :mod:`.rows`, reads live in :mod:`.reads` (SQL in :mod:`.queries`),
 older schemas are upgraded by :mod:`.migrate`.
@@ -12,8 +14,6 @@ older schemas are upgraded by :mod:`.migrate`.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from archbench import __version__
 from archbench.store import migrate, rows
+from archbench.store.lease import LeaseLostError, Leases, check_owner
+from archbench.store.outbox import Batch, Outbox
 from archbench.store.reads import StoreReads
+from archbench.store.reconnect import Reconnect
 from archbench.store.schema import (
     FINAL_METRICS,
     PREFIX,
@@ -45,6 +47,7 @@ from archbench.store.storage import (
     resolve_storage,
     sqlite_table_names,
 )
+from archbench.store.transactions import read_once, write_once
 from archbench.store.upsert import upsert
 from archbench.store.values import (
     RunBusyError,
@@ -57,29 +60,9 @@ from archbench.store.values import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITE_ATTEMPTS = 8
-_RETRY_PGCODES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock timeout
-
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _race(exc: DBAPIError) -> bool:
-    """Another writer created the same row or table first; a retry will find it."""
-    if isinstance(exc, IntegrityError):
-        return True
-    # PostgreSQL: duplicate table/object when two processes create the schema at once.
-    return getattr(exc.orig, "pgcode", None) in ("42P07", "42710")
-
-
-def _transient(exc: DBAPIError) -> bool:
-    if getattr(exc.orig, "pgcode", None) in _RETRY_PGCODES:
-        return True
-    if isinstance(exc, OperationalError):
-        message = str(exc.orig).lower()
-        return "locked" in message or "busy" in message
-    return False
 
 
 def _check_sqlite_store(path: Path) -> None:
@@ -107,10 +90,18 @@ class ResultsStore(StoreReads):
     ``create=False`` opens an existing store only (for readers), raising if there is none.
     An engine passed in is used as it is: make it with :func:`archbench.store.storage.create_engine`
     to get the SQLite settings (WAL, busy timeout, BEGIN IMMEDIATE for writes).
+
+    ``reconnect`` (default: one with :data:`~.reconnect.DEFAULT_GRACE_S`) rides out a
+    database outage once the store has opened: calls are retried with backoff, and epoch and
+    diagnostics rows are held (:mod:`.outbox`, :attr:`offline`) and written once it is back.
     """
 
     def __init__(
-        self, url_or_engine: str | Path | Engine | ResolvedStorage, *, create: bool = True
+        self,
+        url_or_engine: str | Path | Engine | ResolvedStorage,
+        *,
+        create: bool = True,
+        reconnect: Reconnect | None = None,
     ) -> None:
         if isinstance(url_or_engine, Engine):
             self.engine = url_or_engine
@@ -128,6 +119,9 @@ class ResultsStore(StoreReads):
             self.engine = create_engine(target)
             self._owns_engine = True
         self.url = redact(self.engine.url)
+        self._leases = Leases()  # the runs this handle claimed, and their lease numbers
+        self.reconnect = reconnect or Reconnect()
+        self._outbox = Outbox()
         # Writes go through this view of the engine: on SQLite it makes them BEGIN IMMEDIATE.
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         try:
@@ -151,34 +145,14 @@ class ResultsStore(StoreReads):
 
     # -- transactions -----------------------------------------------------------------------
     def _write(self, fn: Callable[[sa.Connection], T], *, race: bool = False) -> T:
-        """Run ``fn`` in one write transaction, retrying transient lock errors.
-
-        ``race=True`` also retries an IntegrityError: two writers inserting the same key at
-        once, where the retry finds the other's row.
-        """
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self._writer.begin() as conn:
-                    return fn(conn)
-            except DBAPIError as exc:
-                retry = _transient(exc) or (race and _race(exc))
-                if not retry or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.debug("store write retry %d after %s", attempt + 1, exc.__class__.__name__)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        """Run ``fn`` in one write transaction (:mod:`.transactions`), retrying lock errors
+        and, up to the outage grace period, a lost database (:mod:`.reconnect`)."""
+        return self.reconnect.call(
+            lambda: write_once(self._writer, fn, race=race), "results store write"
+        )
 
     def _read(self, fn: Callable[[sa.Connection], T]) -> T:
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self.engine.connect() as conn:
-                    return fn(conn)
-            except DBAPIError as exc:
-                if not _transient(exc) or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+        return self.reconnect.call(lambda: read_once(self.engine, fn), "results store read")
 
     # -- schema -----------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
@@ -335,6 +309,11 @@ class ResultsStore(StoreReads):
         configuration never train one run at once; it also returns a 'diverged' run untouched.
         ``replacing`` names the owner the caller found dead: the run is taken over only if it
         still belongs to that trial.
+
+        Every claim (a new run, a reopened one, a takeover) bumps the run's lease; this handle
+        holds the new number and its later writes to the run are fenced by it
+        (:mod:`.lease`): once another claim has bumped it, they raise
+        :class:`~.lease.LeaseLostError` and write nothing.
         """
         spec_hash = to_name(spec_hash, "spec_hash")
         key, fields = rows.run_key_fields(
@@ -356,11 +335,12 @@ class ResultsStore(StoreReads):
         # Who may reopen a 'running' row: anyone, or (exclusive) its own trial / the dead owner.
         allowed = None if not exclusive else {owner} | ({tuple(replacing)} if replacing else set())
 
-        def write(conn: sa.Connection) -> int:
+        def write(conn: sa.Connection) -> tuple[int, int | None]:
             return self._open_run(conn, spec_hash, key, fields, budget_of, rerun_completed, allowed)
 
-        run_id = self._write(write, race=True)
-        log.debug("run %d started: %s", run_id, key)
+        run_id, lease = self._write(write, race=True)
+        self._leases.hold(run_id, lease)
+        log.debug("run %d started (lease %s): %s", run_id, lease, key)
         return run_id
 
     @staticmethod
@@ -372,8 +352,9 @@ class ResultsStore(StoreReads):
         budget: tuple[str | None, float | None],
         rerun_completed: bool,
         allowed_owners: set[tuple[str | None, int | None]] | None,
-    ) -> int:
-        """``start_run``'s transaction: insert the run, or reopen the one with this key."""
+    ) -> tuple[int, int | None]:
+        """``start_run``'s transaction: insert the run, or reopen the one with this key;
+        (run_id, the new lease), the lease ``None`` for a finished run handed back as it is."""
         known = conn.execute(
             sa.select(variants.c.params, variants.c.macs).where(variants.c.spec_hash == spec_hash)
         ).first()
@@ -390,6 +371,7 @@ class ResultsStore(StoreReads):
                 runs.c.run_id,
                 runs.c.spec_hash,
                 runs.c.attempts,
+                runs.c.lease,
                 runs.c.status,
                 runs.c.study_name,
                 runs.c.trial_number,
@@ -408,11 +390,12 @@ class ResultsStore(StoreReads):
                     spec_hash=spec_hash,
                     status="running",
                     attempts=1,
+                    lease=1,
                     started_at=now,
                     heartbeat_at=now,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0]), 1
         if old.spec_hash != spec_hash:
             raise StoreError(
                 f"run {old.run_id} ({key}) belongs to variant {old.spec_hash}, not "
@@ -422,7 +405,7 @@ class ResultsStore(StoreReads):
         # retraining it from the same seed diverges again.
         reusable = ("completed", "diverged") if allowed_owners is not None else ("completed",)
         if old.status in reusable and not rerun_completed:
-            return int(old.run_id)
+            return int(old.run_id), None
         owner = (old.study_name, old.trial_number)
         if old.status == "running" and allowed_owners is not None and owner not in allowed_owners:
             raise RunBusyError(int(old.run_id), *owner)
@@ -433,10 +416,15 @@ class ResultsStore(StoreReads):
             runs.update()
             .where(runs.c.run_id == old.run_id)
             .values(
-                **fields, **cleared, status="running", attempts=old.attempts + 1, heartbeat_at=now
+                **fields,
+                **cleared,
+                status="running",
+                attempts=old.attempts + 1,
+                lease=old.lease + 1,
+                heartbeat_at=now,
             )
         )
-        return int(old.run_id)
+        return int(old.run_id), old.lease + 1
 
     def rekey_runs(
         self,
@@ -484,17 +472,11 @@ class ResultsStore(StoreReads):
         return self._read(read)
 
     def heartbeat(self, run_id: int) -> None:
-        """Mark the run alive now (a worker calls this while training)."""
+        """Mark the run alive now (a worker calls this while training); fenced like every
+        write to a run (:mod:`.lease`)."""
         run_id = to_int(run_id, "run_id")
-
-        def write(conn: sa.Connection) -> None:
-            result = conn.execute(
-                runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=_now())
-            )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
-
-        self._write(write)
+        lease = self._leases.get(run_id)
+        self._write(lambda conn: check_owner(conn, run_id, lease))
 
     def finish_run(
         self,
@@ -511,29 +493,41 @@ class ResultsStore(StoreReads):
         ``final`` has ``FINAL_METRICS`` keys, or is the last epoch's metrics (a mapping or
         ``EpochMetrics``): its ``epoch`` becomes ``epochs_done``; the per-epoch columns that are
         not final metrics are in the epochs table already. ``error`` (why a failed run failed)
-        goes into the run's ``env`` record as ``env["error"]``.
+        goes into the run's ``env`` record as ``env["error"]``. Fenced (:mod:`.lease`): only
+        the holder of the run's lease closes it, and only while it is 'running'.
         """
         run_id = to_int(run_id, "run_id")
+        lease = self._leases.get(run_id)
         values = rows.final_values(status, final, wall_time_s, diverged_at)
+        self._drain()  # its epochs first
 
         if error is not None:
             error = str(error)[:2000]
 
         def write(conn: sa.Connection) -> None:
+            check_owner(conn, run_id, lease)
             now = _now()
             extra: dict[str, Any] = {}
             if error is not None:
                 env = conn.execute(sa.select(runs.c.env).where(runs.c.run_id == run_id)).scalar()
                 extra["env"] = {**(env or {}), "error": error}
-            result = conn.execute(
+            conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
                 .values(**values, **extra, finished_at=now, heartbeat_at=now)
             )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
 
-        self._write(write)
+        try:
+            self._write(write)
+        except LeaseLostError:
+            # Closed under this lease already: a commit whose answer a lost connection
+            # swallowed, retried (or a second identical call). Nothing to do.
+            run = self.run(run_id) if lease is not None else None
+            same = run is not None and run["lease"] == lease
+            same = same and all(run[k] == v for k, v in values.items() if k != "diverged_at")
+            if not same:
+                raise
+            log.info("run %d was closed by this writer already (%s)", run_id, status)
 
     def set_weights_path(self, run_id: int, path: str | Path | None) -> None:
         """Record where the run's final weights were kept (``None``: none kept)."""
@@ -567,7 +561,8 @@ class ResultsStore(StoreReads):
         """
         run_id = to_int(run_id, "run_id")
         row = rows.epoch_row(run_id, metrics)
-        self._write(lambda conn: self._upsert_rows(conn, run_id, epochs, [row], touch=True))
+        self._outbox.add(run_id, epochs, [row])
+        self.flush()
 
     def record_diagnostics(self, run_id: int, items: Iterable[Any]) -> int:
         """Store per-block diagnostics (mappings or ``BlockDiagnostics``); returns the count.
@@ -578,8 +573,31 @@ class ResultsStore(StoreReads):
         run_id = to_int(run_id, "run_id")
         batch = rows.diagnostic_rows(run_id, items)
         if batch:
-            self._write(lambda conn: self._upsert_rows(conn, run_id, diagnostics, batch))
+            self._outbox.add(run_id, diagnostics, batch)
+            self.flush()
         return len(batch)
+
+    @property
+    def offline(self) -> bool:
+        """Epoch or diagnostics rows are held: the database was unreachable at their write
+        (they are written by the next write once it is back; see :mod:`.outbox`)."""
+        return len(self._outbox) > 0
+
+    def flush(self) -> bool:
+        """Write the held epoch and diagnostics rows, oldest first, without waiting for an
+        unreachable database; ``True`` when none is left. Raises
+        :class:`~.reconnect.DatabaseUnavailableError` past the outage grace period and
+        :class:`~.lease.LeaseLostError` for a run taken over meanwhile (its rows dropped)."""
+        return self._outbox.flush(self._write_batch, self.reconnect)
+
+    def _drain(self) -> None:
+        """Write every held row, waiting (with backoff, up to the grace period) for the
+        database: before a run's final write."""
+        self.reconnect.call(lambda: self._outbox.drain(self._write_batch), "held epoch rows")
+
+    def _write_batch(self, batch: Batch) -> None:
+        run_id, table, rows = batch
+        write_once(self._writer, lambda conn: self._upsert_rows(conn, run_id, table, rows))
 
     def discard_epochs_after(self, run_id: int, epoch: int) -> int:
         """Delete epochs (and diagnostics) after ``epoch``: a resume from an older checkpoint.
@@ -588,8 +606,10 @@ class ResultsStore(StoreReads):
         """
         run_id = to_int(run_id, "run_id")
         epoch = to_int(epoch, "epoch", minimum=-1)
+        lease = self._leases.get(run_id)
 
         def write(conn: sa.Connection) -> int:
+            check_owner(conn, run_id, lease)
             conn.execute(
                 diagnostics.delete().where(
                     diagnostics.c.run_id == run_id, diagnostics.c.epoch > epoch
@@ -602,22 +622,10 @@ class ResultsStore(StoreReads):
 
         return self._write(write)
 
-    @staticmethod
     def _upsert_rows(
-        conn: sa.Connection,
-        run_id: int,
-        table: sa.Table,
-        rows: list[dict[str, Any]],
-        *,
-        touch: bool = False,
+        self, conn: sa.Connection, run_id: int, table: sa.Table, rows: list[dict[str, Any]]
     ) -> None:
-        # Also an existence check for the run (SQLite enforces foreign keys only when asked).
-        result = conn.execute(
-            runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=_now())
-            if touch
-            else sa.select(runs.c.run_id).where(runs.c.run_id == run_id)
-        )
-        found = result.rowcount if touch else len(result.fetchall())
-        if not found:
-            raise StoreError(f"unknown run_id {run_id}; start_run first")
+        # The fence, the run's heartbeat and its existence check (SQLite enforces foreign
+        # keys only when asked) in one statement.
+        check_owner(conn, run_id, self._leases.get(run_id))
         upsert(conn, table, rows)
