@@ -449,6 +449,7 @@ class Objective:
                 diagnostics_every=plan.recipe.epochs,
                 on_epoch_end=on_epoch_end,
                 progress=self.options.progress,
+                bad_checkpoint="restart",  # a damaged checkpoint must not block the run
             )
         except BaseException as exc:
             # An error or Ctrl-C: say so in the store (a rerun resumes the checkpoint).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,43 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read: {_one_line(exc)}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format {found!r}, expected {CHECKPOINT_FORMAT!r}"
         )
     return state
+
+
+def _one_line(exc: BaseException) -> str:
+    """The telling line of a load error: torch's weights-only refusals are a page of advice
+    around one line (``WeightsUnpickler error: ...``)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = text.split(marker, 1)[1].strip()
+        return f"{marker} {rest.splitlines()[0].strip() if rest else ''}".strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def quarantine_checkpoint(path: str | Path, reason: str) -> Path:
+    """Move a checkpoint that cannot be used aside, to ``<name>.corrupt-<UTC time>`` in the
+    same folder (kept for inspection, never read again), and say so in one log line; returns
+    the new path. A rerun then starts that run from scratch instead of failing forever."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    log.warning("%s; moved it aside to %s and starting the run from scratch", reason, target.name)
+    return target
 
 
 def capture_rng_state(device: torch.device) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ from archbench.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
+    quarantine_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -84,11 +85,15 @@ def train(
     diagnostics_every: int = 1,
     on_epoch_end: Callable[[EpochMetrics, list[BlockDiagnostics]], bool] | None = None,
     progress: bool | None = None,
+    bad_checkpoint: Literal["raise", "restart"] = "raise",
 ) -> TrainResult:
     """Train ``net`` in place on ``data`` following ``recipe``.
 
     ``checkpoint_dir``: write ``last.pt`` there after every epoch; with ``resume`` an existing
-    one (same recipe and seed, else :class:`CheckpointError`) is continued. ``diagnostics_every``:
+    one (same recipe and seed, else :class:`CheckpointError`) is continued. With
+    ``bad_checkpoint="restart"`` a checkpoint that cannot be read or belongs to another run
+    (seed, recipe, model) is moved aside (``last.pt.corrupt-<time>``, one warning) and the run
+    starts from scratch instead; it is checked completely before anything is loaded. ``diagnostics_every``:
     per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
     ``on_epoch_end(metrics, diagnostics)`` returning ``True`` stops the run (``"pruned"``).
     ``progress``: a tqdm bar per epoch; ``None`` shows it when stderr is a terminal.
@@ -96,12 +101,15 @@ def train(
     recipe.validate()
     if isinstance(diagnostics_every, bool) or diagnostics_every < 0:
         raise SpecError(f"diagnostics_every must be an integer >= 0, got {diagnostics_every!r}")
+    if bad_checkpoint not in ("raise", "restart"):
+        raise SpecError(f"bad_checkpoint must be 'raise' or 'restart', got {bad_checkpoint!r}")
     dev = select_device("auto" if device is None else device)
     _check_data_fits(net, data)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     start = time.perf_counter()  # wall time includes the setup (data to device, compile)
     with fork_rng(dev):  # the caller's random state is left as it was
         run = _Run(net, data, recipe, seed, dev, checkpoint_dir, diagnostics_every, show)
+        run.heal = bad_checkpoint == "restart"
         return run.execute(resume, on_epoch_end, start)
 
 
@@ -188,6 +196,7 @@ class _Run:
         self.epochs: list[EpochMetrics] = []
         self.diagnostics: list[BlockDiagnostics] = []
         self.prior_wall_s = 0.0  # time spent before a resume
+        self.heal = False  # a bad checkpoint: raise (False) or move it aside and restart
         torch.manual_seed(derive_seed(seed, "dropout"))
         self.rng = capture_rng_state(device)  # the stream the next epoch's steps draw from
 
@@ -412,30 +421,19 @@ class _Run:
         )
 
     def _resume(self) -> int:
-        """Load ``last.pt``; returns the number of epochs it completed."""
+        """Load ``last.pt``; returns the number of epochs it completed (0 after healing)."""
         assert self.checkpoint is not None
-        state = load_checkpoint(self.checkpoint)
-        where = str(self.checkpoint)
-        if state["seed"] != self.seed:
-            raise CheckpointError(
-                f"checkpoint {where!r} was made with seed {state['seed']}, this run has seed "
-                f"{self.seed}; use another checkpoint_dir or resume=False"
-            )
-        saved, wanted = state["recipe"], self.recipe.to_dict()
-        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        if changed:
-            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
-            raise CheckpointError(
-                f"checkpoint {where!r} was made with another recipe ({diffs}); "
-                "use another checkpoint_dir or resume=False"
-            )
         try:
-            self.net.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint {where!r} does not fit this model: {exc}".splitlines()[0]
-            ) from None
+            state = load_checkpoint(self.checkpoint)
+            self._check_fits(state)
+        except CheckpointError as exc:
+            if not self.heal:
+                raise
+            quarantine_checkpoint(self.checkpoint, str(exc).split("; use another")[0])
+            return 0
+        where = str(self.checkpoint)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.rng = state["rng"]
         self.epochs = [EpochMetrics(**m) for m in state["metrics"]]
@@ -443,6 +441,57 @@ class _Run:
         self.prior_wall_s = float(state["wall_time_s"])
         log.info("resumed from %s after epoch %d", where, state["epoch"])
         return int(state["epoch"])
+
+    def _check_fits(self, state: dict[str, Any]) -> None:
+        """Raise :class:`CheckpointError` unless ``state`` is this run's (seed, recipe, model
+        and optimizer shapes, schedule, metrics): checked before anything is loaded, so a
+        refused checkpoint leaves the fresh model untouched."""
+        where = str(self.checkpoint)
+        try:
+            seed, saved = state["seed"], state["recipe"]
+            if seed != self.seed:
+                raise CheckpointError(
+                    f"checkpoint {where!r} was made with seed {seed}, this run has seed "
+                    f"{self.seed}; use another checkpoint_dir or resume=False"
+                )
+            wanted = self.recipe.to_dict()
+            changed = sorted(
+                k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k)
+            )
+            if changed:
+                diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
+                raise CheckpointError(
+                    f"checkpoint {where!r} was made with another recipe ({diffs}); "
+                    "use another checkpoint_dir or resume=False"
+                )
+            own = self.net.state_dict()
+            model = state["model"]
+            bad = sorted(set(own) ^ set(model)) or [
+                k
+                for k, v in own.items()
+                if not isinstance(model[k], torch.Tensor) or model[k].shape != v.shape
+            ]
+            groups = state["optimizer"]["param_groups"]
+            mine = self.optimizer.state_dict()["param_groups"]
+            if bad or [len(g["params"]) for g in groups] != [len(g["params"]) for g in mine]:
+                what = f"tensor {bad[0]!r} differs" if bad else "optimizer groups differ"
+                raise CheckpointError(f"checkpoint {where!r} does not fit this model: {what}")
+            if int(state["scheduler"]["steps_per_epoch"]) != self.schedule.steps_per_epoch:
+                raise CheckpointError(
+                    f"checkpoint {where!r} was made with "
+                    f"{state['scheduler']['steps_per_epoch']} steps per epoch, this run has "
+                    f"{self.schedule.steps_per_epoch} (different data size or batch size)"
+                )
+            _ = (int(state["epoch"]), float(state["wall_time_s"]), state["rng"]["cpu"])
+            _ = [EpochMetrics(**m) for m in state["metrics"]]
+            _ = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {where!r} is incomplete or malformed "
+                f"({type(exc).__name__}: {exc})".splitlines()[0]
+            ) from None
 
     # -- small helpers ----------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -1,0 +1,140 @@
+"""Issue 20, "nothing lost, ever": damage that used to block work forever heals itself
+(checkpoints moved aside, a journal's torn last line dropped) or is refused in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import archbench.training.train
+from archbench.cli import main
+from archbench.data import LoadedData, load_dataset
+from archbench.models.net import HeadSpec, NetSpec, StageSpec, StemSpec, build_net
+from archbench.store import ResultsStore
+from archbench.training.checkpoint import CheckpointError, load_checkpoint
+from archbench.training.train import Recipe, seed_everything, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+RECIPE = Recipe(epochs=2, batch_size=32, lr=0.05)
+RUN = ["--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data() -> LoadedData:
+    return load_dataset("digits", train_subset=128, test_subset=64, val_size=32)
+
+
+def tiny_net(width: int = 8) -> torch.nn.Module:
+    spec = NetSpec(
+        stem=StemSpec("cifar", width),
+        stages=(StageSpec("basic", 1, width),),
+        head=HeadSpec("linear"),
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+    )
+    seed_everything(0)
+    return build_net(spec)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def damage(path: Path, how: str, data: LoadedData) -> None:
+    if how == "cut":
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(b"\x00\xffnot a checkpoint" * 50)
+    elif how == "other_seed":
+        path.unlink()
+        train(tiny_net(), data, RECIPE.replace(epochs=1), seed=5, checkpoint_dir=path.parent,
+              progress=False)
+    elif how == "other_model":
+        path.unlink()
+        train(tiny_net(4), data, RECIPE.replace(epochs=1), checkpoint_dir=path.parent,
+              progress=False)
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["cut", "empty", "garbage", "other_seed", "other_model"])
+def test_a_bad_checkpoint_is_moved_aside_and_the_run_restarts(
+    data: LoadedData, tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(tiny_net(), data, RECIPE.replace(epochs=1), checkpoint_dir=tmp_path, progress=False)
+    last = tmp_path / "last.pt"
+    damage(last, how, data)
+    kept = last.read_bytes()
+    with pytest.raises(CheckpointError):  # the library default still refuses
+        train(tiny_net(), data, RECIPE, checkpoint_dir=tmp_path, progress=False)
+    with caplog.at_level(logging.WARNING, logger="archbench.training.checkpoint"):
+        result = train(
+            tiny_net(), data, RECIPE, checkpoint_dir=tmp_path, progress=False,
+            bad_checkpoint="restart",
+        )
+    assert [m.epoch for m in result.epochs] == [1, 2]  # from scratch
+    aside = list(tmp_path.glob("last.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == kept
+    assert load_checkpoint(last)["epoch"] == 2
+    said = [r.getMessage() for r in caplog.records if "moved it aside" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0]
+    # Same result as a run that never saw the damaged file (CPU, one thread).
+    fresh = train(tiny_net(), data, RECIPE, progress=False)
+    assert result.final.val_err == fresh.final.val_err
+
+
+def spec_file(tmp_path: Path, storage: str, **changes: Any) -> Path:
+    data: dict[str, Any] = {
+        "name": "h",
+        "dataset": {"name": "digits", "val_size": 200},
+        "recipe": {"epochs": 2, "batch_size": 64, "lr": 0.1, "schedule": "cosine"},
+        "variants": [{"family": "resnet", "depth": 8, "width": 4}],
+        "seeds": [0],
+        "storage": storage,
+    }
+    data.update(changes)
+    path = tmp_path / "h.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_study_run_heals_a_checkpoint_cut_in_half(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "h.db"
+    spec = spec_file(tmp_path, str(db))
+    real = archbench.training.train.train
+
+    def interrupted(*args: Any, on_epoch_end: Any, **kwargs: Any) -> Any:
+        def stop(metrics: Any, diagnostics: Any) -> bool:
+            on_epoch_end(metrics, diagnostics)
+            raise KeyboardInterrupt
+
+        return real(*args, on_epoch_end=stop, **kwargs)
+
+    monkeypatch.setattr(archbench.training.train, "train", interrupted)
+    assert run_cli("run", str(spec), *RUN)[0] == 130
+    monkeypatch.setattr(archbench.training.train, "train", real)
+    (last,) = tmp_path.rglob("last.pt")
+    raw = last.read_bytes()
+    last.write_bytes(raw[: len(raw) // 2])
+    code, out, err = run_cli("run", str(spec), *RUN)
+    assert code == 0, err
+    runs = ResultsStore(db).runs(experiment="h")
+    assert list(runs["status"]) == ["completed"] and list(runs["epochs_done"]) == [2]
+    assert len(list(tmp_path.rglob("last.pt.corrupt-*"))) == 1
