@@ -25,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 
 RECIPE = Recipe(epochs=2, batch_size=32, lr=0.05)
 RUN = ["--quiet", "--threads", "1"]
+EPOCH1 = {"epochs": 1, "batch_size": 64, "lr": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +63,19 @@ def damage(path: Path, how: str, data: LoadedData) -> None:
         path.write_bytes(b"\x00\xffnot a checkpoint" * 50)
     elif how == "other_seed":
         path.unlink()
-        train(tiny_net(), data, RECIPE.replace(epochs=1), seed=5, checkpoint_dir=path.parent,
-              progress=False)
+        train(
+            tiny_net(),
+            data,
+            RECIPE.replace(epochs=1),
+            seed=5,
+            checkpoint_dir=path.parent,
+            progress=False,
+        )
     elif how == "other_model":
         path.unlink()
-        train(tiny_net(4), data, RECIPE.replace(epochs=1), checkpoint_dir=path.parent,
-              progress=False)
+        train(
+            tiny_net(4), data, RECIPE.replace(epochs=1), checkpoint_dir=path.parent, progress=False
+        )
     else:
         raise AssertionError(how)
 
@@ -84,7 +92,11 @@ def test_a_bad_checkpoint_is_moved_aside_and_the_run_restarts(
         train(tiny_net(), data, RECIPE, checkpoint_dir=tmp_path, progress=False)
     with caplog.at_level(logging.WARNING, logger="archbench.training.checkpoint"):
         result = train(
-            tiny_net(), data, RECIPE, checkpoint_dir=tmp_path, progress=False,
+            tiny_net(),
+            data,
+            RECIPE,
+            checkpoint_dir=tmp_path,
+            progress=False,
             bad_checkpoint="restart",
         )
     assert [m.epoch for m in result.epochs] == [1, 2]  # from scratch
@@ -108,6 +120,7 @@ def spec_file(tmp_path: Path, storage: str, **changes: Any) -> Path:
         "storage": storage,
     }
     data.update(changes)
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "h.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -133,8 +146,77 @@ def test_a_study_run_heals_a_checkpoint_cut_in_half(
     (last,) = tmp_path.rglob("last.pt")
     raw = last.read_bytes()
     last.write_bytes(raw[: len(raw) // 2])
-    code, out, err = run_cli("run", str(spec), *RUN)
+    code, _, err = run_cli("run", str(spec), *RUN)
     assert code == 0, err
     runs = ResultsStore(db).runs(experiment="h")
     assert list(runs["status"]) == ["completed"] and list(runs["epochs_done"]) == [2]
     assert len(list(tmp_path.rglob("last.pt.corrupt-*"))) == 1
+
+
+@pytest.fixture(scope="module")
+def journal_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("journal")
+    journal = root / "j.log"
+    spec = spec_file(root, f"journal:{journal}", recipe=EPOCH1)
+    code, _, err = run_cli("run", str(spec), *RUN)
+    assert code == 0, err
+    return {"spec": spec, "journal": journal}
+
+
+def copy_study(journal_study: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+
+    for f in journal_study["journal"].parent.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    journal = tmp_path / "j.log"
+    spec = spec_file(tmp_path, f"journal:{journal}", recipe=EPOCH1)
+    return spec, journal
+
+
+def test_a_journal_cut_mid_line_is_recovered(
+    journal_study: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec, journal = copy_study(journal_study, tmp_path)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code":5,"worker_id":"x","trial_id":0,"para')
+    other = spec_file(tmp_path / "o", f"journal:{journal}", name="h2", recipe=EPOCH1)
+    with caplog.at_level(logging.WARNING, logger="archbench.store.journal_check"):
+        code, _, err = run_cli("run", str(other), *RUN)  # appends a new study to it
+    assert code == 0, err
+    said = [r.getMessage() for r in caplog.records if "cut off mid-write" in r.getMessage()]
+    assert len(said) == 1
+    assert journal.read_bytes().startswith(whole)
+    for line in journal.read_bytes().splitlines():
+        assert line.startswith(b"{") and line.endswith(b"}")
+    for command in ("results", "stats"):
+        code, _, err = run_cli(command, str(spec))
+        assert code == 0, err
+    runs = ResultsStore(tmp_path / "j.archbench.db").runs()
+    assert sorted(runs["experiment"]) == ["h", "h2"] and set(runs["status"]) == {"completed"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (b"garbage here", "not JSON"),
+        (b'{"op_code":1,\x00\x00"x":1}', "NUL bytes"),
+        (b'{"op_code":99,"worker_id":"x"}', "unknown op_code 99"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "validate", "stats", "report"])
+def test_a_damaged_journal_line_is_refused_naming_it(
+    journal_study: dict[str, Path], tmp_path: Path, bad: bytes, why: str, command: str
+) -> None:
+    spec, journal = copy_study(journal_study, tmp_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    damaged = b"".join([*lines[:2], bad + b"\n", *lines[2:]])
+    journal.write_bytes(damaged)
+    args = [command, str(spec)] + (RUN if command == "run" else [])
+    if command == "report":
+        args += ["--out", str(tmp_path / "report")]
+    code, out, err = run_cli(*args)
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "line 3 is damaged" in err and why in err and str(journal) in err
+    assert journal.read_bytes() == damaged  # refused, nothing changed

@@ -199,6 +199,14 @@ def check_storage(value: Any) -> tuple[Any, tuple[str, ...]]:
         files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
     for path in files:
         notes += _check_folder(path, text)
+    if resolved.journal_path is not None:
+        from archbench.store.journal_check import check_journal
+
+        if check_journal(resolved.journal_path, repair=False):
+            notes.append(
+                f"journal {resolved.journal_path}: its last line was cut off mid-write; "
+                "run drops it"
+            )
     for path in files:
         if path.suffix == ".log" or path == resolved.journal_path:
             continue

@@ -318,8 +318,11 @@ def optuna_storage(
             return optuna.storages.InMemoryStorage()
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from archbench.store.journal_check import check_journal
+
         assert resolved.journal_path is not None
         resolved.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(resolved.journal_path)  # a torn last line healed, damage refused
         return JournalStorage(JournalFileBackend(str(resolved.journal_path)))
     assert resolved.optuna_url is not None
     engine_kwargs: dict[str, Any] = {}

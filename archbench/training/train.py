@@ -455,9 +455,7 @@ class _Run:
                     f"{self.seed}; use another checkpoint_dir or resume=False"
                 )
             wanted = self.recipe.to_dict()
-            changed = sorted(
-                k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k)
-            )
+            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             if changed:
                 diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
                 raise CheckpointError(
