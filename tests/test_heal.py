@@ -220,3 +220,13 @@ def test_a_damaged_journal_line_is_refused_naming_it(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "line 3 is damaged" in err and why in err and str(journal) in err
     assert journal.read_bytes() == damaged  # refused, nothing changed
+
+
+def test_memory_estimate_uses_the_batch_that_can_occur(tmp_path: Path) -> None:
+    # 1,238 training images: a batch of 10**8 is one batch of 1,238 (the loader's last batch).
+    spec = spec_file(
+        tmp_path, str(tmp_path / "b.db"), recipe={"epochs": 1, "batch_size": 10**8, "lr": 0.1}
+    )
+    code, out, err = run_cli("validate", str(spec))
+    assert code == 0, err
+    assert "largest variant needs" in out and " GB of" not in out.split("needs")[1][:12]

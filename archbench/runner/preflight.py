@@ -374,8 +374,12 @@ def _variant_words(variant: Any) -> str:
     return f"variant {variant.label!r} ({', '.join(parts)})"
 
 
-def check_memory(spec: ExperimentSpec, device: Any, limit: int, data: int) -> MemoryEstimate | None:
-    """Every enumerable variant (and the largest batch size of the space) must fit."""
+def check_memory(
+    spec: ExperimentSpec, device: Any, limit: int, data: int, train_images: int | None = None
+) -> MemoryEstimate | None:
+    """Every enumerable variant (and the largest batch size of the space) must fit. A batch
+    is never larger than the training set (``train_images``, when known): the loader then
+    makes one batch of all of it."""
     from archbench.runner.variants import resolve_all
 
     batches = [spec.recipe.batch_size]
@@ -383,6 +387,8 @@ def check_memory(spec: ExperimentSpec, device: Any, limit: int, data: int) -> Me
         dist = spec.space.recipe["batch_size"]
         batches += list(dist.choices) if dist.choices is not None else [dist.high]
     batch = max(int(b) for b in batches)
+    if train_images is not None and train_images > 0:
+        batch = min(batch, train_images)
     amp = bool(spec.recipe.amp) and device.type == "cuda"
     largest = None
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -413,7 +419,13 @@ def preflight(spec: ExperimentSpec, options: Any, *, where: str | None = None) -
         if data is not None:
             check_shape(spec, data)
         limit = memory_limit(device)
-        largest = check_memory(spec, device, limit, data_bytes(data) if data is not None else 0)
+        largest = check_memory(
+            spec,
+            device,
+            limit,
+            data_bytes(data) if data is not None else 0,
+            len(data.train) if data is not None else None,
+        )
     except SpecError as exc:
         raise SpecError(f"{prefix}{exc}") from None
     summary = data.summary() if data is not None else f"{spec.dataset.name} (to be downloaded)"
