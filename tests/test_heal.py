@@ -230,3 +230,32 @@ def test_memory_estimate_uses_the_batch_that_can_occur(tmp_path: Path) -> None:
     code, out, err = run_cli("validate", str(spec))
     assert code == 0, err
     assert "largest variant needs" in out and " GB of" not in out.split("needs")[1][:12]
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"name": "x" * 300}, "'name' is 300 characters long, at most 64"),
+        ({"name": "../x"}, "'name' must be letters, digits"),
+        ({"default_profile": "../../../../x", "profiles": {"../../../../x": {}}}, "profile"),
+        ({"default_profile": "y" * 300, "profiles": {"y" * 300: {}}}, "300 characters long"),
+        ({"variants": [{"family": "resnet", "depth": 8, "label": "z" * 300}]}, "at most 100"),
+        ({"variants": [{"family": "resnet", "depth": 8, "label": "a\nb"}]}, "printable"),
+    ],
+)
+def test_names_that_become_paths_are_checked_at_validate(
+    tmp_path: Path, changes: dict[str, Any], said: str
+) -> None:
+    spec = spec_file(tmp_path, str(tmp_path / "n.db"), **changes)
+    for command in ("validate", "run"):
+        code, out, err = run_cli(command, str(spec), *(RUN if command == "run" else []))
+        assert code == 2, (out, err)
+        assert said in err and err.count("\n") == 1 and len(err) < 400
+    assert not (tmp_path / "n.db").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["h.yaml"]
+
+
+def test_a_profile_on_the_command_line_is_checked(tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, str(tmp_path / "n.db"))
+    code, _, err = run_cli("report", str(spec), "--profile", "../../x")
+    assert code == 2 and "profile must be letters" in err
