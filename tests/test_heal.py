@@ -259,3 +259,77 @@ def test_a_profile_on_the_command_line_is_checked(tmp_path: Path) -> None:
     spec = spec_file(tmp_path, str(tmp_path / "n.db"))
     code, _, err = run_cli("report", str(spec), "--profile", "../../x")
     assert code == 2 and "profile must be letters" in err
+
+
+def netspec(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "stem": {"kind": "cifar", "width": 8},
+        "stages": [{"block": "basic", "depth": 1, "width": 8}],
+        "head": {"kind": "linear"},
+        "num_classes": 10,
+        "in_channels": 1,
+        "input_size": 8,
+    }
+    data.update(changes)
+    return data
+
+
+HOSTILE = {
+    "deep": ("[" * 100_000 + "]" * 100_000, "nests deeper than 12 levels"),
+    "classes": (
+        '{"stem": {"kind": "cifar", "width": 8}, "stages": [{"block": "basic", "depth": 1, '
+        '"width": 8}], "num_classes": 1' + "0" * 400 + "}",
+        "num_classes is a 401-digit number, at most 1,000,000",
+    ),
+    "stages": (
+        netspec(stages=[{"block": "basic", "depth": 1, "width": 8}] * 10_000),
+        "10,000 stages, at most 64",
+    ),
+    "stages100k": (
+        netspec(stages=[{"block": "basic", "depth": 1, "width": 8}] * 100_000),
+        "larger than 1,000,000 bytes",
+    ),
+    "blocks": (
+        netspec(stages=[{"block": "basic", "depth": 1_500, "width": 8}] * 3),
+        "4,500 blocks in all, at most 2,000",
+    ),
+    "depth": (
+        netspec(stages=[{"block": "basic", "depth": 10**12, "width": 8}]),
+        "stage 0 depth is 1,000,000,000,000, at most 2,000",
+    ),
+    "groups": (
+        netspec(stages=[{"block": "basic", "depth": 1, "width": 8, "params": {"x": 10**40}}]),
+        "stage 0 params.x is a 41-digit number",
+    ),
+    "big": (netspec(name="x" * 2_000_000), "larger than 1,000,000 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("command", ["describe", "train"])
+def test_hostile_netspec_json_is_refused_in_one_line_quickly(
+    tmp_path: Path, case: str, command: str
+) -> None:
+    import json
+    import time
+
+    content, said = HOSTILE[case]
+    path = tmp_path / "net.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    args = [command, str(path)]
+    if command == "train":
+        args += ["--dataset", "digits", "--epochs", "1"]
+    start = time.perf_counter()
+    code, out, err = run_cli(*args)
+    assert time.perf_counter() - start < 10
+    assert code == 2, (out, err[-500:])
+    assert said in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_variant_too_deep_to_train_fails_validate(tmp_path: Path) -> None:
+    spec = spec_file(
+        tmp_path, str(tmp_path / "d.db"), variants=[{"family": "resnet", "depth": 60_002}]
+    )
+    code, out, err = run_cli("validate", str(spec))
+    assert code == 2, out
+    assert "depth is 10,000, at most 2,000" in err and err.count("\n") == 1
