@@ -333,3 +333,94 @@ def test_a_variant_too_deep_to_train_fails_validate(tmp_path: Path) -> None:
     code, out, err = run_cli("validate", str(spec))
     assert code == 2, out
     assert "depth is 10,000, at most 2,000" in err and err.count("\n") == 1
+
+
+def _validate_and_run_say_the_same(spec: Path, *extra: str) -> str:
+    lines = []
+    for command in ("validate", "run"):
+        code, out, err = run_cli(command, str(spec), *extra, *(RUN if command == "run" else []))
+        assert code == 2, (command, out, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+        lines.append(err)
+    assert lines[0] == lines[1]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("storage", "said"),
+    [
+        ("/dev/null", "/dev/null is not a regular file"),
+        ("/proc/archbench.db", "cannot create files in /proc"),
+        ("mysql://u@localhost/db", "no database driver for mysql://u@localhost/db"),
+    ],
+)
+def test_validate_refuses_what_run_refuses(tmp_path: Path, storage: str, said: str) -> None:
+    spec = spec_file(tmp_path, storage)
+    assert said in _validate_and_run_say_the_same(spec)
+
+
+def test_validate_refuses_a_store_of_a_newer_schema(tmp_path: Path) -> None:
+    import sqlite3
+
+    from archbench.store.schema import SCHEMA_VERSION, meta
+
+    db = tmp_path / "new.db"
+    ResultsStore(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE {meta.name} SET schema_version = {SCHEMA_VERSION + 1}")
+    spec = spec_file(tmp_path, str(db))
+    said = _validate_and_run_say_the_same(spec)
+    assert f"has schema version {SCHEMA_VERSION + 1}" in said and "upgrade archbench" in said
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path):
+    """A read-only file system where mount works (root), else a folder without write
+    permission (enough for a non-root user)."""
+    import os
+    import subprocess
+
+    mounted = False
+    if os.geteuid() == 0:
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
+            ).returncode
+            == 0
+        )
+        if not mounted:
+            pytest.skip("root without mount: cannot make a read-only folder")
+    try:
+        yield (
+            lambda: (
+                subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+                if mounted
+                else folder.chmod(0o555)
+            )
+        )
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)  # lazy: engines may hold it
+        else:
+            folder.chmod(0o755)
+
+
+def test_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
+    import shutil
+
+    work, ro = tmp_path / "work", tmp_path / "ro"
+    work.mkdir()
+    ro.mkdir()
+    code, _, err = run_cli("run", str(spec_file(work, str(work / "h.db"), recipe=EPOCH1)), *RUN)
+    assert code == 0, err
+    spec = spec_file(tmp_path, str(ro / "h.db"), recipe=EPOCH1)
+    with read_only_folder(ro) as make_read_only:
+        for f in work.glob("h.db*"):  # the database, and its write-ahead log if any
+            shutil.copy(f, ro / f.name)
+        make_read_only()
+        said = _validate_and_run_say_the_same(spec)
+        assert "cannot create files in" in said and str(ro) in said
+        for command in ("results", "stats"):
+            code, out, err = run_cli(command, str(spec))
+            assert "Traceback" not in err
+            assert code == 0 and "resnet8_w4" in out, (command, out, err)

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from archbench.errors import ArchbenchError, DataNotFoundError, SpecError
+from archbench.runner import storage_checks
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.variants import dataset_shape
 
@@ -211,6 +212,12 @@ def check_storage(value: Any) -> tuple[Any, tuple[str, ...]]:
         if path.suffix == ".log" or path == resolved.journal_path:
             continue
         _check_sqlite_file(path, text)
+    storage_checks.check_files(files, text)
+    if resolved.kind in ("sqlite", "journal"):
+        store_file = Path(resolved.store_url.removeprefix("sqlite:///"))
+        storage_checks.check_schema(store_file, text, redact(resolved.store_url))
+    elif resolved.kind in ("postgresql", "other"):
+        storage_checks.check_driver(resolved.store_url, redact(text))
     return resolved, tuple(dict.fromkeys(notes))
 
 
