@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -424,3 +425,127 @@ def test_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
             code, out, err = run_cli(command, str(spec))
             assert "Traceback" not in err
             assert code == 0 and "resnet8_w4" in out, (command, out, err)
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (
+            lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            "out of memory",
+        ),
+        (lambda: MemoryError(), "out of memory"),
+    ],
+)
+def test_out_of_memory_in_a_trial_is_a_failed_line_and_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Any, said: str
+) -> None:
+    db = tmp_path / "m.db"
+    spec = spec_file(tmp_path, str(db), recipe=EPOCH1)
+    real = archbench.training.train.train
+
+    def oom(*args: Any, **kwargs: Any) -> Any:
+        raise fault()
+
+    monkeypatch.setattr(archbench.training.train, "train", oom)
+    code, out, err = run_cli("run", str(spec), *RUN)
+    assert code == 3, (out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "failed" in out + err and said in (out + err).lower()
+    runs = ResultsStore(db).runs(experiment="h")
+    assert list(runs["status"]) == ["failed"]
+    monkeypatch.setattr(archbench.training.train, "train", real)
+    code, _, err = run_cli("run", str(spec), *RUN)  # nothing lost: a rerun finishes it
+    assert code == 0, err
+    assert list(ResultsStore(db).runs(experiment="h")["status"]) == ["completed"]
+
+
+def _archbench(*args: str, cwd: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "archbench", *args]
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": f"{root}:{path}" if path else root,
+    }
+
+
+@pytest.mark.integration
+def test_ctrl_c_prints_one_line_not_optunas_traceback(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    spec = spec_file(
+        tmp_path, str(tmp_path / "i.db"), recipe={"epochs": 200, "batch_size": 16, "lr": 0.1}
+    )
+    proc = subprocess.Popen(
+        _archbench("run", str(spec), *RUN, cwd=tmp_path),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("trial 0:"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "archbench: interrupted"
+
+
+@contextlib.contextmanager
+def small_file_system(folder: Path, size: str):
+    import os
+    import subprocess
+
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+        ).returncode
+    ):
+        pytest.skip("needs root and mount for a small tmpfs")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("where", "size", "said"),
+    [
+        ("store", "200k", "no space left for the database"),
+        ("checkpoints", "24k", "failed: resnet8_w4: ResourceError: no space left on the device"),
+        ("journal", "100k", "no space left"),
+    ],
+)
+def test_a_full_disk_is_one_line_and_exit_3(
+    tmp_path: Path, where: str, size: str, said: str
+) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    with small_file_system(full, size):
+        storage = {"store": str(full / "x.db"), "journal": f"journal:{full / 'j.log'}"}.get(
+            where, str(tmp_path / "x.db")
+        )
+        spec = spec_file(tmp_path, storage, recipe={"epochs": 3, "batch_size": 64, "lr": 0.1})
+        extra = ["--results-dir", str(full if where == "checkpoints" else tmp_path / "ck")]
+        code, out, err = run_cli("run", str(spec), *RUN, *extra)
+    assert code == 3, (out, err)
+    assert said in out + err and "Traceback" not in err + out
+    assert "free some space and rerun" in out + err

@@ -416,6 +416,7 @@ class Objective:
     ) -> tuple[Any, set[int]]:
         """One seed's training, each epoch stored as it ends; (result, epochs stored)."""
         from archbench.models.net import build_net
+        from archbench.runner.resources import as_resource_error
         from archbench.training.device import seed_everything
         from archbench.training.train import train
 
@@ -457,6 +458,9 @@ class Objective:
             with contextlib.suppress(Exception):
                 reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
                 self.store.finish_run(run_id, status="failed", error=reason)
+            resource = as_resource_error(exc)  # out of memory or disk: this trial fails alone
+            if resource is not None:
+                raise resource from exc
             raise
         return result, recorded
 

@@ -6,6 +6,7 @@ loads with ``torch.load(weights_only=True)``: no pickled code runs when a file i
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -32,12 +33,21 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     to disk, then ``os.replace``; a crash mid-write leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory first: a full disk then fails in our write with OSError(ENOSPC)
+    # naming the file, not inside torch's zip writer ("unexpected pos").
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                if exc.filename is None:
+                    exc.filename = str(path)
+                raise
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
