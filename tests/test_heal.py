@@ -549,3 +549,37 @@ def test_a_full_disk_is_one_line_and_exit_3(
     assert code == 3, (out, err)
     assert said in out + err and "Traceback" not in err + out
     assert "free some space and rerun" in out + err
+
+
+def test_a_full_disk_at_the_checkpoint_without_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection where no small tmpfs can be mounted: the checkpoint's write runs out.
+    import errno
+
+    import archbench.training.checkpoint as checkpoint
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    db = tmp_path / "f.db"
+    code, out, err = run_cli("run", str(spec_file(tmp_path, str(db), recipe=EPOCH1)), *RUN)
+    assert code == 3 and "Traceback" not in out + err
+    assert "failed: resnet8_w4: ResourceError: no space left on the device of " in err
+    assert "last.pt; free some space and rerun" in err
+    assert list(ResultsStore(db).runs(experiment="h")["status"]) == ["failed"]
+
+
+def test_an_immutable_store_folder_is_refused_by_validate_and_run(tmp_path: Path) -> None:
+    import subprocess
+
+    folder = tmp_path / "imm"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i needs root and a file system that supports it")
+    try:
+        said = _validate_and_run_say_the_same(spec_file(tmp_path, str(folder / "s.db")))
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    assert f"cannot create files in {folder} (Operation not permitted)" in said

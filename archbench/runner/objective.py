@@ -89,15 +89,19 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
-    """The epoch a run's last checkpoint finished, or ``None`` without a readable one."""
+def _checkpoint_epoch(ckpt_dir: Path, seed: int, recipe: Any) -> int | None:
+    """The epoch a run's last checkpoint finished, or ``None`` without a readable one of this
+    seed and recipe (the trainer moves such a one aside and starts from scratch)."""
     from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
 
     path = ckpt_dir / LAST
     if not path.exists():
         return None
     try:
-        return int(load_checkpoint(path)["epoch"])
+        state = load_checkpoint(path)
+        if state["seed"] != seed or state["recipe"] != recipe.to_dict():
+            return None
+        return int(state["epoch"])
     except (CheckpointError, KeyError, TypeError, ValueError):
         return None
 
@@ -328,7 +332,7 @@ class Objective:
 
         spec, variant = self.spec, plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
-        resumed = _checkpoint_epoch(ckpt)
+        resumed = _checkpoint_epoch(ckpt, seed, plan.recipe)
         env = environment_info(device)
         env["resumed_after_epoch"] = resumed or 0
         env["worker"] = WORKER_ID
