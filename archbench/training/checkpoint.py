@@ -74,6 +74,61 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def check_fits(
+    state: dict[str, Any],
+    where: str,
+    *,
+    seed: int,
+    recipe: dict[str, Any],
+    model: dict[str, Any],
+    optimizer: dict[str, Any],
+    steps_per_epoch: int,
+) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` belongs to this run: its seed, recipe,
+    model tensors (names and shapes), optimizer groups and steps per epoch. Checked before
+    anything is loaded, so a refused checkpoint leaves the fresh model untouched."""
+    try:
+        if state["seed"] != seed:
+            raise CheckpointError(
+                f"checkpoint {where!r} was made with seed {state['seed']}, this run has seed "
+                f"{seed}; use another checkpoint_dir or resume=False"
+            )
+        saved = state["recipe"]
+        changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
+            raise CheckpointError(
+                f"checkpoint {where!r} was made with another recipe ({diffs}); "
+                "use another checkpoint_dir or resume=False"
+            )
+        theirs = state["model"]
+        bad = sorted(set(model) ^ set(theirs)) or [
+            k
+            for k, v in model.items()
+            if not isinstance(theirs[k], torch.Tensor) or theirs[k].shape != v.shape
+        ]
+        groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+        if bad or groups != [len(g["params"]) for g in optimizer["param_groups"]]:
+            what = f"tensor {bad[0]!r} differs" if bad else "optimizer groups differ"
+            raise CheckpointError(f"checkpoint {where!r} does not fit this model: {what}")
+        if int(state["scheduler"]["steps_per_epoch"]) != steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {where!r} was made with {state['scheduler']['steps_per_epoch']} "
+                f"steps per epoch, this run has {steps_per_epoch} (different data size or "
+                "batch size)"
+            )
+        _ = (int(state["epoch"]), float(state["wall_time_s"]), state["rng"]["cpu"])
+        _ = (list(state["metrics"]), list(state["diagnostics"]))
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {where!r} is incomplete or malformed ({type(exc).__name__}: {exc})".splitlines()[
+                0
+            ]
+        ) from None
+
+
 def _one_line(exc: BaseException) -> str:
     """The telling line of a load error: torch's weights-only refusals are a page of advice
     around one line (``WeightsUnpickler error: ...``)."""

@@ -37,6 +37,7 @@ from archbench.training.checkpoint import (
     LAST,
     CheckpointError,
     capture_rng_state,
+    check_fits,
     load_checkpoint,
     quarantine_checkpoint,
     restore_rng_state,
@@ -93,8 +94,8 @@ def train(
     one (same recipe and seed, else :class:`CheckpointError`) is continued. With
     ``bad_checkpoint="restart"`` a checkpoint that cannot be read or belongs to another run
     (seed, recipe, model) is moved aside (``last.pt.corrupt-<time>``, one warning) and the run
-    starts from scratch instead; it is checked completely before anything is loaded. ``diagnostics_every``:
-    per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
+    starts from scratch instead; it is checked completely before anything is loaded.
+    ``diagnostics_every``: per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
     ``on_epoch_end(metrics, diagnostics)`` returning ``True`` stops the run (``"pruned"``).
     ``progress``: a tqdm bar per epoch; ``None`` shows it when stderr is a terminal.
     """
@@ -425,71 +426,38 @@ class _Run:
         assert self.checkpoint is not None
         try:
             state = load_checkpoint(self.checkpoint)
-            self._check_fits(state)
-        except CheckpointError as exc:
+            check_fits(
+                state,
+                str(self.checkpoint),
+                seed=self.seed,
+                recipe=self.recipe.to_dict(),
+                model=self.net.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                steps_per_epoch=self.schedule.steps_per_epoch,
+            )
+            epochs = [EpochMetrics(**m) for m in state["metrics"]]
+            diagnostics = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        except (CheckpointError, TypeError) as exc:  # TypeError: metrics of another format
+            bad = (
+                exc
+                if isinstance(exc, CheckpointError)
+                else CheckpointError(
+                    f"checkpoint {str(self.checkpoint)!r} holds malformed metrics ({exc})"
+                )
+            )
             if not self.heal:
-                raise
-            quarantine_checkpoint(self.checkpoint, str(exc).split("; use another")[0])
+                raise bad from None
+            quarantine_checkpoint(self.checkpoint, str(bad).split("; use another")[0])
             return 0
         where = str(self.checkpoint)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.rng = state["rng"]
-        self.epochs = [EpochMetrics(**m) for m in state["metrics"]]
-        self.diagnostics = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        self.epochs, self.diagnostics = epochs, diagnostics
         self.prior_wall_s = float(state["wall_time_s"])
         log.info("resumed from %s after epoch %d", where, state["epoch"])
         return int(state["epoch"])
-
-    def _check_fits(self, state: dict[str, Any]) -> None:
-        """Raise :class:`CheckpointError` unless ``state`` is this run's (seed, recipe, model
-        and optimizer shapes, schedule, metrics): checked before anything is loaded, so a
-        refused checkpoint leaves the fresh model untouched."""
-        where = str(self.checkpoint)
-        try:
-            seed, saved = state["seed"], state["recipe"]
-            if seed != self.seed:
-                raise CheckpointError(
-                    f"checkpoint {where!r} was made with seed {seed}, this run has seed "
-                    f"{self.seed}; use another checkpoint_dir or resume=False"
-                )
-            wanted = self.recipe.to_dict()
-            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            if changed:
-                diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
-                raise CheckpointError(
-                    f"checkpoint {where!r} was made with another recipe ({diffs}); "
-                    "use another checkpoint_dir or resume=False"
-                )
-            own = self.net.state_dict()
-            model = state["model"]
-            bad = sorted(set(own) ^ set(model)) or [
-                k
-                for k, v in own.items()
-                if not isinstance(model[k], torch.Tensor) or model[k].shape != v.shape
-            ]
-            groups = state["optimizer"]["param_groups"]
-            mine = self.optimizer.state_dict()["param_groups"]
-            if bad or [len(g["params"]) for g in groups] != [len(g["params"]) for g in mine]:
-                what = f"tensor {bad[0]!r} differs" if bad else "optimizer groups differ"
-                raise CheckpointError(f"checkpoint {where!r} does not fit this model: {what}")
-            if int(state["scheduler"]["steps_per_epoch"]) != self.schedule.steps_per_epoch:
-                raise CheckpointError(
-                    f"checkpoint {where!r} was made with "
-                    f"{state['scheduler']['steps_per_epoch']} steps per epoch, this run has "
-                    f"{self.schedule.steps_per_epoch} (different data size or batch size)"
-                )
-            _ = (int(state["epoch"]), float(state["wall_time_s"]), state["rng"]["cpu"])
-            _ = [EpochMetrics(**m) for m in state["metrics"]]
-            _ = [BlockDiagnostics(**d) for d in state["diagnostics"]]
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(
-                f"checkpoint {where!r} is incomplete or malformed "
-                f"({type(exc).__name__}: {exc})".splitlines()[0]
-            ) from None
 
     # -- small helpers ----------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
