@@ -187,7 +187,7 @@ SPEC_CASES: list[tuple[str, Any, list[str], str]] = [
         "num_train",
     ),
     # sizes: exact counts against the machine's memory
-    ("width-1e6", _set("variants.0.width", 1_000_000), [], "width is 1,000,000"),
+    ("width-1e6", _set("variants.0.width", 1_000_000), [], "resnet8_w1000000"),
     (
         "depth-60002",
         _with(
@@ -208,7 +208,7 @@ SPEC_CASES: list[tuple[str, Any, list[str], str]] = [
             space={"family": "resnet", "depth": [8], "width": {"low": 4, "high": 10**6}},
         ),
         [],
-        "width is 1,000,000",
+        "resnet8_w1000000",
     ),
     (
         "baseline-outside-space",

@@ -29,7 +29,7 @@ LIMITS = {
     "num_classes": 1_000_000,
     "in_channels": 1_024,
     "input_size": 8_192,
-    "width": 65_536,
+    "width": 1_048_576,  # the budget solver tries base widths up to 65,536 (x4 in later stages)
     "stride": 64,
     "depth": MAX_BLOCKS,
 }

@@ -73,7 +73,11 @@ def check_schema(path: Path, text: str, where: str) -> None:
 
     if not path.is_file() or path.stat().st_size == 0:
         return
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    from archbench.store.storage import read_only_mode
+
+    # Read with its write-ahead log where one is there (its -shm index too), else immutable:
+    # either way no -wal/-shm file is made beside it (validate leaves the folder as it was).
+    uri = f"{path.resolve().as_uri()}?{read_only_mode(str(path)).removesuffix('&uri=true')}"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=5)
         try:

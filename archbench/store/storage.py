@@ -280,7 +280,7 @@ def read_only_sqlite(database: str | Path) -> bool:
     return not os.access(path.parent, os.W_OK)
 
 
-def _read_only_mode(database: str) -> str:
+def read_only_mode(database: str) -> str:
     """URI parameters for reading a SQLite file read-only: with its write-ahead log where one
     is there to read (SQLite needs its ``-shm`` index for that), else as an immutable file."""
     wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
@@ -317,7 +317,7 @@ def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
             # A store on a read-only file system (or in a folder this user cannot write):
             # SQLite cannot make the WAL index there, so read it as an immutable file.
             log.info("%s is on a read-only file system; opening it read-only", parsed.database)
-            ro = make_url(f"sqlite:///file:{parsed.database}?{_read_only_mode(parsed.database)}")
+            ro = make_url(f"sqlite:///file:{parsed.database}?{read_only_mode(parsed.database)}")
             engine = sa.create_engine(ro, **kwargs)
             event.listen(engine, "connect", _on_read_only_connect)
             event.listen(engine, "begin", _on_sqlite_begin)
