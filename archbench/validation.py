@@ -5,12 +5,54 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from archbench.errors import SpecError
+
+#: Names that become parts of file names (experiment, profile): safe characters, and short
+#: enough that ``<experiment>-<profile>-<what>.csv`` stays far below a file system's 255 bytes.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LEN = 64
+#: Variant labels are shown in tables and plots and stored, never used as file names.
+MAX_LABEL_LEN = 100
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(value))} characters)"
+
+
+def check_path_name(value: Any, what: str) -> str:
+    """``value`` if it is safe as part of a file name, else :class:`SpecError` saying why: 1 to
+    ``MAX_NAME_LEN`` letters, digits, ``_``, ``.``, ``-``, starting with a letter or digit
+    (so no ``/``, no ``..`` climbing out of the results folder)."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise SpecError(
+            f"{what} must be letters, digits, '_', '.', '-' starting with a letter or digit "
+            f"(it becomes part of file names), got {_shown(value)}"
+        )
+    if len(value) > MAX_NAME_LEN:
+        raise SpecError(
+            f"{what} is {len(value)} characters long, at most {MAX_NAME_LEN} are allowed "
+            f"(it becomes part of file names): {_shown(value)}"
+        )
+    return value
+
+
+def check_label(value: Any, what: str) -> str:
+    """A display label: a non-empty string of at most ``MAX_LABEL_LEN`` printable characters."""
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise SpecError(f"{what} must be a non-empty line of printable text, got {_shown(value)}")
+    if len(value) > MAX_LABEL_LEN:
+        raise SpecError(
+            f"{what} is {len(value)} characters long, at most {MAX_LABEL_LEN} are allowed: "
+            f"{_shown(value)}"
+        )
+    return value
 
 
 def is_positive_int(value: Any) -> bool:

@@ -225,7 +225,7 @@ def load_study(resolved: ResolvedStorage, engine: sa.Engine, name: str) -> tuple
         return None, "the storage holds no Optuna tables"
     import optuna
 
-    from archbench.store.storage import optuna_storage
+    from archbench.store.storage import StorageError, optuna_storage
 
     try:
         storage = optuna_storage(resolved)
@@ -233,6 +233,8 @@ def load_study(resolved: ResolvedStorage, engine: sa.Engine, name: str) -> tuple
         if name not in names:
             return None, f"no Optuna study named {name!r} (found: {', '.join(names) or 'none'})"
         return optuna.load_study(study_name=name, storage=storage), ""
+    except StorageError:
+        raise  # a damaged journal line: one line and exit 2, as for every command
     except Exception as exc:  # a damaged or foreign Optuna schema must not stop the report
         log.warning("cannot open Optuna study %s: %s", name, exc)
         return None, f"cannot open the Optuna study ({type(exc).__name__}: {exc})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -75,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"archbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return BAD_INPUT
     except Exception as exc:
+        full = _disk_full(exc)
+        if full is not None:  # the machine's, not the input's: nothing recorded is lost
+            print(f"archbench: error: {full}; free some space and rerun", file=sys.stderr)
+            return INCOMPLETE
+        if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"archbench: error: {where}{exc.strerror}", file=sys.stderr)
+            return BAD_INPUT
         # A database that cannot be opened or read (not SQLite, server down, wrong password)
         # is the user's to fix: one line, password redacted, no traceback.
         from sqlalchemy.exc import SQLAlchemyError
@@ -89,6 +98,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archbench: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """One line if ``exc``, or an error it was raised from (Optuna's "exceeding max length"
+    wraps SQLite's "database or disk is full"), is a full disk."""
+    from archbench.runner.resources import disk_full_message
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        message = disk_full_message(cause)
+        if message is not None:
+            return message
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _one_line(message: str) -> str:

@@ -315,8 +315,13 @@ class _UserErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, ArchbenchError):
-            return False
+        if isinstance(exc, ArchbenchError | KeyboardInterrupt):
+            return False  # Ctrl-C: "archbench: interrupted" says it, not 70 lines of Optuna's
+        if exc is not None:
+            from archbench.cli import _disk_full
+
+            if _disk_full(exc) is not None:  # the CLI's one line says it
+                return False
         # Its follow-up "Trial N failed with value None." says nothing our line does not.
         return not (exc is None and "failed with value None" in record.getMessage())
 

@@ -8,7 +8,6 @@ hash of that JSON is the variant's identity in the results store.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 
 from archbench.canonical import canonical_json, text_hash
 from archbench.errors import SpecError
+from archbench.models.spec_bounds import check_bounds, check_stage_count, read_json_bounded
 from archbench.registry import BLOCKS, HEADS, STEMS
 from archbench.validation import is_positive_int
 
@@ -97,6 +97,7 @@ class NetSpec:
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise SpecError(f"net spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        check_stage_count(data.get("stages"))
         try:
             stem = StemSpec(**data.get("stem", {}))
             stages = tuple(StageSpec(**s) for s in data["stages"])
@@ -106,7 +107,9 @@ class NetSpec:
         except TypeError as exc:
             raise SpecError(f"net spec: {exc}") from None
         rest = {k: v for k, v in data.items() if k not in ("stem", "stages", "head")}
-        return cls(stem=stem, stages=stages, head=head, **rest)
+        spec = cls(stem=stem, stages=stages, head=head, **rest)
+        check_bounds(spec)
+        return spec
 
     def canonical_json(self) -> str:
         """Stable JSON of everything that defines the architecture (not its name)."""
@@ -130,8 +133,10 @@ class NetSpec:
 
         Blocks after a stage's second have the same arguments and input size as the second, so
         two per stage are built (a 60,000-block net takes minutes to build even on meta),
-        unless a stride-1 block changes the feature map (then every block is built).
+        unless a stride-1 block changes the feature map (then every block is built). Sizes
+        beyond any real net's (:mod:`archbench.models.spec_bounds`) are refused first.
         """
+        check_bounds(self)
         short = self.replace(
             stages=tuple(
                 dataclasses.replace(s, depth=2) if _is_int(s.depth) and s.depth > 2 else s
@@ -164,14 +169,7 @@ def is_spec_file(name: str) -> bool:
 def read_spec_file(path: str) -> NetSpec:
     """A NetSpec from a JSON file: the spec itself (``NetSpec.to_dict``), or the output of
     ``archbench describe --json`` or ``archbench train --json``, which carry it."""
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    data = read_json_bounded(path)
     if isinstance(data, dict) and isinstance(data.get("model"), dict) and "stages" not in data:
         data = data["model"]  # a train result
     if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
@@ -191,6 +189,7 @@ class Net(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
+        check_bounds(spec)
         for what in ("num_classes", "in_channels", "input_size"):
             _check_positive(f"net spec: {what}", getattr(spec, what))
         if not spec.stages:

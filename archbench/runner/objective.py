@@ -114,15 +114,19 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
-    """The epoch a run's last checkpoint finished, or ``None`` without a readable one."""
+def _checkpoint_epoch(ckpt_dir: Path, seed: int, recipe: Any) -> int | None:
+    """The epoch a run's last checkpoint finished, or ``None`` without a readable one of this
+    seed and recipe (the trainer moves such a one aside and starts from scratch)."""
     from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
 
     path = ckpt_dir / LAST
     if not path.exists():
         return None
     try:
-        return int(load_checkpoint(path)["epoch"])
+        state = load_checkpoint(path)
+        if state["seed"] != seed or state["recipe"] != recipe.to_dict():
+            return None
+        return int(state["epoch"])
     except (CheckpointError, KeyError, TypeError, ValueError):
         return None
 
@@ -335,7 +339,7 @@ class Objective:
         or ``None`` while another live trial is training that run."""
         variant = plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
-        resumed = _checkpoint_epoch(ckpt)
+        resumed = _checkpoint_epoch(ckpt, seed, plan.recipe)
         claimed = None  # (run_id, epoch): opened by the fused training of an earlier seed
         if self.options.fuse_seeds:
             from archbench.runner.fused_trial import claimed_run
@@ -452,6 +456,7 @@ class Objective:
     ) -> tuple[Any, set[int]]:
         """One seed's training, each epoch stored as it ends; (result, epochs stored)."""
         from archbench.models.net import build_net
+        from archbench.runner.resources import as_resource_error
         from archbench.training.device import seed_everything
         from archbench.training.train import train
 
@@ -505,6 +510,7 @@ class Objective:
                 diagnostics_every=plan.recipe.epochs,
                 on_epoch_end=on_epoch_end,
                 progress=self.options.progress,
+                bad_checkpoint="restart",  # a damaged checkpoint must not block the run
             )
             if self.options.keep_weights and result.status == "completed":
                 self._keep_weights(net, plan, seed, run_id)
@@ -525,6 +531,9 @@ class Objective:
             with contextlib.suppress(Exception):
                 reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
                 self.store.finish_run(run_id, status="failed", error=reason)
+            resource = as_resource_error(exc)  # out of memory or disk: this trial fails alone
+            if resource is not None:
+                raise resource from exc
             raise
         return result, recorded
 

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from archbench.errors import ArchbenchError, DataNotFoundError, SpecError
+from archbench.runner import storage_checks
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.variants import dataset_shape
 
@@ -211,10 +212,24 @@ def check_storage(value: Any) -> tuple[Any, tuple[str, ...]]:
         files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
     for path in files:
         notes += _check_folder(path, text)
+    if resolved.journal_path is not None:
+        from archbench.store.journal_check import check_journal
+
+        if check_journal(resolved.journal_path, repair=False):
+            notes.append(
+                f"journal {resolved.journal_path}: its last line was cut off mid-write; "
+                "run drops it"
+            )
     for path in files:
         if path.suffix == ".log" or path == resolved.journal_path:
             continue
         _check_sqlite_file(path, text)
+    storage_checks.check_files(files, text)
+    if resolved.kind in ("sqlite", "journal"):
+        store_file = Path(resolved.store_url.removeprefix("sqlite:///"))
+        storage_checks.check_schema(store_file, text, redact(resolved.store_url))
+    elif resolved.kind in ("postgresql", "other"):
+        storage_checks.check_driver(resolved.store_url, redact(text))
     return resolved, tuple(dict.fromkeys(notes))
 
 
@@ -379,10 +394,17 @@ def _variant_words(variant: Any) -> str:
 
 
 def check_memory(
-    spec: ExperimentSpec, device: Any, limit: int, data: int, runs: int = 1
+    spec: ExperimentSpec,
+    device: Any,
+    limit: int,
+    data: int,
+    train_images: int | None = None,
+    runs: int = 1,
 ) -> MemoryEstimate | None:
     """Every enumerable variant (and the largest batch size of the space) must fit, ``runs``
-    times over: the workers placed on one device may all train the largest at once."""
+    times over: the workers placed on one device may all train the largest at once. A batch
+    is never larger than the training set (``train_images``, when known): the loader then
+    makes one batch of all of it."""
     from archbench.runner.variants import resolve_all
 
     batches = [spec.recipe.batch_size]
@@ -390,6 +412,8 @@ def check_memory(
         dist = spec.space.recipe["batch_size"]
         batches += list(dist.choices) if dist.choices is not None else [dist.high]
     batch = max(int(b) for b in batches)
+    if train_images is not None and train_images > 0:
+        batch = min(batch, train_images)
     amp = bool(spec.recipe.amp) and device.type == "cuda"
     largest = None
     for variant in resolve_all(spec, dataset_shape(spec)):
@@ -441,7 +465,14 @@ def preflight(
             # (CPU workers share the machine's memory as GPU workers share a device.)
             # Fused seeds train together: each worker holds all its trial's seeds at once.
             fused = len(spec.seeds) if getattr(options, "fuse_seeds", False) else 1
-            estimate = check_memory(spec, dev, dev_limit, size, runs=devices.count(dev) * fused)
+            estimate = check_memory(
+                spec,
+                dev,
+                dev_limit,
+                size,
+                len(data.train) if data is not None else None,
+                runs=devices.count(dev) * fused,
+            )
             if limit is None:
                 largest, limit = estimate, dev_limit
     except SpecError as exc:

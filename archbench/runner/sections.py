@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from archbench.errors import SpecError
 from archbench.runner.algorithms import PRUNERS, SAMPLERS, one_of
-from archbench.validation import parse_params
+from archbench.validation import check_label, parse_params
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class VariantSection:
     label: str | None = None
 
     def validate(self) -> None:
+        if self.label is not None:
+            check_label(self.label, "key 'label'")
         if (self.preset is None) == (self.family is None):
             raise SpecError("give exactly one of 'preset' or 'family'")
         if self.preset is not None and (self.depth or self.width or self.params):

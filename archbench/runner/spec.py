@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from archbench.runner.sections import (
     distribution,
     variant_config,
 )
-from archbench.validation import check_tree, did_you_mean, parse_params
+from archbench.validation import check_path_name, check_tree, did_you_mean, parse_params
 
 __all__ = [
     "OBJECTIVES",
@@ -56,8 +55,6 @@ __all__ = [
     "load_spec",
     "parse_spec",
 ]
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 # -- the spec ---------------------------------------------------------------------------------
@@ -199,6 +196,15 @@ def parse_spec(
     profiles = data.get("profiles") or {}
     if not isinstance(profiles, Mapping):
         raise SpecError(f"{where}: 'profiles' must map profile names to partial specs")
+    try:
+        for key in profiles:
+            check_path_name(key, "a profile name")
+        if data.get("default_profile") is not None:
+            check_path_name(data["default_profile"], "default_profile")
+        if profile is not None:
+            check_path_name(profile, "profile")
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
     profile = profile or data.get("default_profile") or "default"
     merged = {k: v for k, v in data.items() if k not in ("profiles", "default_profile")}
     if profile in profiles:
@@ -306,9 +312,10 @@ def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
 
 def _parse_name(data: Mapping[str, Any], where: str) -> str:
     name = _require(data, "name", where)
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise SpecError(f"{where}: 'name' must be letters, digits, '_', '.', '-', got {name!r}")
-    return name
+    try:
+        return check_path_name(name, "'name'")
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _parse_dataset(data: Mapping[str, Any], where: str) -> DatasetSection:

@@ -235,6 +235,11 @@ def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         cur.close()
 
 
+def _on_read_only_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # as above, minus WAL: nothing can be written here
+    dbapi_conn.execute("PRAGMA query_only = ON")
+
+
 def _on_sqlite_begin(conn: sa.Connection) -> None:
     # Writers take the write lock up front, so the busy timeout applies; readers stay deferred.
     if conn.get_execution_options().get(WRITE_OPTION):
@@ -263,6 +268,36 @@ def sqlite_table_names(path: str | Path) -> set[str] | None:
     return {str(name) for (name,) in rows}
 
 
+def read_only_sqlite(database: str | Path) -> bool:
+    """Whether an existing SQLite file lies where nothing can be written: a read-only mount,
+    or a folder without write permission (readers then open it immutable; writers are
+    refused earlier, by preflight)."""
+    path = Path(database)
+    if not path.is_file():
+        return False
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(path.parent, os.W_OK)
+
+
+def read_only_mode(database: str) -> str:
+    """URI parameters for reading a SQLite file read-only: with its write-ahead log where one
+    is there to read (SQLite needs its ``-shm`` index for that), else as an immutable file."""
+    wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
+    if wal.is_file() and wal.stat().st_size > 0:
+        if shm.is_file():
+            return "mode=ro&uri=true"
+        log.warning(
+            "%s has a write-ahead log but no -shm index beside it on a read-only file system; "
+            "the log's latest writes cannot be read",
+            database,
+        )
+    return "mode=ro&immutable=1&uri=true"
+
+
 def tune_sqlite_engine(engine: Engine) -> Engine:
     """Install archbench's SQLite connection settings on ``engine`` (before it connects)."""
     if engine.dialect.name == "sqlite" and not getattr(engine, "_archbench_tuned", False):
@@ -281,6 +316,16 @@ def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
             # One shared in-memory database for every connection of this engine.
             kwargs.setdefault("poolclass", StaticPool)
             kwargs.setdefault("connect_args", {"check_same_thread": False})
+        elif read_only_sqlite(parsed.database):
+            # A store on a read-only file system (or in a folder this user cannot write):
+            # SQLite cannot make the WAL index there, so read it as an immutable file.
+            log.info("%s is on a read-only file system; opening it read-only", parsed.database)
+            ro = make_url(f"sqlite:///file:{parsed.database}?{read_only_mode(parsed.database)}")
+            engine = sa.create_engine(ro, **kwargs)
+            event.listen(engine, "connect", _on_read_only_connect)
+            event.listen(engine, "begin", _on_sqlite_begin)
+            engine._archbench_tuned = True  # type: ignore[attr-defined]
+            return engine
         else:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, **kwargs)
@@ -293,10 +338,23 @@ def create_engine(url: str | Path | ResolvedStorage, **kwargs: Any) -> Engine:
     try:
         return sa.create_engine(parsed, **kwargs)
     except ImportError as exc:
-        raise StorageError(
-            f"no database driver for {redact(url)} ({exc}); for PostgreSQL install "
-            "archbench[postgres] (psycopg2-binary)"
-        ) from None
+        raise _no_driver(url, exc) from None
+
+
+def _no_driver(url: str, exc: ImportError) -> StorageError:
+    return StorageError(
+        f"no database driver for {redact(url)} ({exc}); install it (for PostgreSQL: "
+        "archbench[postgres], psycopg2-binary)"
+    )
+
+
+def check_driver(url: str) -> None:
+    """Raise :class:`StorageError` (the line :func:`create_engine` would give) when the
+    database driver of ``url`` is not installed; connects to nothing."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise _no_driver(url, exc) from None
 
 
 def optuna_storage(
@@ -328,8 +386,11 @@ def optuna_storage(
             return optuna.storages.InMemoryStorage()
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from archbench.store.journal_check import check_journal
+
         assert resolved.journal_path is not None
         resolved.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(resolved.journal_path)  # a torn last line healed, damage refused
         return JournalStorage(JournalFileBackend(str(resolved.journal_path)))
     assert resolved.optuna_url is not None
     engine_kwargs: dict[str, Any] = {}
@@ -360,7 +421,4 @@ def optuna_storage(
             heartbeat_stale_trial_callback=heartbeat_stale_trial_callback,
         )
     except ImportError as exc:
-        raise StorageError(
-            f"no database driver for {redact(resolved.optuna_url)} ({exc}); for PostgreSQL "
-            "install archbench[postgres] (psycopg2-binary)"
-        ) from None
+        raise _no_driver(resolved.optuna_url, exc) from None

@@ -84,6 +84,20 @@ def _check_sqlite_store(path: Path) -> None:
     )
 
 
+def version_mismatch(where: str, version: Any, written_by: Any) -> str:
+    """The one line for a store of another schema version (``run`` and ``validate`` alike)."""
+    advice = (
+        "upgrade archbench to read it"
+        if isinstance(version, int) and version > SCHEMA_VERSION
+        else "open it with the archbench that wrote it and export what you need"
+    )
+    return (
+        f"results store {where} has schema version {version} (archbench {written_by}); this "
+        f"archbench {__version__} reads schema version {SCHEMA_VERSION}: {advice}, or use a "
+        "new storage path"
+    )
+
+
 class ResultsStore(StoreReads):
     """The results store at a URL, path, resolved storage or SQLAlchemy engine.
 
@@ -194,16 +208,7 @@ class ResultsStore(StoreReads):
             raise SchemaVersionError(f"{self.url}: {meta.name} is empty; the store is damaged")
         version, written_by = row
         if version != SCHEMA_VERSION:
-            advice = (
-                "upgrade archbench to read it"
-                if version > SCHEMA_VERSION
-                else "open it with the archbench that wrote it and export what you need"
-            )
-            raise SchemaVersionError(
-                f"results store {self.url} has schema version {version} (archbench "
-                f"{written_by}); this archbench {__version__} reads schema version "
-                f"{SCHEMA_VERSION}: {advice}, or use a new storage path"
-            )
+            raise SchemaVersionError(version_mismatch(self.url, version, written_by))
         return True
 
     def _create_schema(self, conn: sa.Connection) -> None:

@@ -37,7 +37,9 @@ from archbench.training.checkpoint import (
     LAST,
     CheckpointError,
     capture_rng_state,
+    check_fits,
     load_checkpoint,
+    quarantine_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -81,24 +83,31 @@ def train(
     diagnostics_every: int = 1,
     on_epoch_end: Callable[[EpochMetrics, list[BlockDiagnostics]], bool] | None = None,
     progress: bool | None = None,
+    bad_checkpoint: Literal["raise", "restart"] = "raise",
 ) -> TrainResult:
     """Train ``net`` in place on ``data`` following ``recipe``.
 
     ``checkpoint_dir``: write ``last.pt`` there after every epoch; with ``resume`` an existing
-    one (same recipe and seed, else :class:`CheckpointError`) is continued. ``diagnostics_every``:
-    per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
+    one (same recipe and seed, else :class:`CheckpointError`) is continued. With
+    ``bad_checkpoint="restart"`` a checkpoint that cannot be read or belongs to another run
+    (seed, recipe, model) is moved aside (``last.pt.corrupt-<time>``, one warning) and the run
+    starts from scratch instead; it is checked completely before anything is loaded.
+    ``diagnostics_every``: per-block diagnostics at initialisation (epoch 0) and every that many epochs (0: off).
     ``on_epoch_end(metrics, diagnostics)`` returning ``True`` stops the run (``"pruned"``).
     ``progress``: a tqdm bar per epoch; ``None`` shows it when stderr is a terminal.
     """
     recipe.validate()
     if isinstance(diagnostics_every, bool) or diagnostics_every < 0:
         raise SpecError(f"diagnostics_every must be an integer >= 0, got {diagnostics_every!r}")
+    if bad_checkpoint not in ("raise", "restart"):
+        raise SpecError(f"bad_checkpoint must be 'raise' or 'restart', got {bad_checkpoint!r}")
     dev = select_device("auto" if device is None else device)
     _check_data_fits(net, data)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     start = time.perf_counter()  # wall time includes the setup (data to device, compile)
     with fork_rng(dev):  # the caller's random state is left as it was
         run = _Run(net, data, recipe, seed, dev, checkpoint_dir, diagnostics_every, show)
+        run.heal = bad_checkpoint == "restart"
         return run.execute(resume, on_epoch_end, start)
 
 
@@ -186,6 +195,7 @@ class _Run:
         self.epochs: list[EpochMetrics] = []
         self.diagnostics: list[BlockDiagnostics] = []
         self.prior_wall_s = 0.0  # time spent before a resume
+        self.heal = False  # a bad checkpoint: raise (False) or move it aside and restart
         torch.manual_seed(derive_seed(seed, "dropout"))
         self.rng = capture_rng_state(device)  # the stream the next epoch's steps draw from
 
@@ -431,34 +441,39 @@ class _Run:
         )
 
     def _resume(self) -> int:
-        """Load ``last.pt``; returns the number of epochs it completed."""
+        """Load ``last.pt``; returns the number of epochs it completed (0 after healing)."""
         assert self.checkpoint is not None
-        state = load_checkpoint(self.checkpoint)
-        where = str(self.checkpoint)
-        if state["seed"] != self.seed:
-            raise CheckpointError(
-                f"checkpoint {where!r} was made with seed {state['seed']}, this run has seed "
-                f"{self.seed}; use another checkpoint_dir or resume=False"
-            )
-        saved, wanted = state["recipe"], self.recipe.to_dict()
-        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        if changed:
-            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
-            raise CheckpointError(
-                f"checkpoint {where!r} was made with another recipe ({diffs}); "
-                "use another checkpoint_dir or resume=False"
-            )
         try:
-            self.net.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint {where!r} does not fit this model: {exc}".splitlines()[0]
-            ) from None
+            state = load_checkpoint(self.checkpoint)
+            check_fits(
+                state,
+                str(self.checkpoint),
+                seed=self.seed,
+                recipe=self.recipe.to_dict(),
+                model=self.net.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                steps_per_epoch=self.schedule.steps_per_epoch,
+            )
+            epochs = [EpochMetrics(**m) for m in state["metrics"]]
+            diagnostics = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        except (CheckpointError, TypeError) as exc:  # TypeError: metrics of another format
+            bad = (
+                exc
+                if isinstance(exc, CheckpointError)
+                else CheckpointError(
+                    f"checkpoint {str(self.checkpoint)!r} holds malformed metrics ({exc})"
+                )
+            )
+            if not self.heal:
+                raise bad from None
+            quarantine_checkpoint(self.checkpoint, str(bad).split("; use another")[0])
+            return 0
+        where = str(self.checkpoint)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.rng = state["rng"]
-        self.epochs = [EpochMetrics(**m) for m in state["metrics"]]
-        self.diagnostics = [BlockDiagnostics(**d) for d in state["diagnostics"]]
+        self.epochs, self.diagnostics = epochs, diagnostics
         self.prior_wall_s = float(state["wall_time_s"])
         log.info("resumed from %s after epoch %d", where, state["epoch"])
         return int(state["epoch"])
