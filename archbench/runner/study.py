@@ -271,7 +271,7 @@ def _check_choices(spec: ExperimentSpec, study: optuna.Study, ways_out: str) -> 
 def check_stored_study(spec: ExperimentSpec, options: RunnerOptions) -> None:
     """:func:`check_study` against the study already stored, without writing anything
     (``archbench validate`` says what ``run`` would refuse). Nothing stored: nothing to say."""
-    from archbench.store.storage import expand_env, resolve_storage, sqlite_table_names
+    from archbench.store.storage import resolve_storage, sqlite_table_names
 
     resolved = resolve_storage(options.storage or spec.storage)
     if resolved.kind == "memory":
@@ -286,22 +286,30 @@ def check_stored_study(spec: ExperimentSpec, options: RunnerOptions) -> None:
     ):
         return
     try:
-        if resolved.kind == "journal":
-            from archbench.store.storage import optuna_storage
-
-            storage: Any = optuna_storage(resolved)
-        else:
-            assert resolved.optuna_url is not None
-            storage = optuna.storages.RDBStorage(
-                expand_env(resolved.optuna_url), skip_table_creation=True
-            )
-        if spec.study_name not in optuna.get_all_study_names(storage):
-            return
-        study = optuna.load_study(study_name=spec.study_name, storage=storage)
+        # Under the setup lock: opening Optuna's storage stamps its version rows when they
+        # are missing, which races a worker creating the same store right now.
+        with study_setup(spec, options):
+            study = _load_stored_study(spec, resolved)
     except Exception as exc:  # unreachable, no Optuna tables: run says so itself
         log.debug("no stored study to check: %s", exc)
         return
-    check_study(spec, study)
+    if study is not None:
+        check_study(spec, study)
+
+
+def _load_stored_study(spec: ExperimentSpec, resolved: Any) -> optuna.Study | None:
+    from archbench.store.storage import expand_env, optuna_storage
+
+    if resolved.kind == "journal":
+        storage: Any = optuna_storage(resolved)
+    else:
+        assert resolved.optuna_url is not None
+        storage = optuna.storages.RDBStorage(
+            expand_env(resolved.optuna_url), skip_table_creation=True
+        )
+    if spec.study_name not in optuna.get_all_study_names(storage):
+        return None
+    return optuna.load_study(study_name=spec.study_name, storage=storage)
 
 
 def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -> optuna.Study:
