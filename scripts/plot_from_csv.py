@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recompute_verdicts import RESULTS, load_csv  # noqa: E402
+from recompute_verdicts import RESULTS, load_csv
 
-from archbench.analysis.data import ExperimentData, annotate  # noqa: E402
-from archbench.analysis.plots import PlotOptions, render  # noqa: E402
+from archbench.analysis.data import ExperimentData, annotate
+from archbench.analysis.plots import PlotOptions, render
 
 
 def load_with_epochs(experiment: str, profile: str) -> ExperimentData:
@@ -36,12 +36,16 @@ def load_with_epochs(experiment: str, profile: str) -> ExperimentData:
     runs = data.runs
     if "block_family" in epochs:
         family_of = dict(zip(epochs["run_id"], epochs["block_family"]))
-        runs = runs.assign(block_family=[family_of.get(r, f) for r, f in zip(runs["run_id"], runs["block_family"])])
+        runs = runs.assign(
+            block_family=[family_of.get(r, f) for r, f in zip(runs["run_id"], runs["block_family"])]
+        )
         runs = annotate(runs.drop(columns=["group", "role"]))
     else:
         epochs = epochs.assign(block_family=epochs["family"])
     epochs = annotate(epochs)
-    return dataclasses.replace(data, runs=runs.reset_index(drop=True), epochs=epochs.reset_index(drop=True))
+    return dataclasses.replace(
+        data, runs=runs.reset_index(drop=True), epochs=epochs.reset_index(drop=True)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
