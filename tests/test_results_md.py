@@ -68,3 +68,21 @@ def test_sizes_are_the_spec_and_the_csvs_agree() -> None:
     sizes = checker.spec_sizes("degradation")
     assert (sizes.train, sizes.val, sizes.test) == (5000, 1000, 2000)
     assert checker.csv_problems("degradation") == []
+
+
+def test_preact_plot_from_the_csvs_names_what_it_draws() -> None:
+    # preact_orderings_curves.png was titled "Original vs pre-activation" over BN-after-addition:
+    # the "preact" role covers every Fig. 4 ordering, and the plot draws the first by name.
+    spec = importlib.util.spec_from_file_location(
+        "plot_from_csv", ROOT / "scripts" / "plot_from_csv.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    from archbench.analysis.plots import render
+
+    result = render(module.load_with_epochs("preact_orderings", "cpu"), "preact")
+    assert result.figure is not None, result.skipped
+    title = result.figure.axes[0].get_title()
+    assert "resnet_variant:basic vs resnet_variant:basic_bn_after_add" in title
+    assert "pre-activation" not in title
