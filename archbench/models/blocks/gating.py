@@ -14,6 +14,11 @@ block                             Fig.   merge (before the final ReLU)          
 ``basic_dropout_shortcut``        2(f)   ``dropout(h(x)) + F``                         ratio 0.5
 ================================  =====  ===========================================  ==========
 
+Two differ from the paper's (kept as the stored results were made with them; see each
+class): ``basic_conv_shortcut`` puts a BatchNorm after the 1x1 conv unless
+``shortcut_bn: false``, and ``basic_dropout_shortcut`` uses inverted dropout (kept values x2
+in training, expected scale 1), where the paper's dropout has expected scale 0.5.
+
 ``h(x)`` is the usual shortcut (``shortcut`` option A/B/C where the shape changes) and
 ``g(x) = sigmoid(conv1x1(x) + b)`` a per-channel, per-position gate computed from the block
 input; its bias starts at ``gate_bias`` (:class:`ShortcutGate`, applied in ``reset_special``).
