@@ -14,6 +14,11 @@ block                             Fig.   merge (before the final ReLU)          
 ``basic_dropout_shortcut``        2(f)   ``dropout(h(x)) + F``                         ratio 0.5
 ================================  =====  ===========================================  ==========
 
+Two differ from the paper's (kept as the stored results were made with them; see each
+class): ``basic_conv_shortcut`` puts a BatchNorm after the 1x1 conv unless
+``shortcut_bn: false``, and ``basic_dropout_shortcut`` uses inverted dropout (kept values x2
+in training, expected scale 1), where the paper's dropout has expected scale 0.5.
+
 ``h(x)`` is the usual shortcut (``shortcut`` option A/B/C where the shape changes) and
 ``g(x) = sigmoid(conv1x1(x) + b)`` a per-channel, per-position gate computed from the block
 input; its bias starts at ``gate_bias`` (:class:`ShortcutGate`, applied in ``reset_special``).
@@ -137,7 +142,13 @@ class BasicShortcutGatingBlock(_GatedBasicBlock):
 
 @register_block("basic_conv_shortcut", family="shortcut")
 class BasicConvShortcutBlock(BasicBlock):
-    """Basic block, 1x1 conv shortcut on every block (He et al. 2016, Fig. 2(e))."""
+    """Basic block, 1x1 conv shortcut on every block (He et al. 2016, Fig. 2(e)).
+
+    Differs from the paper by default: ``shortcut_bn=True`` (the default, and what every
+    stored result of ``experiments/preact_orderings.yaml`` used) puts a BatchNorm after the
+    1x1 conv (option C of He et al. 2015); the paper's Fig. 2(e) shortcut is a bare 1x1 conv
+    (``shortcut_bn: false``).
+    """
 
     Params = ConvShortcutParams
 
@@ -149,7 +160,14 @@ class BasicConvShortcutBlock(BasicBlock):
 
 @register_block("basic_dropout_shortcut", family="shortcut")
 class BasicDropoutShortcutBlock(BasicBlock):
-    """Basic block, dropout on the shortcut (He et al. 2016, Fig. 2(f)): ReLU(drop(h(x)) + F(x))."""
+    """Basic block, dropout on the shortcut (He et al. 2016, Fig. 2(f)): ReLU(drop(h(x)) + F(x)).
+
+    Differs from the paper: ``nn.Dropout`` is inverted dropout, so in training each kept
+    shortcut element is multiplied by ``1 / (1 - dropout)`` (2 at the paper's 0.5; the
+    expected scale is 1) and at evaluation the shortcut is the identity. The paper's dropout
+    imposes a scale with expectation ``1 - dropout`` (0.5) on the shortcut. Every stored result
+    of ``experiments/preact_orderings.yaml`` used this inverted form.
+    """
 
     Params = DropoutShortcutParams
 
