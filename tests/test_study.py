@@ -22,8 +22,9 @@ from optuna.trial import TrialState
 import archbench.training.train
 from archbench.cli import main
 from archbench.errors import SpecError
+from archbench.runner.identity import grid_entries
 from archbench.runner.spec import load_spec, parse_spec
-from archbench.runner.study import HEARTBEAT_ATTR, RunnerOptions, grid_labels
+from archbench.runner.study import HEARTBEAT_ATTR, RunnerOptions
 from archbench.runner.worker import (
     DEFAULT_THREADS,
     fail_stale_trials,
@@ -109,10 +110,13 @@ def test_grid_runs_every_configuration_once_with_every_seed(grid_study: dict[str
     study = load_study(grid_study["spec"])
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(study.trials) == len(trials) == 2
-    assert {t.params["config"] for t in trials} == {"resnet8_w4", "plain8_w4"}
+    # (Changed for issue 16: a grid trial carries its configuration key and label as user
+    # attrs, not a categorical `config` param whose choices would change with the grid.)
+    assert {t.user_attrs["label"] for t in trials} == {"resnet8_w4", "plain8_w4"}
     for trial in trials:
         attrs = trial.user_attrs
-        assert attrs["label"] == trial.params["config"]
+        assert trial.params == {} and attrs["config_key"].startswith(attrs["spec_hash"] + "-")
+        assert attrs["seeds"] == [0, 1]
         assert attrs["params"] > 0 and attrs["macs"] > 0 and "spec_hash" in attrs
         assert len(attrs["run_ids"]) == 2
         assert trial.value == pytest.approx(sum(attrs["val_acc_per_seed"]) / 2)
@@ -144,9 +148,10 @@ def test_changing_what_results_depend_on_is_refused(
     code, _, err = run_cli("run", str(write(tmp_path / "s.yaml", data)), *RUN)
     assert code == 2
     assert "was run with another recipe" in err and err.count("\n") == 1
-    data = tiny(grid_study["db"], seeds=[0, 1, 2])
-    code, _, err = run_cli("run", str(write(tmp_path / "s.yaml", data)), *RUN)
-    assert code == 2 and "another seeds" in err
+    code, _, err = run_cli("validate", str(write(tmp_path / "s.yaml", data)))
+    assert code == 2 and "was run with another recipe" in err and err.count("\n") == 1
+    # (Changed for issue 16: seeds are not part of what makes runs comparable; added seeds
+    # are trained beside the stored ones, tests/test_identity.py.)
 
 
 def test_optuna_cli_lists_the_study(grid_study: dict[str, Any]) -> None:
@@ -177,27 +182,22 @@ def test_optuna_views_see_the_architecture(grid_study: dict[str, Any]) -> None:
     study = load_study(grid_study["spec"])
     assert study.metric_names == ["val_acc"]
     assert list(study.trials_dataframe().filter(like="value").columns) == ["value_val_acc"]
-    by_config = {t.params["config"]: t for t in study.trials}
+    by_config = {t.user_attrs["label"]: t for t in study.trials}
     expected = {
         "resnet8_w4": {"family": "resnet", "block": "basic", "depth": 8, "width": 4},
         "plain8_w4": {"family": "plain", "block": "plain_basic", "depth": 8, "width": 4},
     }
     for config, facts in expected.items():
         trial = by_config[config]
-        assert trial.params == {"config": config, **facts}
+        # (Changed for issue 16/19: facts are user attrs only. As params, a grid's family
+        # effect was credited to budget-solved width/depth by Optuna's importances, and a
+        # categorical whose choices follow the grid refused the next grown grid.)
+        assert trial.params == {}
         assert {k: trial.user_attrs[k] for k in facts} == facts
         assert trial.user_attrs["budget"] is None and trial.user_attrs["threads"] == 1
-        assert trial.distributions["family"] == optuna.distributions.CategoricalDistribution(
-            ["plain", "resnet"]
-        )
-    importances = optuna.importance.get_param_importances(study)
-    assert {"config", "family", "block", "depth", "width"} == set(importances)
-    assert importances["width"] == importances["depth"] == 0.0  # the same for every trial
-    # The store's hyperparameters stay what was sampled.
+    # The store's hyperparameters stay what was chosen: none beyond the spec's recipe here.
     runs = ResultsStore(grid_study["db"]).runs(experiment="s")
-    assert {json.dumps(hp, sort_keys=True) for hp in runs["hyperparameters"]} == {
-        json.dumps({"config": c}) for c in expected
-    }
+    assert {json.dumps(hp, sort_keys=True) for hp in runs["hyperparameters"]} == {"{}"}
 
 
 def test_optuna_studies_shows_short_user_attrs(grid_study: dict[str, Any]) -> None:
@@ -351,25 +351,20 @@ def test_tpe_study_starts_with_the_baselines(tmp_path: Path) -> None:
     study = load_study(spec)
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    # (Changed for issue 12: trials also carry the derived params depth and width, one name
-    # across families, for Optuna's views.)
+    # (Changed for issue 19: derived depth/width are user attrs, not params.)
     assert trials[0].params == {
         "family": "plain",
         "plain.depth": 8,
         "plain.width": 4,
         "recipe.lr": 0.1,  # the spec's recipe, inside the space
-        "depth": 8,
-        "width": 4,
     }
     assert trials[1].params == {
         "family": "resnet",
         "resnet.depth": 8,
         "resnet.width": 8,
         "recipe.lr": 0.1,
-        "depth": 8,
-        "width": 8,
     }
-    assert trials[1].distributions["width"] == optuna.distributions.IntDistribution(4, 8)
+    assert trials[1].user_attrs["width"] == 8 and trials[1].user_attrs["depth"] == 8
     assert (
         trials[1].user_attrs["block"] == "basic" and trials[0].user_attrs["block"] == "plain_basic"
     )
@@ -439,7 +434,7 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path:
     code, out, err = run_cli("run", str(spec), *RUN)
     assert code == 0, err
     study = load_study(spec)
-    by_lr = {t.params["config"].split("lr=")[1]: t for t in study.trials}
+    by_lr = {t.user_attrs["label"].split("lr=")[1]: t for t in study.trials}
     assert by_lr["0.1"].state == by_lr["0.2"].state == TrialState.COMPLETE
     assert by_lr["1e-05"].state == TrialState.PRUNED
     assert list(by_lr["1e-05"].intermediate_values) == [1]
@@ -501,19 +496,16 @@ def test_stale_journal_trials_are_failed_and_requeued(tmp_path: Path) -> None:
 
 def test_progress_counts_distinct_grid_configurations(tmp_path: Path) -> None:
     spec = parse_spec(tiny(tmp_path / "x.db"))
-    labels = grid_labels(spec)
+    entries = grid_entries(spec)
+    labels = [e.label for e in entries]
     study = optuna.create_study(direction="maximize")
-    dist = optuna.distributions.CategoricalDistribution(labels)
-    for label in (labels[0], labels[0]):  # one configuration finished twice
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={"config": label}, distributions={"config": dist}, value=0.5
-            )
-        )
+    done = {"config_key": entries[0].key, "seeds": [0, 1]}
+    for _ in range(2):  # one configuration finished twice
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=done))
     progress = study_progress(spec, study.trials)
     assert (progress.total, progress.done, progress.complete) == (2, 1, False)
     assert not progress.can_start and progress.missing == (labels[1],)
-    study.enqueue_trial({"config": labels[1]})
+    study.enqueue_trial({}, user_attrs={"config_key": entries[1].key, "seeds": [0, 1]})
     progress = study_progress(spec, study.trials)
     assert progress.can_start and progress.waiting == 1 and progress.missing == ()
 

@@ -141,11 +141,11 @@ def test_workers_started_together_on_a_new_store_start_cleanly_and_queue_once(
         if "failed_trial" not in t.system_attrs
         and t.user_attrs.get(PRUNED_REASON_ATTR) != NOTHING_QUEUED
     ]
-    summary = [(t.number, t.params.get("config"), t.state.name) for t in trials]
+    summary = [(t.number, t.user_attrs.get("config_key"), t.state.name) for t in trials]
     assert len(queued) == n_configs, summary  # the grid was queued exactly once
-    assert len({t.params["config"] for t in queued}) == n_configs, summary
+    assert len({t.user_attrs["config_key"] for t in queued}) == n_configs, summary
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == n_configs and len({t.params["config"] for t in complete}) == 4
+    assert len(complete) == n_configs and len({t.user_attrs["config_key"] for t in complete}) == 4
     with ResultsStore(db, create=False) as store:
         runs = store.runs(experiment="w")
     assert len(runs) == n_configs and set(runs["status"]) == {"completed"}
@@ -221,4 +221,4 @@ def test_kill_9_of_run_with_workers_stops_the_workers_and_a_rerun_completes(
     assert (runs["epochs_done"] == 3).all()
     trials = optuna.load_study(study_name="w:default", storage=f"sqlite:///{db}").trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2 and len({t.params["config"] for t in complete}) == 2
+    assert len(complete) == 2 and len({t.user_attrs["config_key"] for t in complete}) == 2

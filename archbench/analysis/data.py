@@ -108,8 +108,13 @@ def load_experiment(
     profile: str | None = None,
     *,
     with_study: bool = True,
+    all_configs: bool = False,
 ) -> ExperimentData:
-    """Read one experiment's runs, epochs, diagnostics and (if present) its Optuna study."""
+    """Read one experiment's runs, epochs, diagnostics and (if present) its Optuna study.
+
+    A grid study keeps the configurations of the spec it last ran (:func:`current_configs`):
+    only their runs are read, under the spec's labels, unless ``all_configs`` (runs of
+    removed or edited variants stay in the store)."""
     from archbench.store import ResultsStore
 
     resolved = storage if isinstance(storage, ResolvedStorage) else resolve_storage(storage)
@@ -141,6 +146,15 @@ def load_experiment(
     if study is not None:
         labels = trial_labels(study)
         runs, epochs, diagnostics = (relabel(f, labels) for f in (runs, epochs, diagnostics))
+        configs = current_configs(study)
+        if configs is not None:
+            if not all_configs:
+                runs = runs[runs["config_key"].isin(list(configs))]
+                kept = set(runs["run_id"])
+                epochs, diagnostics = (f[f["run_id"].isin(kept)] for f in (epochs, diagnostics))
+            runs, epochs, diagnostics = (
+                relabel(f, configs, by="config_key") for f in (runs, epochs, diagnostics)
+            )
     return ExperimentData(
         experiment, profile, url, runs, epochs, diagnostics, spec_text, study, note, spec
     )
@@ -156,13 +170,31 @@ def trial_labels(study: Any) -> dict[str, str]:
     return labels
 
 
-def relabel(frame: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+#: The study system attr where ``archbench run`` keeps ``config key -> label`` of the grid it
+#: last ran (archbench.runner.study.GRID_ATTR).
+GRID_ATTR = "archbench:grid"
+
+
+def current_configs(study: Any) -> dict[str, str] | None:
+    """``config key -> label`` of the grid the study last ran (entries that build one net
+    under one recipe share a key, their labels joined by `` = ``), or ``None`` (a sampled
+    study, or one run before configurations had keys: every run is current)."""
+    if study is None:
+        return None
+    grid = study._storage.get_study_system_attrs(study._study_id).get(GRID_ATTR)
+    return {str(k): str(v) for k, v in grid.items()} if isinstance(grid, Mapping) else None
+
+
+def relabel(
+    frame: pd.DataFrame, labels: Mapping[str, str], *, by: str = "spec_hash"
+) -> pd.DataFrame:
     """Variant names as this experiment called them (the store keeps the first name a
-    variant was recorded under, possibly by another experiment)."""
-    if frame.empty or not labels:
+    variant was recorded under, possibly by another experiment); ``by``: the column
+    ``labels`` is keyed by."""
+    if frame.empty or not labels or by not in frame.columns:
         return frame
     frame = frame.copy()
-    frame["name"] = [labels.get(h, n) for h, n in zip(frame["spec_hash"], frame["name"])]
+    frame["name"] = [labels.get(h, n) for h, n in zip(frame[by], frame["name"])]
     return frame
 
 

@@ -28,6 +28,11 @@ def _common(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
     )
     p.add_argument("--profile", help="profile to analyse (needed when several ran)")
     p.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="every stored configuration, also those no longer in the spec (removed or edited)",
+    )
+    p.add_argument(
         "--metric",
         default="test_err",
         choices=METRIC_CHOICES,
@@ -112,7 +117,9 @@ def _load(args: argparse.Namespace) -> Any:
     default = storage is None
     storage = storage or f"results/{experiment}.db"
     try:
-        return load_experiment(storage, experiment, profile)
+        return load_experiment(
+            storage, experiment, profile, all_configs=getattr(args, "all_configs", False)
+        )
     except StoreError as exc:
         if default:
             raise StoreError(f"{exc}; give the store with --storage PATH") from None

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="database (default: the spec's storage)")
     p.add_argument("--runs", action="store_true", help="one row per run instead of per variant")
     p.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="every stored configuration, also those no longer in the spec (removed or edited)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the rows as JSON (errors as fractions)"
     )
     p.set_defaults(func=cmd_results)
@@ -102,9 +107,38 @@ def _as_percent(table: Any) -> Any:
     return renamed[order]
 
 
+def _current(store: Any, storage: str, experiment: str, frame: Any) -> Any:
+    """Rows of the configurations each profile's study last ran, under its labels (a study
+    without that record, e.g. a sampled one, keeps every row)."""
+    from archbench.analysis.data import current_configs, load_study, relabel
+    from archbench.store.storage import resolve_storage
+
+    if frame.empty:
+        return frame
+    resolved = resolve_storage(storage)
+    parts = []
+    for profile, part in frame.groupby("profile", sort=False):
+        study, _ = load_study(resolved, store.engine, f"{experiment}:{profile}")
+        configs = current_configs(study)
+        if configs is not None:
+            part = relabel(part[part["config_key"].isin(list(configs))], configs, by="config_key")
+        parts.append(part)
+    import pandas as pd
+
+    return pd.concat(parts).reset_index(drop=True) if parts else frame
+
+
 def print_results(
-    experiment: str, profile: str | None, storage: str, *, runs: bool, as_json: bool = False
+    experiment: str,
+    profile: str | None,
+    storage: str,
+    *,
+    runs: bool,
+    as_json: bool = False,
+    all_configs: bool = False,
 ) -> int:
+    """The results table of an experiment: the configurations of the spec it last ran,
+    or (``all_configs``) every stored one."""
     with _open_store(storage) as store:
         known = store.experiments()
         names = sorted(set(known["experiment"])) if len(known) else []
@@ -114,9 +148,13 @@ def print_results(
             )
         if runs:
             frame = store.runs(experiment=experiment, profile=profile)
+            if not all_configs:
+                frame = _current(store, storage, experiment, frame)
             table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
         else:
             summary = store.summary(experiment, profile)
+            if not all_configs:
+                summary = _current(store, storage, experiment, summary)
             if len(summary):
                 from archbench.analysis.data import unique_labels
 
@@ -140,7 +178,14 @@ def print_results(
 
 def cmd_results(args: argparse.Namespace) -> int:
     experiment, storage = _experiment_and_storage(args.experiment, args.storage, args.profile)
-    return print_results(experiment, args.profile, storage, runs=args.runs, as_json=args.json)
+    return print_results(
+        experiment,
+        args.profile,
+        storage,
+        runs=args.runs,
+        as_json=args.json,
+        all_configs=args.all_configs,
+    )
 
 
 def check_output_file(value: str, flag: str) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import shlex
@@ -138,12 +139,28 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     ``validate``, ``run`` and ``worker`` all come through here, so they reject the same
     things with the same messages, before anything is written.
     """
+    from archbench.runner.identity import coinciding, grid_entries
     from archbench.runner.preflight import preflight
+    from archbench.runner.study import check_stored_study
     from archbench.runner.variants import load_checked
 
     spec = load_checked(args.spec, args.profile, overrides=_overrides(args))
     options = _options(args)
-    return spec, options, preflight(spec, options, where=args.spec)
+    checked = preflight(spec, options, where=args.spec)
+    # What the stored study would refuse (another dataset, recipe, budget), said here too.
+    check_stored_study(spec, options)
+    if spec.sampler.name == "grid":
+        same = tuple(coinciding(grid_entries(spec)))
+        checked = dataclasses.replace(checked, notes=(*checked.notes, *same))
+    return spec, options, checked
+
+
+def _trials(spec: Any) -> int:
+    """Trials the spec asks for: a grid's distinct configurations (entries that build one
+    net under one recipe are one trial)."""
+    from archbench.runner.identity import grid_entries
+
+    return len(grid_entries(spec)) if spec.sampler.name == "grid" else spec.n_trials()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -165,7 +182,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "valid": True,  # an invalid spec is an error: one line on stderr, exit code 2
             "experiment": spec.name,
             "profile": spec.profile,
-            "trials": spec.n_trials(),
+            "trials": _trials(spec),
             "seeds": list(spec.seeds),
             "storage": redact(options.storage or spec.storage),
         }
@@ -177,7 +194,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     note = f"; overrides: {', '.join(overrides)}" if overrides else ""
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{spec.n_trials()} trial(s) x {len(spec.seeds)} seed(s), storage "
+        f"{_trials(spec)} trial(s) x {len(spec.seeds)} seed(s), storage "
         f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory}{note})"
     )
     for note in checked.notes:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,46 +17,60 @@ from typing import Any
 
 import optuna
 
-from archbench.errors import ArchbenchError, SpecError
+from archbench.runner.heartbeat import AttrHeartbeat, needs_attr_heartbeat
+from archbench.runner.identity import (
+    GridEntry,
+    config_key,
+    config_recipe,
+    grid_entries,
+    is_current_key,
+)
 from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.run_sharing import owner_alive, wait_for_owners
-from archbench.runner.spec import ExperimentSpec, config_key
+from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
-    HEARTBEAT_ATTR,
+    CONFIG_KEY_ATTR,
+    NOT_IN_SPEC,
+    PRUNED_REASON_ATTR,
+    SEEDS_ATTR,
     WORKER_ID,
     RunnerOptions,
-    grid_labels,
     results_dir,
 )
-from archbench.runner.trial_facts import architecture_facts, derived_distributions, record_facts
+from archbench.runner.trial_facts import architecture_facts, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
 from archbench.store.values import RunBusyError
 
 log = logging.getLogger(__name__)
 
 
-PRUNED_REASON_ATTR = "pruned_reason"  # a user attribute: why a trial ended without training
 NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
 
 
-def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
-    """The trial's configuration: a grid entry, or sampled define-by-run from the space.
+def grid_entry(spec: ExperimentSpec, trial: optuna.Trial) -> GridEntry:
+    """The grid configuration a queued trial carries (its key, a user attr).
 
     A grid trial that popped no queued configuration is pruned (raises ``TrialPruned``): it
     is not a failure, and it trains nothing.
     """
+    key = trial.user_attrs.get(CONFIG_KEY_ATTR)
+    if not is_current_key(key):
+        # Another worker popped the last queued trial between this worker's progress check
+        # and its optimize() (or the queue came from an archbench before configuration keys,
+        # whose next `archbench run` queues it again).
+        trial.set_user_attr(PRUNED_REASON_ATTR, NOTHING_QUEUED)
+        raise optuna.TrialPruned(NOTHING_QUEUED)
+    for entry in grid_entries(spec):
+        if entry.key == key:
+            return entry
+    trial.set_user_attr(PRUNED_REASON_ATTR, NOT_IN_SPEC)
+    raise optuna.TrialPruned(NOT_IN_SPEC)
+
+
+def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
+    """The trial's configuration: its grid entry, or sampled define-by-run from the space."""
     if spec.sampler.name == "grid":
-        if "config" not in getattr(trial, "_fixed_params", {}):
-            # Another worker popped the last queued trial between this worker's progress
-            # check and its optimize(); suggesting now would draw a random grid point (the
-            # sampler) and train a duplicate.
-            trial.set_user_attr(PRUNED_REASON_ATTR, NOTHING_QUEUED)
-            raise optuna.TrialPruned(NOTHING_QUEUED)
-        labels = grid_labels(spec)
-        label = trial.suggest_categorical("config", labels)
-        if label not in labels:  # queued by an earlier version of the spec
-            raise SpecError(f"configuration {label!r} is no longer in the spec's grid")
-        return spec.grid()[labels.index(label)]
+        return dict(grid_entry(spec, trial).config)
     assert spec.space is not None
     space = spec.space
     fam = trial.suggest_categorical("family", list(space.families))
@@ -113,47 +125,6 @@ def _remove_checkpoint(ckpt_dir: Path) -> None:
             folder.rmdir()
 
 
-class _AttrHeartbeat:
-    """Heartbeats for storages without Optuna's own (journal files): a thread refreshes a
-    system attribute of the running trial every ``interval`` seconds."""
-
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float) -> None:
-        self.storage = study._storage
-        self.trial_id = trial._trial_id
-        self.interval = interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name="archbench-heartbeat")
-
-    def _beat(self) -> None:
-        while True:
-            try:
-                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
-            except Exception as exc:  # a finished trial, a busy file: try again next time
-                log.debug("heartbeat of trial %d failed: %s", self.trial_id, exc)
-            if self.stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> _AttrHeartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-def _native_heartbeat(study: optuna.Study) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(study._storage)
-
-
-def _needs_attr_heartbeat(study: optuna.Study) -> bool:
-    from optuna.storages import JournalStorage
-
-    return isinstance(study._storage, JournalStorage)
-
-
 class Objective:
     """Trains one configuration over the spec's seeds; lives in one worker process."""
 
@@ -172,7 +143,6 @@ class Objective:
         self.shape = dataset_shape(spec)
         self._data: Any = None
         self._variants: dict[str, ResolvedVariant] = {}
-        self._derived: dict[str, Any] | None = None
         self._told_busy: set[tuple[int, int]] = set()  # (trial, seed) said to be trained elsewhere
         self.checkpoints = (
             results_dir(spec, options) / "checkpoints" / spec.study_name.replace(":", "-")
@@ -210,8 +180,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         beat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if _needs_attr_heartbeat(trial.study):
-            beat = _AttrHeartbeat(trial.study, trial, self.options.heartbeat_interval)
+        if needs_attr_heartbeat(trial.study):
+            beat = AttrHeartbeat(trial.study, trial, self.options.heartbeat_interval)
         try:
             with beat:
                 return self._run(trial)
@@ -223,20 +193,6 @@ class Objective:
             with contextlib.suppress(Exception):
                 trial.set_user_attr("fail_reason", reason)
             raise
-
-    @property
-    def derived(self) -> dict[str, Any]:
-        """The derived params of this study's trials (:mod:`archbench.runner.trial_facts`)."""
-        if self._derived is None:
-            variants = []
-            if self.spec.sampler.name == "grid":  # solved now, then cached for the trials
-                for config in self.spec.grid():
-                    try:
-                        variants.append(self.resolve(config))
-                    except ArchbenchError as exc:  # its own trial fails with this message
-                        log.debug("%s: %s", config["label"], exc)
-            self._derived = derived_distributions(self.spec, variants)
-        return self._derived
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from archbench.training.device import select_device
@@ -283,9 +239,17 @@ class Objective:
         import torch
 
         spec = self.spec
-        config = suggest_config(spec, trial)
-        variant = self.resolve(config)
-        recipe = replace(spec.recipe, **config["recipe"]) if config["recipe"] else spec.recipe
+        if spec.sampler.name == "grid":
+            entry = grid_entry(spec, trial)
+            config, label = dict(entry.config), entry.label
+            variant = replace(entry.variant, label=label)
+            hyperparameters = dict(config["recipe"])  # the grid's recipe choices
+        else:
+            config = suggest_config(spec, trial)
+            variant = self.resolve(config)
+            label = variant.label
+            hyperparameters = dict(trial.params)  # what was sampled
+        recipe = config_recipe(spec, config)
         recipe.validate()
         cost = self.complexity(variant)
         spec_hash = self.store.record_variant(
@@ -294,16 +258,20 @@ class Objective:
             complexity=cost,
             depth=variant.depth,  # solved, default or preset depth; not the config's None
             width=variant.budget.width if variant.budget else config.get("width"),
-            name=variant.label,
+            name=label,
         )
-        ckey = config_key(config, recipe, budget=spec.budget, dataset=spec.dataset)
-        hyperparameters = dict(trial.params)  # what was sampled, before the derived params
+        ckey = config_key(spec_hash, recipe.to_dict(), budget=spec.budget, dataset=spec.dataset)
         facts = {**architecture_facts(variant, spec), "threads": torch.get_num_threads()}
-        record_facts(trial, facts, self.derived)
+        # User attrs only, never params: Optuna's importance views would credit a grid's
+        # family effect to a budget-solved width or depth (the confound archbench's own
+        # importance plot refuses), and a categorical whose choices follow the grid would
+        # refuse the next grown grid ("dynamic value space").
+        record_facts(trial, facts, {})
         for key, value in {
-            "label": variant.label,
+            "label": label,
             "spec_hash": spec_hash,
-            "config_key": ckey,
+            CONFIG_KEY_ATTR: ckey,
+            SEEDS_ATTR: list(spec.seeds),
             "params": cost.params,
             "macs": cost.macs,
             "budget_error": variant.budget.rel_error if variant.budget else None,

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
+from archbench.runner.identity import grid_entries
 from archbench.runner.spec import ExperimentSpec
-from archbench.runner.study import ALIVE_STATES, DONE_STATES, _origin, grid_labels, trial_config
+from archbench.runner.study import ALIVE_STATES, DONE_STATES, _origin, trial_covers, trial_key
 
 FAIL_REASON_ATTR = "fail_reason"  # a user attribute the objective sets before re-raising
 
@@ -39,7 +40,7 @@ def fail_reason(trial: FrozenTrial) -> str:
 
 
 def _label(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get("label") or trial_config(trial) or f"trial {trial.number}")
+    return str(trial.user_attrs.get("label") or f"trial {trial.number}")
 
 
 _RUNNING = "still running (in another worker; a dead one's trial is retried once stale)"
@@ -50,22 +51,23 @@ def unfinished(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> list[Unfi
     if spec.sampler.name == "grid":
         latest: dict[str | None, FrozenTrial] = {}
         done: set[str | None] = set()
+        seeds = list(spec.seeds)
         for trial in sorted(trials, key=lambda t: t.number):
-            label = trial_config(trial)
-            if trial.state in DONE_STATES:
-                done.add(label)
-            latest[label] = trial
+            key = trial_key(trial)
+            if trial.state in DONE_STATES and trial_covers(trial, seeds):
+                done.add(key)
+            latest[key] = trial
         out = []
-        for label in grid_labels(spec):
-            if label in done:
+        for entry in grid_entries(spec):
+            if entry.key in done:
                 continue
-            trial = latest.get(label)
-            if trial is None or trial.state == TrialState.WAITING:
-                out.append(Unfinished(label, "not run", "the run stopped before it"))
+            trial = latest.get(entry.key)
+            if trial is None or trial.state in (TrialState.WAITING, *DONE_STATES):
+                out.append(Unfinished(entry.label, "not run", "the run stopped before it"))
             elif trial.state == TrialState.RUNNING:
-                out.append(Unfinished(label, "running", _RUNNING))
+                out.append(Unfinished(entry.label, "running", _RUNNING))
             else:
-                out.append(Unfinished(label, "failed", fail_reason(trial)))
+                out.append(Unfinished(entry.label, "failed", fail_reason(trial)))
         return out
     chains: dict[int, list[FrozenTrial]] = {}
     for trial in trials:

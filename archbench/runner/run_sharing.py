@@ -15,6 +15,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from archbench.runner.heartbeat import fail_stale_trials
 from archbench.runner.study import RunnerOptions
 
 
@@ -36,7 +37,5 @@ def wait_for_owners(study: optuna.Study, options: RunnerOptions) -> None:
     Without the stale check a waiter whose owner was killed would wait for ever: no other
     worker may be left to notice.
     """
-    from archbench.runner.worker import fail_stale_trials  # the worker imports the objective
-
     fail_stale_trials(study, options)
     time.sleep(min(options.heartbeat_interval, 2))

@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from archbench.canonical import canonical_hash
 from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.metrics import DIRECTIONS as OBJECTIVES
 from archbench.runner.sections import (
@@ -53,7 +52,6 @@ __all__ = [
     "SamplerSection",
     "SearchSpace",
     "VariantSection",
-    "config_key",
     "deep_merge",
     "load_spec",
     "parse_spec",
@@ -129,24 +127,6 @@ class ExperimentSpec:
             return len(self.grid())
         assert self.trials is not None  # checked in validation
         return self.trials
-
-
-def config_key(
-    config: Mapping[str, Any],
-    recipe: Any,
-    *,
-    budget: BudgetSection | None = None,
-    dataset: DatasetSection | None = None,
-) -> str:
-    """Stable identity of (architecture config, full recipe, budget, data): the runs of one
-    configuration with different seeds share it; anything that changes results changes it."""
-    payload = {k: config.get(k) for k in ("preset", "family", "depth", "width", "params")}
-    payload["recipe"] = recipe.to_dict()
-    if budget is not None:
-        payload["budget"] = dataclasses.asdict(budget)
-    if dataset is not None:
-        payload["dataset"] = dataclasses.asdict(dataset)
-    return canonical_hash(payload, default=str)
 
 
 # -- loading ----------------------------------------------------------------------------------

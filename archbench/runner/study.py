@@ -19,11 +19,13 @@ trains one trial; :mod:`archbench.runner.worker` runs the trials until the study
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import SpecError
 from archbench.runner.algorithms import PRUNERS, SAMPLERS
+from archbench.runner.identity import config_key, grid_entries, is_current_key
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.variants import baseline_params
 
@@ -44,6 +47,12 @@ HEARTBEAT_ATTR = "archbench_heartbeat"  # journal storage: seconds since the epo
 # Study system attrs (not user attrs: `optuna studies` prints every user attr in its table).
 FINGERPRINT_ATTR = "archbench:fingerprint"
 SPEC_ATTR = "archbench:spec"  # the spec's YAML text; archbench.analysis.data reads it
+GRID_ATTR = "archbench:grid"  # config key -> label of the grid last prepared (analysis filters)
+# Trial user attrs: what a trial trains (queued with it) and with which seeds.
+CONFIG_KEY_ATTR = "config_key"
+SEEDS_ATTR = "seeds"
+PRUNED_REASON_ATTR = "pruned_reason"  # why a trial ended without training
+NOT_IN_SPEC = "no longer in the spec: its variant was removed or edited"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
@@ -163,31 +172,127 @@ def make_pruner(spec: ExperimentSpec) -> optuna.pruners.BasePruner:
 
 
 def grid_labels(spec: ExperimentSpec) -> list[str]:
-    """One readable, unique label per grid configuration (the study's ``config`` param)."""
-    labels = []
-    for config in spec.grid():
-        extra = ",".join(f"{k}={v}" for k, v in sorted(config["recipe"].items()))
-        labels.append(f"{config['label']}|{extra}" if extra else config["label"])
-    return labels
+    """One label per grid configuration, in the spec's order (entries that build the same
+    net under the same recipe are one configuration: their labels joined)."""
+    return [entry.label for entry in grid_entries(spec)]
 
 
 def fingerprint(spec: ExperimentSpec) -> dict[str, Any]:
-    """The parts of a spec that results depend on; a study keeps the one it was made with."""
+    """What makes stored runs comparable; a study keeps the one it was made with.
+
+    Seeds are not in it: added seeds are trained (and removed ones ignored) beside the
+    stored ones. Variants are not either: each configuration has its own key
+    (:func:`~archbench.runner.identity.config_key`).
+    """
     return {
         "dataset": dataclasses.asdict(spec.dataset),
         "recipe": spec.recipe.to_dict(),
         "budget": dataclasses.asdict(spec.budget) if spec.budget else None,
         "objectives": list(spec.objectives),
-        "seeds": list(spec.seeds),
     }
+
+
+def check_study(spec: ExperimentSpec, study: optuna.Study) -> None:
+    """Raise :class:`SpecError` (one line) if ``study`` cannot continue under ``spec``:
+    other objectives, another dataset, recipe or budget (stored runs would not compare), or
+    a sampled search whose choices changed (Optuna cannot continue over changed choices)."""
+    ways_out = "use another experiment name, profile or storage"
+    if [d.name.lower() for d in study.directions] != spec.directions:
+        raise SpecError(
+            f"study {spec.study_name!r} in this storage has objectives with directions "
+            f"{[d.name.lower() for d in study.directions]}, the spec asks for "
+            f"{spec.directions}; {ways_out}"
+        )
+    system = study._storage.get_study_system_attrs(study._study_id)
+    # Studies made before the fingerprint moved to the system attrs keep it in the user attrs.
+    stored = system.get(FINGERPRINT_ATTR, study.user_attrs.get("fingerprint"))
+    if stored is not None:
+        wanted = fingerprint(spec)
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        if changed:
+            raise SpecError(
+                f"study {spec.study_name!r} in this storage was run with another "
+                f"{', '.join(changed)}; its results would not be comparable. Use another "
+                "experiment name, profile or storage (or delete the study: optuna delete-study)"
+            )
+    if spec.sampler.name != "grid":
+        _check_choices(spec, study, ways_out)
+
+
+def _check_choices(spec: ExperimentSpec, study: optuna.Study, ways_out: str) -> None:
+    """A sampled study's categorical params keep their choices (Optuna refuses others)."""
+    from optuna.distributions import CategoricalDistribution
+
+    assert spec.space is not None
+    space = spec.space
+    wanted: dict[str, list[Any]] = {"family": list(space.families)}
+    for fam in space.families:
+        for name, dist in (
+            ("depth", space.depth.get(fam)),
+            ("width", space.width.get(fam)),
+            *space.params.get(fam, {}).items(),
+        ):
+            if dist is not None and dist.choices is not None:
+                wanted[f"{fam}.{name}"] = list(dist.choices)
+    for name, dist in space.recipe.items():
+        if dist.choices is not None:
+            wanted[f"recipe.{name}"] = list(dist.choices)
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            if not isinstance(dist, CategoricalDistribution) or name not in wanted:
+                continue
+            if list(dist.choices) != wanted[name]:
+                raise SpecError(
+                    f"study {spec.study_name!r} in this storage sampled {name} from "
+                    f"{list(dist.choices)}, the spec now from {wanted[name]}: a sampler cannot "
+                    f"continue over changed choices; {ways_out} (stored runs of the same "
+                    "configurations are reused there)"
+                )
+
+
+def check_stored_study(spec: ExperimentSpec, options: RunnerOptions) -> None:
+    """:func:`check_study` against the study already stored, without writing anything
+    (``archbench validate`` says what ``run`` would refuse). Nothing stored: nothing to say."""
+    from archbench.store.storage import expand_env, resolve_storage, sqlite_table_names
+
+    resolved = resolve_storage(options.storage or spec.storage)
+    if resolved.kind == "memory":
+        return
+    if resolved.kind == "sqlite":
+        path = resolved.optuna_url.removeprefix("sqlite:///") if resolved.optuna_url else ""
+        tables = sqlite_table_names(path) if path and Path(path).is_file() else None
+        if not tables or "studies" not in tables:
+            return
+    if resolved.kind == "journal" and not (
+        resolved.journal_path is not None and resolved.journal_path.is_file()
+    ):
+        return
+    try:
+        if resolved.kind == "journal":
+            from archbench.store.storage import optuna_storage
+
+            storage: Any = optuna_storage(resolved)
+        else:
+            assert resolved.optuna_url is not None
+            storage = optuna.storages.RDBStorage(
+                expand_env(resolved.optuna_url), skip_table_creation=True
+            )
+        if spec.study_name not in optuna.get_all_study_names(storage):
+            return
+        study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    except Exception as exc:  # unreachable, no Optuna tables: run says so itself
+        log.debug("no stored study to check: %s", exc)
+        return
+    check_study(spec, study)
 
 
 def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -> optuna.Study:
     """Create the study, or load it to continue (same name and storage).
 
-    Raises :class:`SpecError` when the stored study was made from a spec whose dataset,
-    recipe, budget, objectives or seeds differ: its results would not be comparable. Variants,
-    the search space, the sampler and the number of trials may change between runs.
+    Raises :class:`SpecError` (:func:`check_study`) when the stored study was made from a
+    spec whose dataset, recipe, budget or objectives differ: its results would not be
+    comparable. Variants, seeds, the sampler and the number of trials may change between
+    runs; a sampled space may change its ranges, not its choices.
     """
     study = optuna.create_study(
         storage=storage,
@@ -197,32 +302,17 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
         directions=spec.directions,
         load_if_exists=True,
     )
-    if [d.name.lower() for d in study.directions] != spec.directions:
-        raise SpecError(
-            f"study {spec.study_name!r} in this storage has objectives with directions "
-            f"{[d.name.lower() for d in study.directions]}, the spec asks for "
-            f"{spec.directions}; use another experiment name, profile or storage"
-        )
+    check_study(spec, study)
     from archbench.store.storage import redact
 
-    wanted = fingerprint(spec)
     system = study._storage.get_study_system_attrs(study._study_id)
-    # Studies made before the fingerprint moved to the system attrs keep it in the user attrs.
-    stored = system.get(FINGERPRINT_ATTR, study.user_attrs.get("fingerprint"))
-    if stored is None:
+    if system.get(FINGERPRINT_ATTR, study.user_attrs.get("fingerprint")) is None:
         # Short user attrs only: they are `optuna studies`' and the dashboard's columns.
         study.set_user_attr("experiment", spec.name)
         study.set_user_attr("profile", spec.profile)
         # Redacted: never a password in the database (a report shows this text).
         study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, redact(spec.source))
-        study._storage.set_study_system_attr(study._study_id, FINGERPRINT_ATTR, wanted)
-    elif stored != wanted:
-        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-        raise SpecError(
-            f"study {spec.study_name!r} in this storage was run with another {', '.join(changed)}"
-            "; its results would not be comparable. Use another experiment name, profile or "
-            "storage (or delete the study: optuna delete-study)"
-        )
+        study._storage.set_study_system_attr(study._study_id, FINGERPRINT_ATTR, fingerprint(spec))
     if study.metric_names is None:  # names the values in the dashboard and trials_dataframe
         import warnings
 
@@ -239,12 +329,24 @@ def _origin(trial: FrozenTrial) -> int:
     return int(trial.system_attrs.get("failed_trial", trial.number))
 
 
-def trial_config(trial: FrozenTrial) -> str | None:
-    """The grid label of a trial, also before it suggested it (a queued or just popped one)."""
-    label = trial.params.get("config")
-    if label is None:
-        label = trial.system_attrs.get("fixed_params", {}).get("config")
-    return label
+def trial_key(trial: FrozenTrial) -> str | None:
+    """The configuration key of a trial (set when it is queued or planned), or ``None`` for
+    a trial that has none yet or was made before keys identified configurations."""
+    key = trial.user_attrs.get(CONFIG_KEY_ATTR)
+    return key if is_current_key(key) else None
+
+
+def trial_covers(trial: FrozenTrial, seeds: Any) -> bool:
+    """Whether a trial (done, running or queued) trains every one of ``seeds``."""
+    return set(seeds) <= set(trial.user_attrs.get(SEEDS_ATTR) or ())
+
+
+def current_grid(study: optuna.Study) -> dict[str, str] | None:
+    """``config key -> label`` of the grid the study was last prepared for (``None``: not a
+    grid study, or prepared by an archbench before keys)."""
+    system = study._storage.get_study_system_attrs(study._study_id)
+    grid = system.get(GRID_ATTR)
+    return dict(grid) if isinstance(grid, Mapping) else None
 
 
 def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.Study, int]:
@@ -274,8 +376,15 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
 
     spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
-    store.close()  # only the Optuna side is needed here
-    study = create_study(spec, storage)
+    try:
+        study = create_study(spec, storage)
+        _rekey_legacy_runs(spec, store)
+    finally:
+        store.close()
+    # What analysis shows by default: the current spec (runs of removed variants stay stored).
+    from archbench.store.storage import redact
+
+    study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, redact(spec.source))
     trials = study.get_trials(deepcopy=False)
     chains: dict[int, list[FrozenTrial]] = {}
     for trial in trials:
@@ -287,16 +396,7 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     ]
     requeued = 0
     if spec.sampler.name == "grid":
-        covered = {trial_config(t) for t in trials if t.state in ALIVE_STATES}
-        failed = {trial_config(t): t for t in failed_chains}
-        for label in grid_labels(spec):
-            if label in covered:
-                continue
-            if label in failed:
-                _retry_callback()(study, copy.deepcopy(failed[label]))
-                requeued += 1
-            else:
-                study.enqueue_trial({"config": label})
+        requeued = _queue_grid(spec, study, trials, failed_chains)
     else:
         for baseline in spec.baselines:
             study.enqueue_trial(baseline_params(spec, baseline), skip_if_exists=True)
@@ -306,3 +406,58 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     if requeued:
         log.info("re-queued %d interrupted trial(s) of %s", requeued, spec.study_name)
     return study, requeued
+
+
+def _queue_grid(
+    spec: ExperimentSpec,
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    failed_chains: list[FrozenTrial],
+) -> int:
+    """Queue each grid configuration no trial covers (with every seed); returns re-queued.
+
+    A configuration is its key: a stored one is not trained again (nor are stored seeds),
+    a new or edited one is. Queued trials of configurations no longer in the grid are
+    pruned (with a reason), not trained.
+    """
+    entries = grid_entries(spec)
+    current = {entry.key for entry in entries}
+    study._storage.set_study_system_attr(
+        study._study_id, GRID_ATTR, {entry.key: entry.label for entry in entries}
+    )
+    for trial in trials:
+        if trial.state == TrialState.WAITING and trial_key(trial) not in current:
+            storage = study._storage
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                if storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED):
+                    storage.set_trial_user_attr(trial._trial_id, PRUNED_REASON_ATTR, NOT_IN_SPEC)
+    seeds = list(spec.seeds)
+    covered = {trial_key(t) for t in trials if t.state in ALIVE_STATES and trial_covers(t, seeds)}
+    failed = {trial_key(t): t for t in failed_chains if trial_covers(t, seeds)}
+    requeued = 0
+    for entry in entries:
+        if entry.key in covered:
+            continue
+        if entry.key in failed:
+            _retry_callback()(study, copy.deepcopy(failed[entry.key]))
+            requeued += 1
+        else:
+            study.enqueue_trial(
+                {},
+                user_attrs={CONFIG_KEY_ATTR: entry.key, "label": entry.label, SEEDS_ATTR: seeds},
+            )
+    return requeued
+
+
+def _rekey_legacy_runs(spec: ExperimentSpec, store: Any) -> None:
+    """Runs stored before configuration keys (keyed by the label's config) get their key, so
+    a rerun reuses them. The study's fingerprint vouches for their dataset and budget."""
+
+    def key_of(row: Mapping[str, Any]) -> str:
+        return config_key(
+            row["spec_hash"], row["recipe"] or {}, budget=spec.budget, dataset=spec.dataset
+        )
+
+    moved = store.rekey_runs(spec.name, spec.profile, key_of, keep=is_current_key)
+    if moved:
+        log.info("%d stored run(s) of %s got their configuration key", moved, spec.study_name)

@@ -7,34 +7,27 @@ stale so that they are retried.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timezone
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import ArchbenchError, SpecError
-from archbench.runner.objective import (
-    PRUNED_REASON_ATTR,
-    Objective,
-    _native_heartbeat,
-    _needs_attr_heartbeat,
-)
+from archbench.runner.heartbeat import fail_stale_trials
+from archbench.runner.identity import grid_entries
+from archbench.runner.objective import PRUNED_REASON_ATTR, Objective
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     DONE_STATES,
-    HEARTBEAT_ATTR,
     RunnerOptions,
-    _retry_callback,
     create_study,
-    grid_labels,
     open_storage,
     study_setup,
-    trial_config,
+    trial_covers,
+    trial_key,
 )
 from archbench.runner.variants import bind
 
@@ -73,51 +66,20 @@ def study_progress(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> Progr
         done = len(finished)
         can_start = waiting > 0 or done + running + waiting < total
         return Progress(total, done, running, waiting, can_start)
-    labels = grid_labels(spec)
-    done_labels = {trial_config(t) for t in finished} & set(labels)
+    entries = grid_entries(spec)
+    labels = {entry.key: entry.label for entry in entries}
+    seeds = list(spec.seeds)
+    done_keys = {trial_key(t) for t in finished if trial_covers(t, seeds)} & set(labels)
     busy = {
-        trial_config(t)
+        trial_key(t)
         for s in (TrialState.RUNNING, TrialState.WAITING)
         for t in by_state.get(s, [])
+        if trial_covers(t, seeds)
     }
-    missing = tuple(label for label in labels if label not in done_labels | busy)
+    missing = tuple(labels[key] for key in labels if key not in done_keys | busy)
     # Grid configurations are all queued up front: a worker only ever pops a queued one.
-    return Progress(total, len(done_labels), running, waiting, waiting > 0, missing)
-
-
-def fail_stale_trials(study: optuna.Study, options: RunnerOptions) -> int:
-    """Fail (and re-queue) trials whose worker stopped sending heartbeats; returns how many.
-
-    RDB storages use Optuna's own mechanism; journal storage our heartbeat attribute.
-    """
-    if _native_heartbeat(study):
-        before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        optuna.storages.fail_stale_trials(study)
-        return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
-    if not _needs_attr_heartbeat(study):
-        return 0  # in-memory: one process, nothing can die without us
-    now = time.time()
-    failed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.system_attrs.get(HEARTBEAT_ATTR)
-        if beat is None and trial.datetime_start is not None:
-            start = trial.datetime_start
-            if start.tzinfo is None:
-                start = start.astimezone(timezone.utc)
-            beat = start.timestamp()
-        if beat is None or now - float(beat) <= options.grace_period:
-            continue
-        try:
-            changed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker failed it first
-        if changed:
-            failed += 1
-            stale = study._storage.get_trial(trial._trial_id)
-            retries = len(stale.system_attrs.get("retry_history", []))
-            if retries < options.max_retry:
-                _retry_callback()(study, copy.deepcopy(stale))
-    return failed
+    total = len(entries)
+    return Progress(total, len(done_keys), running, waiting, waiting > 0, missing)
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -436,6 +436,40 @@ class ResultsStore(StoreReads):
         )
         return int(old.run_id)
 
+    def rekey_runs(
+        self,
+        experiment: str,
+        profile: str | None,
+        key_of: Callable[[Mapping[str, Any]], str],
+        *,
+        keep: Callable[[str], bool],
+    ) -> int:
+        """Give the runs of one experiment and profile whose ``config_key`` is not one to
+        ``keep`` the key ``key_of(row)`` computes (``row``: the run's columns); returns how
+        many moved. A run whose new key (and seed) is taken stays where it is: the store
+        never holds two runs of one configuration and seed."""
+        profile = rows.DEFAULT_PROFILE if profile is None else profile
+
+        def write(conn: sa.Connection) -> int:
+            where = sa.and_(runs.c.experiment == experiment, runs.c.profile == profile)
+            found = conn.execute(sa.select(runs).where(where)).mappings().all()
+            taken = {(r["config_key"], r["seed"]) for r in found}
+            moved = 0
+            for row in found:
+                if keep(row["config_key"]):
+                    continue
+                new = (key_of(row), row["seed"])
+                if new in taken:
+                    continue
+                conn.execute(
+                    runs.update().where(runs.c.run_id == row["run_id"]).values(config_key=new[0])
+                )
+                taken.add(new)
+                moved += 1
+            return moved
+
+        return self._write(write)
+
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run's row as a dict (``None`` if there is no such run)."""
         run_id = to_int(run_id, "run_id")
