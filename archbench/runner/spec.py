@@ -29,6 +29,7 @@ import yaml
 
 from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.metrics import DIRECTIONS as OBJECTIVES
+from archbench.runner.question import check_question_spec, parse_question
 from archbench.runner.sections import (
     BudgetSection,
     DatasetSection,
@@ -82,6 +83,7 @@ class ExperimentSpec:
     description: str = ""
     source: str = ""  # the YAML text after the profile was applied (for reports)
     origin: str = "spec"  # where it was read from, for messages
+    question: Any = None  # archbench.runner.question.QuestionSection: trained in rounds
 
     @property
     def study_name(self) -> str:
@@ -144,6 +146,7 @@ _TOP_KEYS = {
     "pruner",
     "trials",
     "seeds",
+    "question",
     "baselines",
     "storage",
     "profiles",
@@ -276,6 +279,7 @@ def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
         profile=profile,
         description=str(data.get("description") or ""),
         origin=where,
+        question=parse_question(data.get("question"), where),
     )
     _check_across_sections(spec, where)
     return spec
@@ -431,6 +435,8 @@ def _check_across_sections(spec: ExperimentSpec, where: str) -> None:
         )
     _check_val_images(spec, where)
     _check_search(spec, where)
+    if spec.question is not None:
+        check_question_spec(spec, where)
 
 
 def _check_val_images(spec: ExperimentSpec, where: str) -> None:
