@@ -11,8 +11,9 @@ The method (see the README, "Questions, rounds and racing"):
 - **Alpha spending.** Look ``k`` gets the fraction ``w_k = g(t_k) - g(t_{k-1})`` of alpha,
   ``t_k = n_k / n_K`` (``g``: Pocock-type ``log(1 + (e - 1) t)`` or O'Brien-Fleming-type
   ``t^3``, Kim-DeMets). A look whose exact test cannot reach its share even with the whole
-  family's alpha (the sign-flip test's smallest p, ``2 / 2^n``, is above it) spends nothing
-  and passes its share on to the next look: fixed by the plan before any data, so valid.
+  family's alpha divided by the ``m`` comparisons (the sign-flip test's smallest p,
+  ``2 / 2^n``, is above it) spends nothing and passes its share on to the next look: fixed by
+  the plan before any data, so valid.
 - **Each look** tests every open comparison with the exact sign-flip test
   (:func:`archbench.analysis.stats.sign_flip_test`) and Holm's step-down across the
   question's ``m`` comparisons at ``alpha * w_k``, where comparisons resolved at earlier
@@ -90,17 +91,18 @@ def spending_shape(name: str, t: float) -> float:
     raise ValueError(f"unknown spending {name!r}; allowed: {', '.join(SPENDING)}")
 
 
-def look_weights(design: Design) -> tuple[float, ...]:
+def look_weights(design: Design, m: int = 1) -> tuple[float, ...]:
     """The fraction of alpha each look may spend (sum <= 1): the spending function's
     increments, a look that cannot use its share (smallest attainable p of its seed count at
-    or above ``alpha`` times its share) passing it on to the next."""
+    or above ``alpha / m`` times its share: Holm's first step over ``m`` comparisons)
+    passing it on to the next. Fixed by the plan and ``m`` before any data is seen."""
     n_max = design.looks[-1]
     out, carried, spent = [], 0.0, 0.0
     for n in design.looks:
         g = spending_shape(design.spending, n / n_max)
         share = carried + g - spent
         spent = g
-        if stats.smallest_p(n) >= design.alpha * share:
+        if stats.smallest_p(n) >= design.alpha * share / max(m, 1):
             out.append(0.0)
             carried = share
         else:
@@ -168,8 +170,8 @@ def replay(
     """
     if len(seeds) < design.looks[-1]:
         raise ValueError(f"{len(seeds)} planned seeds for looks up to {design.looks[-1]}")
-    weights = look_weights(design)
     m = len(pairs)
+    weights = look_weights(design, m)
     states = [ComparisonState(a, b) for a, b in pairs]
     rejected = 0
     raced: dict[str, str] = {}
