@@ -103,7 +103,7 @@ def describe(result: QuestionReplay) -> pd.DataFrame:
                 "p": c.p,
                 "level": c.level,
                 "seeds_needed": needed,
-                "why": c.reason,
+                "why": _named(c.reason, result.labels),
             }
         )
     out = pd.DataFrame(rows)
@@ -119,6 +119,13 @@ def describe(result: QuestionReplay) -> pd.DataFrame:
         f"by {q.per_round}; {where}. {METHOD.format(spending=q.spending)}"
     )
     return out
+
+
+def _named(text: str, labels: Mapping[str, str]) -> str:
+    """The replay names configurations by key: their labels for people."""
+    for key, label in labels.items():
+        text = text.replace(key, label)
+    return text
 
 
 METHOD = (
