@@ -5,7 +5,6 @@ resumed with every seed trained once, and two workers sharing rounds. Tiny specs
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -85,10 +84,19 @@ def test_a_spec_without_a_question_has_none_and_one_with_it_parses() -> None:
         ({"compare": "pairs", "pairs": [["plain8_w4", "plain8_w4"]]}, {}, "with itself"),
         ({"compare": "all", "tail": 1}, {}, "unknown key 'tail'"),
         ({"compare": "all"}, {"pruner": {"name": "median"}}, "use pruner 'none'"),
-        ({"compare": "all", "min_seeds": 2, "max_seeds": 2}, {"seeds": [0, 1, 2]}, "more than question"),
+        (
+            {"compare": "all", "min_seeds": 2, "max_seeds": 2},
+            {"seeds": [0, 1, 2]},
+            "more than question",
+        ),
         (
             {"compare": "all"},
-            {"sampler": {"name": "tpe"}, "trials": 3, "variants": [], "space": {"family": "resnet"}},
+            {
+                "sampler": {"name": "tpe"},
+                "trials": 3,
+                "variants": [],
+                "space": {"family": "resnet"},
+            },
             "use sampler 'grid'",
         ),
     ],
@@ -105,9 +113,11 @@ def test_a_bad_question_is_one_line_naming_the_value(
 def test_the_cli_refuses_a_bad_question_with_exit_code_2(tmp_path: Path) -> None:
     from tests.test_study import run_cli
 
-    spec = write(tmp_path / "q.yaml", spec_data(tmp_path / "q.db", {"compare": "reference",
-                                                                      "reference": "nope"}))
-    code, out, err = run_cli("validate", str(spec))
+    spec = write(
+        tmp_path / "q.yaml",
+        spec_data(tmp_path / "q.db", {"compare": "reference", "reference": "nope"}),
+    )
+    code, _out, err = run_cli("validate", str(spec))
     assert code == 2 and "unknown variant label 'nope'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
@@ -138,9 +148,7 @@ def _seeds_by_label(db: Path, name: str = "q") -> dict[str, list[int]]:
     with ResultsStore(db, create=False) as store:
         runs = store.runs(experiment=name)
     assert not runs.duplicated(["config_key", "seed"]).any()
-    return {
-        str(label): sorted(int(s) for s in g["seed"]) for label, g in runs.groupby("name")
-    }
+    return {str(label): sorted(int(s) for s in g["seed"]) for label, g in runs.groupby("name")}
 
 
 def test_racing_stops_seeds_for_a_dominated_configuration(
@@ -152,8 +160,11 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     monkeypatch.setattr(Objective, "_train", _fake_train)
     question = {
         "compare": "pairs",
-        "pairs": [["resnet8_w4", "plain8_w4"], ["plain8_w4", "plain8_w5"],
-                  ["resnet8_w4", "resnet8_w5"]],
+        "pairs": [
+            ["resnet8_w4", "plain8_w4"],
+            ["plain8_w4", "plain8_w5"],
+            ["resnet8_w4", "resnet8_w5"],
+        ],
         "smallest_difference_pp": 0.1,
         "min_seeds": 3,
         "max_seeds": 11,
@@ -242,29 +253,31 @@ def _check_every_seed_once(db: Path, spec_path: Path) -> dict[str, list[int]]:
     return seeds
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
 def test_a_kill_9_in_the_middle_of_a_round_resumes_with_every_seed_trained_once(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "q.db"
-    question = {"compare": "all", "min_seeds": 2, "max_seeds": 4, "per_round": 1}
-    spec = write(
-        tmp_path / "q.yaml",
-        spec_data(db, question, recipe={"epochs": 3, "batch_size": 64, "lr": 0.1}),
-    )
+    question = {"compare": "all", "min_seeds": 2, "max_seeds": 3, "per_round": 1}
+    recipe = {"epochs": 3, "batch_size": 64, "lr": 0.1}
+    spec = write(tmp_path / "q.yaml", spec_data(db, question, recipe=recipe, variants=FOUR[:2]))
     args = [sys.executable, "-m", "archbench", "run", str(spec), "--quiet", "--threads", "1"]
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen([*args, "--heartbeat", "1"], stdout=log, stderr=subprocess.STDOUT,
-                             env=ENV)
+    first = subprocess.Popen(
+        [*args, "--heartbeat", "1"], stdout=log, stderr=subprocess.STDOUT, env=ENV
+    )
     try:
         end = time.monotonic() + 240
         mid_round = False
         while time.monotonic() < end and first.poll() is None:
             runs = _run_rows(db)
             # Round 2 (seed 2) under way: one run of it stored and one still training.
-            if runs is not None and (runs["seed"] == 2).any() and (
-                runs["status"] == "running"
-            ).any():
+            if (
+                runs is not None
+                and (runs["seed"] == 2).any()
+                and (runs["status"] == "running").any()
+            ):
                 mid_round = True
                 break
             time.sleep(0.05)
@@ -277,20 +290,23 @@ def test_a_kill_9_in_the_middle_of_a_round_resumes_with_every_seed_trained_once(
             first.wait()
     killed = _run_rows(db)
     assert (killed["status"] == "running").any()  # a run died with its worker
-    second = subprocess.run([*args, "--heartbeat", "1"], capture_output=True, text=True,
-                            env=ENV, timeout=300)
+    second = subprocess.run(
+        [*args, "--heartbeat", "1"], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "round 2:" in second.stdout or "round 3:" in second.stdout
-    _check_every_seed_once(db, spec)
+    assert "round 2: 1 comparison open, training seeds 2 of 2 configurations" in second.stdout
+    assert _check_every_seed_once(db, spec) == {"resnet8_w4": [0, 1, 2], "resnet8_w5": [0, 1, 2]}
 
 
+@pytest.mark.integration
 def test_two_workers_share_rounds_without_training_a_seed_twice(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
-    question = {"compare": "all", "min_seeds": 2, "max_seeds": 4, "per_round": 1}
+    question = {"compare": "all", "min_seeds": 2, "max_seeds": 3, "per_round": 1}
     spec = write(tmp_path / "q.yaml", spec_data(db, question, variants=FOUR))
     args = [sys.executable, "-m", "archbench", "run", str(spec), "--quiet", "--threads", "1"]
-    done = subprocess.run([*args, "--workers", "2"], capture_output=True, text=True, env=ENV,
-                          timeout=300)
+    done = subprocess.run(
+        [*args, "--workers", "2"], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     seeds = _check_every_seed_once(db, spec)
     assert sum(map(len, seeds.values())) >= 8
@@ -301,5 +317,4 @@ def test_two_workers_share_rounds_without_training_a_seed_twice(tmp_path: Path) 
     study = optuna.load_study(study_name="q:default", storage=f"sqlite:///{db}")
     rounds = [(t.user_attrs["config_key"], len(t.user_attrs["seeds"])) for t in study.trials]
     assert len(rounds) == len(set(rounds))
-    assert done.stdout.count("round 2:") == 1
-    assert not math.isnan(len(rounds))
+    assert done.stdout.count("round 2:") == 1  # said once, by the worker that queued it

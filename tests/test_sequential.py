@@ -94,8 +94,7 @@ def test_a_a_a_holm_family_with_racing_stays_below_alpha() -> None:
     for _ in range(e):
         seed_effect = rng.normal(0.2, 0.02, 10)  # shared by all configurations (paired)
         metric = {
-            c: dict(zip(seeds, seed_effect + rng.normal(0, 0.01, 10), strict=True))
-            for c in "abc"
+            c: dict(zip(seeds, seed_effect + rng.normal(0, 0.01, 10), strict=True)) for c in "abc"
         }
         val = {c: dict(zip(seeds, rng.normal(0.2, 0.01, 10), strict=True)) for c in "abc"}
         result = sq.replay(design, pairs, metric, val, seeds)
@@ -160,7 +159,9 @@ def test_racing_stops_seeds_for_a_dominated_configuration() -> None:
         "bad": dict(zip(seeds, 0.60 + rng.normal(0, 0.05, 11))),
         "other": dict(zip(seeds, 0.60 + rng.normal(0, 0.05, 11))),
     }
-    val = {k: {s: v + (0.0 if k == "best" else 0.01) for s, v in m.items()} for k, m in metric.items()}
+    val = {
+        k: {s: v + (0.0 if k == "best" else 0.01) for s, v in m.items()} for k, m in metric.items()
+    }
     pairs = [("best", "bad"), ("bad", "other"), ("best", "close")]
     raced = sq.replay(_design(), pairs, metric, val, seeds)
     by = {(c.a, c.b): c for c in raced.comparisons}

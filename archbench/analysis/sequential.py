@@ -34,6 +34,7 @@ The method (see the README, "Questions, rounds and racing"):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -69,7 +70,7 @@ class Design:
         if self.spending not in SPENDING:
             raise ValueError(f"unknown spending {self.spending!r}; allowed: {', '.join(SPENDING)}")
         n = self.looks
-        if not n or n[0] < 1 or any(b <= a for a, b in zip(n, n[1:])):
+        if not n or n[0] < 1 or any(b <= a for a, b in itertools.pairwise(n)):
             raise ValueError(f"looks must be increasing seed counts >= 1, got {list(n)}")
 
 
@@ -283,9 +284,7 @@ def _race(
 ) -> None:
     """Stop the open comparisons of configurations resolved worse than the current best:
     the configuration with the lowest mean validation error among those this look saw."""
-    scored = [
-        c for c in looked if c not in raced and all(s in val.get(c, {}) for s in seeds)
-    ]
+    scored = [c for c in looked if c not in raced and all(s in val.get(c, {}) for s in seeds)]
     if not scored:
         return
     best = min(scored, key=lambda c: (float(np.mean([val[c][s] for s in seeds])), c))

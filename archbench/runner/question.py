@@ -171,9 +171,7 @@ def check_question_spec(spec: Any, where: str) -> None:
             raise SpecError(f"{where}: {exc}") from None
 
 
-def question_pairs(
-    question: QuestionSection, keys: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def question_pairs(question: QuestionSection, keys: Mapping[str, str]) -> list[tuple[str, str]]:
     """The comparisons as configuration keys, from ``keys`` (config key -> label; entries
     that build one configuration have their labels joined by `` = ``)."""
     by_label: dict[str, str] = {}

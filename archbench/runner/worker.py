@@ -71,9 +71,7 @@ def study_progress(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> Progr
     targets = seed_targets(spec, trials)
     labels = {entry.key: entry.label for entry in grid_entries(spec) if entry.key in targets}
     done_keys = {
-        key
-        for t in finished
-        if (key := trial_key(t)) in labels and trial_covers(t, targets[key])
+        key for t in finished if (key := trial_key(t)) in labels and trial_covers(t, targets[key])
     }
     busy = {
         key
@@ -164,9 +162,9 @@ def _work(
                 break
             # A question's round is done: the next one, derived from the store.
             state, queued = next_round(spec, options, study, objective.store)
-            if state.finished or not queued and not _alive(study):
-                if state.finished:
-                    say(state.line())
+            if state.finished or (not queued and not _alive(study)):
+                if state.finished and not (isinstance(options.worker, int) and options.worker):
+                    say(state.line())  # once: by run's worker 0, or a joining worker
                 break
             if queued:
                 say(state.line(scored_seeds(spec, objective.store)))
