@@ -3,8 +3,9 @@
 Nothing about rounds is stored: the round being trained is derived from the store's scored
 runs every time (:func:`current_round` replays the planned looks over them), so a worker
 killed mid-round, a second worker, or a rerun after the experiment grew all see the same
-state. Queueing a round (:func:`advance`) adds one grid trial per configuration that still
-needs seeds and has no trial for them yet; the store's exclusive run claim keeps a seed from
+state. Queueing a round (:func:`archbench.runner.study.queue_grid` with
+:attr:`RoundState.needs`) adds one grid trial per configuration that still needs seeds and
+has no trial for them yet; the store's exclusive run claim keeps a seed from
 being trained twice, and stored runs are reused.
 """
 
@@ -81,17 +82,3 @@ def scored_seeds(spec: ExperimentSpec, store: Any) -> dict[str, tuple[int, ...]]
 
     runs = store.runs(experiment=spec.name, profile=spec.profile)
     return {k: tuple(v) for k, v in seed_values(runs, "val_err").items()}
-
-
-def advance(spec: ExperimentSpec, study: Any, store: Any) -> tuple[RoundState, int]:
-    """Derive the round from the store and queue its trials (under the setup lock: call
-    through :func:`archbench.runner.study.study_setup`); ``(state, trials queued)``. A
-    configuration whose trial for these seeds failed for good is not queued again here
-    (``archbench run`` re-queues it)."""
-    from archbench.runner.study import queue_grid
-
-    state = current_round(spec, store)
-    if state.finished:
-        return state, 0
-    queued = queue_grid(spec, study, state.needs, retry_failed=False)
-    return state, queued

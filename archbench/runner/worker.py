@@ -19,13 +19,14 @@ from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.heartbeat import fail_stale_trials
 from archbench.runner.identity import grid_entries
 from archbench.runner.objective import PRUNED_REASON_ATTR, Objective
-from archbench.runner.rounds import RoundState, advance, scored_seeds
+from archbench.runner.rounds import RoundState, current_round, scored_seeds
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     DONE_STATES,
     RunnerOptions,
     create_study,
     open_storage,
+    queue_grid,
     seed_targets,
     study_setup,
     trial_covers,
@@ -212,7 +213,12 @@ def next_round(
     """The question's next round queued (once, under the setup lock, whichever worker gets
     there first); ``(state, trials queued)``."""
     with study_setup(spec, options):
-        return advance(spec, study, store)
+        state = current_round(spec, store)
+        if state.finished:
+            return state, 0
+        # A configuration whose trial for these seeds failed for good is not queued again
+        # here (a worker must not retry it forever between rounds); `archbench run` does.
+        return state, queue_grid(spec, study, state.needs, retry_failed=False)
 
 
 def _alive(study: optuna.Study) -> bool:
