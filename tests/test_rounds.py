@@ -5,6 +5,7 @@ resumed with every seed trained once, and two workers sharing rounds. Tiny specs
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -184,6 +185,16 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     code, out, err = run_cli("stats", "q", "--storage", str(db))
     assert code == 0, err
     assert "stopped" in out and "plain8_w4 raced out" in out and "resolved" in out
+    code, out, err = run_cli("stats", "q", "--storage", str(db), "--json")
+    rows = {(r["a"], r["b"]): r for r in json.loads(out)["question"]}
+    assert rows[("resnet8_w4", "plain8_w4")]["state"] == "resolved"
+    assert rows[("resnet8_w4", "plain8_w4")]["seeds_n"] == 9
+    assert rows[("resnet8_w4", "plain8_w4")]["diff_high_pct"] < 0
+    assert rows[("plain8_w4", "plain8_w5")]["state"] == "stopped"
+    close = rows[("resnet8_w4", "resnet8_w5")]
+    assert close["seeds_n"] == 11 and close["state"] in ("open", "equivalent", "resolved")
+    if close["state"] == "open":
+        assert close["seeds_needed"] > 11  # the estimate says how many more it would take
     # A rerun finds the question answered and trains nothing.
     code, out, err = run_cli("run", str(spec), "--quiet", "--threads", "1")
     assert code == 0 and "already complete" in out, out + err
