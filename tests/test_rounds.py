@@ -195,6 +195,11 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     assert close["seeds_n"] == 11 and close["state"] in ("open", "equivalent", "resolved")
     if close["state"] == "open":
         assert close["seeds_needed"] > 11  # the estimate says how many more it would take
+    from archbench.analysis.data import load_experiment
+    from archbench.analysis.report import build_html
+
+    page = build_html(load_experiment(db, "q"), [])
+    assert '<h2 id="question">' in page and "plain8_w4 raced out" in page
     # A rerun finds the question answered and trains nothing.
     code, out, err = run_cli("run", str(spec), "--quiet", "--threads", "1")
     assert code == 0 and "already complete" in out, out + err
@@ -232,7 +237,7 @@ def test_a_grown_question_reuses_the_stored_seeds(
 # -- a kill -9 mid-round, and two workers -----------------------------------------------------
 
 
-def _run_rows(db: Path) -> Any:
+def _run_rows(db: Path | str) -> Any:
     try:
         with ResultsStore(db, create=False) as store:
             return store.runs(experiment="q")
@@ -240,7 +245,7 @@ def _run_rows(db: Path) -> Any:
         return None
 
 
-def _check_every_seed_once(db: Path, spec_path: Path) -> dict[str, list[int]]:
+def _check_every_seed_once(db: Path | str, spec_path: Path) -> dict[str, list[int]]:
     """Every planned seed of every configuration has one completed run, trained once (one
     epoch row per epoch), and the stored seeds are what the replay of the question asks."""
     from archbench.runner.rounds import current_round
@@ -310,22 +315,27 @@ def test_a_kill_9_in_the_middle_of_a_round_resumes_with_every_seed_trained_once(
 
 
 @pytest.mark.integration
-def test_two_workers_share_rounds_without_training_a_seed_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_rounds_without_training_a_seed_twice(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     db = tmp_path / "q.db"
+    storage = str(db) if backend == "sqlite" else request.getfixturevalue("pg_url")
     question = {"compare": "all", "min_seeds": 2, "max_seeds": 3, "per_round": 1}
-    spec = write(tmp_path / "q.yaml", spec_data(db, question, variants=FOUR))
+    spec = write(tmp_path / "q.yaml", spec_data(storage, question, variants=FOUR))
     args = [sys.executable, "-m", "archbench", "run", str(spec), "--quiet", "--threads", "1"]
     done = subprocess.run(
         [*args, "--workers", "2"], capture_output=True, text=True, env=ENV, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    seeds = _check_every_seed_once(db, spec)
+    seeds = _check_every_seed_once(storage, spec)
     assert sum(map(len, seeds.values())) >= 8
-    runs = _run_rows(db)
+    runs = _run_rows(storage)
     workers = {str(env["worker"]) for env in runs["env"]}
     assert len(workers) == 2  # both trained seeds
     # Each round was queued once: one trial per configuration and round.
-    study = optuna.load_study(study_name="q:default", storage=f"sqlite:///{db}")
+    url = f"sqlite:///{db}" if backend == "sqlite" else storage
+    study = optuna.load_study(study_name="q:default", storage=url)
     rounds = [(t.user_attrs["config_key"], len(t.user_attrs["seeds"])) for t in study.trials]
     assert len(rounds) == len(set(rounds))
     assert done.stdout.count("round 2:") == 1  # said once, by the worker that queued it
