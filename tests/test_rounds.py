@@ -19,7 +19,7 @@ import optuna
 import pytest
 import yaml
 
-from archbench.errors import SpecError
+from archbench.errors import DataError, SpecError
 from archbench.runner.spec import parse_spec
 from archbench.store import ResultsStore
 
@@ -203,6 +203,7 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     # A rerun finds the question answered and trains nothing.
     code, out, err = run_cli("run", str(spec), "--quiet", "--threads", "1")
     assert code == 0 and "already complete" in out, out + err
+    assert "question answered after" in out
 
 
 def test_a_grown_question_reuses_the_stored_seeds(
@@ -339,3 +340,34 @@ def test_two_workers_share_rounds_without_training_a_seed_twice(
     rounds = [(t.user_attrs["config_key"], len(t.user_attrs["seeds"])) for t in study.trials]
     assert len(rounds) == len(set(rounds))
     assert done.stdout.count("round 2:") == 1  # said once, by the worker that queued it
+
+
+def test_a_failed_seed_stops_the_round_and_the_next_run_retries_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archbench.cli.exit_codes import INCOMPLETE
+    from archbench.runner.objective import Objective
+    from tests.test_study import run_cli
+
+    broken = {"on": True}
+
+    def flaky(self: Any, trial: Any, plan: Any, seed: int, *a: Any, **k: Any) -> Any:
+        if broken["on"] and plan.variant.label == "resnet8_w5" and seed == 3:
+            raise DataError("disk on fire")  # a configuration's failure, not a bug
+        return _fake_train(self, trial, plan, seed, *a, **k)
+
+    monkeypatch.setattr(Objective, "_train", flaky)
+    db = tmp_path / "f.db"
+    question = {"compare": "all", "min_seeds": 3, "max_seeds": 6, "per_round": 1}
+    spec = write(tmp_path / "f.yaml", spec_data(db, question, variants=FOUR[:2]))
+    code, out, err = run_cli("run", str(spec), "--quiet")
+    # Round 2 cannot finish: the run says which configuration failed and why, and stops.
+    assert code == INCOMPLETE, out + err
+    assert "resnet8_w5" in err and "disk on fire" in err
+    assert _seeds_by_label(db)["resnet8_w4"] == [0, 1, 2, 3]  # no round 3 was started
+    broken["on"] = False
+    code, out, err = run_cli("run", str(spec), "--quiet")
+    assert code == 0, out + err
+    assert "round 2: 1 comparison open, training seeds 3 of 2 configurations" in out
+    seeds = _seeds_by_label(db)
+    assert seeds["resnet8_w4"] == seeds["resnet8_w5"] == list(range(6))

@@ -196,9 +196,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return OK
     overrides = _overrides(args)
     note = f"; overrides: {', '.join(overrides)}" if overrides else ""
+    seeds = f"{len(spec.seeds)} seed(s)"
+    if spec.question is not None:
+        q = spec.question
+        seeds = f"{q.min_seeds}-{q.max_seeds} seeds in rounds of {q.per_round}"
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{_trials(spec)} trial(s) x {len(spec.seeds)} seed(s), storage "
+        f"{_trials(spec)} trial(s) x {seeds}, storage "
         f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory}{note})"
     )
     for note in checked.notes:
@@ -337,6 +341,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study, requeued = prepare_study(spec, options)
     progress = study_progress(spec, study.get_trials(deepcopy=False))
     if progress.complete:
+        if spec.question is not None:
+            print(_round_line(spec, options), flush=True)
         print(
             f"{spec.name!r} (profile {spec.profile!r}) is already complete: "
             f"{progress.done}/{progress.total} trial(s) done in {redact(storage)}; nothing to train\n",
