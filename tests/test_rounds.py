@@ -371,3 +371,26 @@ def test_a_failed_seed_stops_the_round_and_the_next_run_retries_it(
     assert "round 2: 1 comparison open, training seeds 3 of 2 configurations" in out
     seeds = _seeds_by_label(db)
     assert seeds["resnet8_w4"] == seeds["resnet8_w5"] == list(range(6))
+
+
+def test_a_variant_the_question_does_not_name_gets_the_first_round_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archbench.runner.objective import Objective
+    from tests.test_study import run_cli
+
+    monkeypatch.setattr(Objective, "_train", _fake_train)
+    db = tmp_path / "b.db"
+    question = {
+        "compare": "pairs",
+        "pairs": [["resnet8_w4", "resnet8_w5"]],
+        "min_seeds": 3,
+        "max_seeds": 5,
+        "per_round": 1,
+    }
+    spec = write(tmp_path / "b.yaml", spec_data(db, question, variants=FOUR[:3]))
+    code, out, err = run_cli("run", str(spec), "--quiet")
+    assert code == 0, out + err
+    seeds = _seeds_by_label(db)
+    assert seeds["plain8_w4"] == [0, 1, 2]  # trained (shown in tables), never raced
+    assert seeds["resnet8_w4"] == seeds["resnet8_w5"] == [0, 1, 2, 3, 4]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -28,6 +28,18 @@ class QuestionReplay:
     labels: Mapping[str, str]  # config key -> label
     seeds: tuple[int, ...]  # the planned seed order
     replay: sequential.Replay
+    # Grid configurations no comparison names, lacking some of the first look's seeds: they
+    # get those (min_seeds), never more.
+    bystanders: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> dict[str, tuple[int, ...]]:
+        """Config key -> the seeds it must have for the round being trained."""
+        return {**self.bystanders, **self.replay.needs}
+
+    @property
+    def finished(self) -> bool:
+        return self.replay.finished and not self.bystanders
 
 
 def seed_values(runs: pd.DataFrame, metric: str) -> dict[str, dict[int, float]]:
@@ -53,8 +65,16 @@ def replay_question(
     planned = question.planned_seeds(seeds)
     metric = seed_values(runs, question.metric)
     val = seed_values(runs, "val_err")
-    result = sequential.replay(question.design(), pairs, metric, val, planned)
-    return QuestionReplay(question, pairs, dict(configs), planned, result)
+    design = question.design()
+    result = sequential.replay(design, pairs, metric, val, planned)
+    named = {key for pair in pairs for key in pair}
+    first = planned[: design.looks[0]]
+    bystanders = {
+        key: first
+        for key in configs
+        if key not in named and not all(s in metric.get(key, {}) for s in first)
+    }
+    return QuestionReplay(question, pairs, dict(configs), planned, result, bystanders)
 
 
 def question_of(data: ExperimentData) -> Any:
@@ -109,7 +129,7 @@ def describe(result: QuestionReplay) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     where = (
         "finished"
-        if r.finished
+        if result.finished
         else f"round {r.round} of {len(q.design().looks)} under way ({len(r.active)} "
         "configuration(s) receiving seeds)"
     )

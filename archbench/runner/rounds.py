@@ -28,18 +28,19 @@ class RoundState:
 
     @property
     def finished(self) -> bool:
-        return bool(self.replay.replay.finished)
+        return bool(self.replay.finished)
 
     @property
     def needs(self) -> dict[str, tuple[int, ...]]:
-        """Config key -> the seeds it must have for the round being trained."""
-        return dict(self.replay.replay.needs)
+        """Config key -> the seeds it must have for the round being trained (a grid
+        configuration the question does not name: the first look's seeds, once)."""
+        return self.replay.needs
 
     def line(self, have: Mapping[str, Sequence[int]] | None = None) -> str:
         """``round 3: 2 comparisons open, training seeds 5-6 of 4 configurations`` (``have``:
         config key -> seeds already scored, to name only the seeds left to train)."""
         r = self.replay.replay
-        if r.finished:
+        if self.finished:
             counts: dict[str, int] = {}
             for c in r.comparisons:
                 counts[c.state] = counts.get(c.state, 0) + 1
