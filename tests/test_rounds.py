@@ -323,7 +323,9 @@ def test_two_workers_share_rounds_without_training_a_seed_twice(
     db = tmp_path / "q.db"
     storage = str(db) if backend == "sqlite" else request.getfixturevalue("pg_url")
     question = {"compare": "all", "min_seeds": 2, "max_seeds": 3, "per_round": 1}
-    spec = write(tmp_path / "q.yaml", spec_data(storage, question, variants=FOUR))
+    # 3 epochs a run: enough work that the later-starting worker finds trials left.
+    recipe = {"epochs": 3, "batch_size": 64, "lr": 0.1}
+    spec = write(tmp_path / "q.yaml", spec_data(storage, question, variants=FOUR, recipe=recipe))
     args = [sys.executable, "-m", "archbench", "run", str(spec), "--quiet", "--threads", "1"]
     done = subprocess.run(
         [*args, "--workers", "2"], capture_output=True, text=True, env=ENV, timeout=300
