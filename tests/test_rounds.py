@@ -396,3 +396,22 @@ def test_a_variant_the_question_does_not_name_gets_the_first_round_only(
     seeds = _seeds_by_label(db)
     assert seeds["plain8_w4"] == [0, 1, 2]  # trained (shown in tables), never raced
     assert seeds["resnet8_w4"] == seeds["resnet8_w5"] == [0, 1, 2, 3, 4]
+
+
+def test_a_question_changed_after_its_first_round_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from archbench.runner.objective import Objective
+    from tests.test_study import run_cli
+
+    monkeypatch.setattr(Objective, "_train", _fake_train)
+    db = tmp_path / "c.db"
+    question = {"compare": "all", "min_seeds": 2, "max_seeds": 3, "per_round": 1}
+    spec = write(tmp_path / "c.yaml", spec_data(db, question, variants=FOUR[:2]))
+    code, out, err = run_cli("run", str(spec), "--quiet")
+    assert code == 0 and "changed since its first round" not in caplog.text, out + err
+    question["max_seeds"] = 5
+    write(tmp_path / "c.yaml", spec_data(db, question, variants=FOUR[:2]))
+    code, out, err = run_cli("run", str(spec), "--quiet")
+    assert code == 0, out + err
+    assert "changed since its first round (max_seeds)" in caplog.text

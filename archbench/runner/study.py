@@ -48,6 +48,7 @@ HEARTBEAT_ATTR = "archbench_heartbeat"  # journal storage: seconds since the epo
 FINGERPRINT_ATTR = "archbench:fingerprint"
 SPEC_ATTR = "archbench:spec"  # the spec's YAML text; archbench.analysis.data reads it
 GRID_ATTR = "archbench:grid"  # config key -> label of the grid last prepared (analysis filters)
+QUESTION_ATTR = "archbench:question"  # the question of the study's first round (its plan)
 # Trial user attrs: what a trial trains (queued with it) and with which seeds.
 CONFIG_KEY_ATTR = "config_key"
 SEEDS_ATTR = "seeds"
@@ -390,6 +391,8 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     from archbench.store.storage import redact
 
     study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, redact(spec.source))
+    if spec.question is not None:
+        _check_question_plan(spec, study)
     trials = study.get_trials(deepcopy=False)
     failed_chains = _failed_chains(trials)
     requeued = 0
@@ -404,6 +407,29 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     if requeued:
         log.info("re-queued %d interrupted trial(s) of %s", requeued, spec.study_name)
     return study, requeued
+
+
+def _check_question_plan(spec: ExperimentSpec, study: optuna.Study) -> None:
+    """Keep the question the first round was planned with; warn when it changed (its looks
+    and alpha spending were fixed before the first look; a new plan after some looks voids
+    the guarantee that looking after every round keeps false positives under alpha)."""
+    assert spec.question is not None
+    current = dataclasses.asdict(spec.question)
+    system = study._storage.get_study_system_attrs(study._study_id)
+    first = system.get(QUESTION_ATTR)
+    if first is None:
+        study._storage.set_study_system_attr(study._study_id, QUESTION_ATTR, current)
+        return
+    changed = sorted(k for k in current if first.get(k) != current[k])
+    if changed:
+        log.warning(
+            "the question of %s changed since its first round (%s): its looks and alpha "
+            "spending were planned with the first; the false-positive guarantee holds only "
+            "for a plan fixed before the first look (use another experiment name for a new "
+            "question)",
+            spec.study_name,
+            ", ".join(changed),
+        )
 
 
 def _failed_chains(trials: list[FrozenTrial]) -> list[FrozenTrial]:
