@@ -9,6 +9,9 @@ Modules (import what you need; this package itself stays light so the CLI starts
 - :mod:`archbench.analysis.plots`: the plot kinds (entries of :data:`archbench.registry.PLOTS`,
   listed by :func:`~archbench.analysis.plots.plot_kinds`), :func:`make_plots`, :func:`render`.
 - :mod:`archbench.analysis.tables`: summary, paired comparisons and fairness-facts tables.
+- :mod:`archbench.analysis.sequential`: a question's planned looks (alpha spending, exact
+  sign-flip test, Holm, racing), plain numbers in and out; :mod:`archbench.analysis.questions`
+  replays them over stored runs (the runner's rounds and the ``stats`` table).
 - :mod:`archbench.analysis.report`: :func:`write_report`, one self-contained HTML file.
 """
 

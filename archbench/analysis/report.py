@@ -114,6 +114,7 @@ def build_html(
         '<h2 id="fairness">Fairness facts</h2>',
         _table_html(fairness_facts(data), "facts"),
         *_results_html(data, metric),
+        *_question_html(data),
         *_pairs_html(data, metric, pairs),
         *_figures_html(drawn),
         *_skipped_html(skipped),
@@ -169,6 +170,23 @@ def _results_html(data: ExperimentData, metric: str) -> list[str]:
         f"{FEW_SEEDS} seeds), in percent (pp = percentage points). Counts: params, MACs per "
         "image, FLOPs = 2 x MACs.</p>",
         _table_html(shown),
+    ]
+
+
+def _question_html(data: ExperimentData) -> list[str]:
+    """The spec's question, as its rounds decided it (nothing without a question)."""
+    from archbench.analysis.questions import display as question_display
+    from archbench.analysis.questions import question_table
+
+    table = question_table(data)
+    if table.empty:
+        return []
+    classes = ["noise" if s in ("open", "stopped") else "" for s in table["state"]]
+    return [
+        '<h2 id="question">The question</h2>',
+        f"<p>{html.escape(table.attrs['note'])} The paired comparisons below test all stored "
+        "seeds once, without the sequential correction: the states here are the verdicts.</p>",
+        _table_html(question_display(table), row_classes=classes),
     ]
 
 

@@ -221,6 +221,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     facts = fairness_facts(data)
     summary = summary_table(data, args.metric)
     comparisons = comparisons_table(data, args.metric, args.pairs)
+    from archbench.analysis.questions import display as question_display
+    from archbench.analysis.questions import question_table
+
+    question = question_table(data)
     if args.json:
         # archbench.stats/1: {"schema", "experiment", "profile", "metric", "facts": {fact:
         # value}, "configurations": [row], "comparisons": [row]}; percent columns end in _pct.
@@ -234,6 +238,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "configurations": frame_records(summary),
             "comparisons": frame_records(comparisons),
             "comparisons_note": comparisons.attrs.get("note", ""),
+            # With a question in the spec: its comparisons as the rounds decided them.
+            "question": frame_records(question),
+            "question_note": question.attrs.get("note", ""),
         }
         emit(to_json("archbench.stats/1", payload))
     elif args.format != "text":
@@ -265,6 +272,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print(f"{fact:>{width}s}  {value}")
         print(f"\n== per configuration ({args.metric}, percent; complete first, best first)")
         print(to_text(summary))
+        if not question.empty:
+            print("\n== the spec's question (sequential: seeds spent round by round)")
+            print(question.attrs["note"])
+            print(question_display(question).to_string(index=False))
+            print(
+                "(the paired comparisons below test all stored seeds once, without the "
+                "sequential correction: the question's states above are the verdicts)"
+            )
         print(
             "\n== paired comparisons (a - b over shared seeds; exact sign-flip test, "
             "Holm-corrected)"
@@ -280,6 +295,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "summary": summary,
             "comparisons": comparisons,
         }
+        if not question.empty:
+            frames["question"] = question
         for name, frame in frames.items():
             path = out / f"{data.experiment}-{data.profile}-{name}.csv"
             frame.to_csv(path, index=False)

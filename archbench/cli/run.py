@@ -183,6 +183,10 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     # What the stored study would refuse (another dataset, recipe, budget), said here too.
     check_stored_study(spec, options)
     if spec.sampler.name == "grid":
+        if spec.question is not None:  # labels of a search space's grid: known only now
+            from archbench.runner.question import question_pairs
+
+            question_pairs(spec.question, {e.key: e.label for e in grid_entries(spec)})
         same = tuple(coinciding(grid_entries(spec)))
         checked = dataclasses.replace(checked, notes=(*checked.notes, *same))
     return spec, options, checked
@@ -238,9 +242,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return OK
     overrides = _overrides(args)
     note = f"; overrides: {', '.join(overrides)}" if overrides else ""
+    seeds = f"{len(spec.seeds)} seed(s)"
+    if spec.question is not None:
+        q = spec.question
+        seeds = f"{q.min_seeds}-{q.max_seeds} seeds in rounds of {q.per_round}"
     print(
         f"{args.spec}: valid (experiment {spec.name!r}, profile {spec.profile!r}, "
-        f"{_trials(spec)} trial(s) x {len(spec.seeds)} seed(s), storage "
+        f"{_trials(spec)} trial(s) x {seeds}, storage "
         f"{redact(options.storage or spec.storage)}; data {checked.data_summary}{memory}{note})"
     )
     for note in checked.notes:
@@ -401,6 +409,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study, requeued = prepare_study(spec, options)
     progress = study_progress(spec, study.get_trials(deepcopy=False))
     if progress.complete:
+        if spec.question is not None:
+            print(_round_line(spec, options), flush=True)
         print(
             f"{spec.name!r} (profile {spec.profile!r}) is already complete: "
             f"{progress.done}/{progress.total} trial(s) done in {redact(storage)}; nothing to train\n",
@@ -410,12 +420,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     resumed = f", {progress.done} already done" if progress.done else ""
     if requeued:
         resumed += f", {requeued} interrupted trial(s) re-queued"
+    seeds = f"{len(spec.seeds)} seed(s)"
+    if spec.question is not None:
+        q = spec.question
+        seeds = f"{q.min_seeds}-{q.max_seeds} seeds in rounds of {q.per_round}"
     print(
         f"running {spec.name!r} (profile {spec.profile!r}): {progress.total} trial(s) x "
-        f"{len(spec.seeds)} seed(s), {args.workers} worker(s) x {options.threads} thread(s)"
+        f"{seeds}, {args.workers} worker(s) x {options.threads} thread(s)"
         f"{_where(placement)}{resumed}",
         flush=True,
     )
+    if spec.question is not None:
+        print(_round_line(spec, options), flush=True)
     crashed: list[int | None] = []
     if args.workers == 1:
         _worker_main(
@@ -470,6 +486,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return INCOMPLETE
     return code
+
+
+def _round_line(spec: Any, options: Any) -> str:
+    """Where a question's rounds stand, from the store (``round 1: ...``)."""
+    from archbench.runner.rounds import current_round, scored_seeds
+    from archbench.runner.study import open_storage
+
+    _, store = open_storage(spec, options)
+    try:
+        return current_round(spec, store).line(scored_seeds(spec, store))
+    finally:
+        store.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -247,12 +247,13 @@ class Objective:
         _ = self.data  # loaded before any run row is started, as before the split
         accs: dict[int, float] = {}
         run_ids: dict[int, int] = {}
-        first = self.spec.seeds[0]
+        seeds = plan.seeds
+        first = seeds[0]
         # Prune on the first seed's curve (later seeds only run if it survives). Optuna
         # takes no intermediate values from multi-objective trials.
         pruning = len(self.spec.objectives) == 1
         gated = pruning and self.spec.pruner.name != "none"
-        pending = list(self.spec.seeds)
+        pending = list(seeds)
         while pending:
             # A seed whose run another live trial is training (a sampler drew this
             # configuration twice) is skipped, the other seeds trained meanwhile, and its
@@ -272,10 +273,10 @@ class Objective:
             if busy and busy == pending:  # nothing else to do: wait for the other trial
                 wait_for_owners(trial.study, self.options)
             pending = busy
-        per_seed = [accs[seed] for seed in self.spec.seeds]
+        per_seed = [accs[seed] for seed in seeds]
         acc = sum(per_seed) / len(per_seed)
         trial.set_user_attr("val_acc_per_seed", per_seed)
-        trial.set_user_attr("run_ids", _in_seed_order(run_ids, self.spec.seeds))
+        trial.set_user_attr("run_ids", _in_seed_order(run_ids, seeds))
         values = objective_values(self.spec.objectives, TrialOutcome(val_acc=acc, cost=plan.cost))
         return values[0] if len(values) == 1 else tuple(values)
 
@@ -296,6 +297,10 @@ class Objective:
             hyperparameters = dict(trial.params)  # what was sampled
         recipe = config_recipe(spec, config)
         recipe.validate()
+        seeds = tuple(spec.seeds)
+        queued = trial.user_attrs.get(SEEDS_ATTR)
+        if spec.question is not None and queued:
+            seeds = tuple(int(s) for s in queued)  # this round's seeds (runner.rounds)
         cost = self.complexity(variant)
         spec_hash = self.store.record_variant(
             variant.spec,
@@ -316,14 +321,14 @@ class Objective:
             "label": label,
             "spec_hash": spec_hash,
             CONFIG_KEY_ATTR: ckey,
-            SEEDS_ATTR: list(spec.seeds),
+            SEEDS_ATTR: list(seeds),
             "params": cost.params,
             "macs": cost.macs,
             "budget_error": variant.budget.rel_error if variant.budget else None,
             "worker": WORKER_ID,
         }.items():
             trial.set_user_attr(key, value)
-        return _TrialPlan(variant, recipe, cost, spec_hash, ckey, hyperparameters)
+        return _TrialPlan(variant, recipe, cost, spec_hash, ckey, hyperparameters, seeds)
 
     def _run_seed(
         self,
@@ -409,7 +414,7 @@ class Objective:
         if not self.options.keep_checkpoints and result.status != "pruned":
             _remove_checkpoint(ckpt)
         if result.status == "pruned":
-            trial.set_user_attr("run_ids", _in_seed_order(run_ids, self.spec.seeds))
+            trial.set_user_attr("run_ids", _in_seed_order(run_ids, plan.seeds))
             raise optuna.TrialPruned()
         if result.status == "diverged" or final is None or final.val_err is None:
             trial.set_user_attr("diverged", True)
@@ -559,6 +564,7 @@ class _TrialPlan:
     spec_hash: str
     ckey: str
     hyperparameters: dict[str, Any]
+    seeds: tuple[int, ...]  # the trial's seeds: the spec's, or a question's round
 
 
 def _in_seed_order(run_ids: dict[int, int], seeds: Sequence[int]) -> list[int]:

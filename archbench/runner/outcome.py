@@ -15,7 +15,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archbench.runner.identity import grid_entries
 from archbench.runner.spec import ExperimentSpec
-from archbench.runner.study import ALIVE_STATES, DONE_STATES, _origin, trial_covers, trial_key
+from archbench.runner.study import (
+    ALIVE_STATES,
+    DONE_STATES,
+    _origin,
+    seed_targets,
+    trial_covers,
+    trial_key,
+)
 
 FAIL_REASON_ATTR = "fail_reason"  # a user attribute the objective sets before re-raising
 
@@ -51,16 +58,16 @@ def unfinished(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> list[Unfi
     if spec.sampler.name == "grid":
         latest: dict[str | None, FrozenTrial] = {}
         done: set[str | None] = set()
-        seeds = list(spec.seeds)
+        targets = seed_targets(spec, trials)
         for trial in sorted(trials, key=lambda t: t.number):
             key = trial_key(trial)
-            if trial.state in DONE_STATES and trial_covers(trial, seeds):
+            if trial.state in DONE_STATES and trial_covers(trial, targets.get(key, ())):
                 done.add(key)
             latest[key] = trial
         out = []
         for entry in grid_entries(spec):
-            if entry.key in done:
-                continue
+            if entry.key in done or entry.key not in targets:
+                continue  # (a question's configuration that needs no more seeds)
             trial = latest.get(entry.key)
             if trial is None or trial.state in (TrialState.WAITING, *DONE_STATES):
                 out.append(Unfinished(entry.label, "not run", "the run stopped before it"))

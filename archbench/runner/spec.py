@@ -28,6 +28,7 @@ import yaml
 
 from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.metrics import DIRECTIONS as OBJECTIVES
+from archbench.runner.question import check_question_spec, parse_question
 from archbench.runner.sections import (
     BudgetSection,
     DatasetSection,
@@ -79,6 +80,7 @@ class ExperimentSpec:
     description: str = ""
     source: str = ""  # the YAML text after the profile was applied (for reports)
     origin: str = "spec"  # where it was read from, for messages
+    question: Any = None  # archbench.runner.question.QuestionSection: trained in rounds
 
     @property
     def study_name(self) -> str:
@@ -141,6 +143,7 @@ _TOP_KEYS = {
     "pruner",
     "trials",
     "seeds",
+    "question",
     "baselines",
     "storage",
     "profiles",
@@ -305,6 +308,7 @@ def _build(data: Mapping[str, Any], profile: str, where: str) -> ExperimentSpec:
         profile=profile,
         description=str(data.get("description") or ""),
         origin=where,
+        question=parse_question(data.get("question"), where),
     )
     _check_across_sections(spec, where)
     return spec
@@ -465,6 +469,8 @@ def _check_across_sections(spec: ExperimentSpec, where: str) -> None:
         )
     _check_val_images(spec, where)
     _check_search(spec, where)
+    if spec.question is not None:
+        check_question_spec(spec, where)
 
 
 def _check_val_images(spec: ExperimentSpec, where: str) -> None:

@@ -48,6 +48,7 @@ HEARTBEAT_ATTR = "archbench_heartbeat"  # journal storage: seconds since the epo
 FINGERPRINT_ATTR = "archbench:fingerprint"
 SPEC_ATTR = "archbench:spec"  # the spec's YAML text; archbench.analysis.data reads it
 GRID_ATTR = "archbench:grid"  # config key -> label of the grid last prepared (analysis filters)
+QUESTION_ATTR = "archbench:question"  # the question of the study's first round (its plan)
 # Trial user attrs: what a trial trains (queued with it) and with which seeds.
 CONFIG_KEY_ATTR = "config_key"
 SEEDS_ATTR = "seeds"
@@ -408,27 +409,27 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
 
     spec = bind(spec)  # the registries' names and default depths
     storage, store = open_storage(spec, options)
+    wanted = None
     try:
         study = create_study(spec, storage)
         _rekey_legacy_runs(spec, store)
+        if spec.question is not None:  # the round the stored runs are in (runner.rounds)
+            from archbench.runner.rounds import current_round
+
+            wanted = current_round(spec, store).needs
     finally:
         store.close()
     # What analysis shows by default: the current spec (runs of removed variants stay stored).
     from archbench.store.storage import redact
 
     study._storage.set_study_system_attr(study._study_id, SPEC_ATTR, redact(spec.source))
+    if spec.question is not None:
+        _check_question_plan(spec, study)
     trials = study.get_trials(deepcopy=False)
-    chains: dict[int, list[FrozenTrial]] = {}
-    for trial in trials:
-        chains.setdefault(_origin(trial), []).append(trial)
-    failed_chains = [
-        max(chain, key=lambda t: t.number)
-        for chain in chains.values()
-        if not any(t.state in ALIVE_STATES for t in chain)
-    ]
+    failed_chains = _failed_chains(trials)
     requeued = 0
     if spec.sampler.name == "grid":
-        requeued = _queue_grid(spec, study, trials, failed_chains)
+        requeued, _ = _queue_grid(spec, study, trials, failed_chains, wanted)
     else:
         for baseline in spec.baselines:
             study.enqueue_trial(baseline_params(spec, baseline), skip_if_exists=True)
@@ -441,13 +442,71 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     return study, requeued
 
 
+def _check_question_plan(spec: ExperimentSpec, study: optuna.Study) -> None:
+    """Keep the question the first round was planned with; warn when it changed (its looks
+    and alpha spending were fixed before the first look; a new plan after some looks voids
+    the guarantee that looking after every round keeps false positives under alpha)."""
+    assert spec.question is not None
+    current = dataclasses.asdict(spec.question)
+    system = study._storage.get_study_system_attrs(study._study_id)
+    first = system.get(QUESTION_ATTR)
+    if first is None:
+        study._storage.set_study_system_attr(study._study_id, QUESTION_ATTR, current)
+        return
+    changed = sorted(k for k in current if first.get(k) != current[k])
+    if changed:
+        log.warning(
+            "the question of %s changed since its first round (%s): its looks and alpha "
+            "spending were planned with the first; the false-positive guarantee holds only "
+            "for a plan fixed before the first look (use another experiment name for a new "
+            "question)",
+            spec.study_name,
+            ", ".join(changed),
+        )
+
+
+def _failed_chains(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The last trial of each retry chain that only failed."""
+    chains: dict[int, list[FrozenTrial]] = {}
+    for trial in trials:
+        chains.setdefault(_origin(trial), []).append(trial)
+    return [
+        max(chain, key=lambda t: t.number)
+        for chain in chains.values()
+        if not any(t.state in ALIVE_STATES for t in chain)
+    ]
+
+
+def queue_grid(
+    spec: ExperimentSpec,
+    study: optuna.Study,
+    wanted: Mapping[str, Any],
+    *,
+    retry_failed: bool = True,
+) -> int:
+    """Queue the seeds ``wanted`` (config key -> seeds) of grid configurations no trial
+    covers yet; returns the trials queued or re-queued. ``retry_failed=False``: a key whose
+    trial for these seeds failed for good is left alone (a worker between rounds must not
+    retry a failing configuration forever; ``archbench run`` re-queues it)."""
+    trials = study.get_trials(deepcopy=False)
+    failed_chains = _failed_chains(trials)
+    requeued, queued = _queue_grid(
+        spec, study, trials, failed_chains, wanted, retry_failed=retry_failed
+    )
+    return requeued + queued
+
+
 def _queue_grid(
     spec: ExperimentSpec,
     study: optuna.Study,
     trials: list[FrozenTrial],
     failed_chains: list[FrozenTrial],
-) -> int:
-    """Queue each grid configuration no trial covers (with every seed); returns re-queued.
+    wanted: Mapping[str, Any] | None = None,
+    *,
+    retry_failed: bool = True,
+) -> tuple[int, int]:
+    """Queue each grid configuration no trial covers (with every seed, or its ``wanted``
+    seeds: a question's round); returns (re-queued, newly queued).
 
     A configuration is its key: a stored one is not trained again (nor are stored seeds),
     a new or edited one is. Queued trials of configurations no longer in the grid are
@@ -464,22 +523,46 @@ def _queue_grid(
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 if storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED):
                     storage.set_trial_user_attr(trial._trial_id, PRUNED_REASON_ATTR, NOT_IN_SPEC)
-    seeds = list(spec.seeds)
-    covered = {trial_key(t) for t in trials if t.state in ALIVE_STATES and trial_covers(t, seeds)}
-    failed = {trial_key(t): t for t in failed_chains if trial_covers(t, seeds)}
-    requeued = 0
+    if wanted is None:
+        wanted = {entry.key: list(spec.seeds) for entry in entries}
+    requeued = queued = 0
     for entry in entries:
-        if entry.key in covered:
+        if entry.key not in wanted:
+            continue  # a question's configuration that needs no more seeds
+        seeds = list(wanted[entry.key])
+        mine = [t for t in trials if trial_key(t) == entry.key and trial_covers(t, seeds)]
+        if any(t.state in ALIVE_STATES for t in mine):
             continue
-        if entry.key in failed:
-            _retry_callback()(study, copy.deepcopy(failed[entry.key]))
+        numbers = {t.number for t in mine}
+        failed = [t for t in failed_chains if t.number in numbers]
+        if failed and not retry_failed:
+            continue
+        if failed:
+            _retry_callback()(study, copy.deepcopy(failed[-1]))
             requeued += 1
         else:
             study.enqueue_trial(
                 {},
                 user_attrs={CONFIG_KEY_ATTR: entry.key, "label": entry.label, SEEDS_ATTR: seeds},
             )
-    return requeued
+            queued += 1
+    return requeued, queued
+
+
+def seed_targets(spec: ExperimentSpec, trials: Any) -> dict[str, tuple[int, ...]]:
+    """Config key -> the seeds its trials must cover for the grid to be done: every seed of
+    the spec for each configuration; with a question, the seeds of the rounds queued so far
+    (the union over each configuration's trials: later rounds are queued between rounds)."""
+    entries = grid_entries(spec)
+    if spec.question is None:
+        return {entry.key: tuple(spec.seeds) for entry in entries}
+    current = {entry.key for entry in entries}
+    out: dict[str, set[int]] = {}
+    for trial in trials:
+        key = trial_key(trial)
+        if key in current:
+            out.setdefault(key, set()).update(trial.user_attrs.get(SEEDS_ATTR) or ())
+    return {key: tuple(sorted(seeds)) for key, seeds in out.items()}
 
 
 def _rekey_legacy_runs(spec: ExperimentSpec, store: Any) -> None:

@@ -19,12 +19,15 @@ from archbench.errors import ArchbenchError, SpecError
 from archbench.runner.heartbeat import fail_stale_trials
 from archbench.runner.identity import grid_entries
 from archbench.runner.objective import PRUNED_REASON_ATTR, Objective
+from archbench.runner.rounds import RoundState, current_round, scored_seeds
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     DONE_STATES,
     RunnerOptions,
     create_study,
     open_storage,
+    queue_grid,
+    seed_targets,
     study_setup,
     trial_covers,
     trial_key,
@@ -66,19 +69,21 @@ def study_progress(spec: ExperimentSpec, trials: Sequence[FrozenTrial]) -> Progr
         done = sum(trial_covers(t, spec.seeds) for t in finished)  # added seeds: re-queued
         can_start = waiting > 0 or done + running + waiting < total
         return Progress(total, done, running, waiting, can_start)
-    entries = grid_entries(spec)
-    labels = {entry.key: entry.label for entry in entries}
-    seeds = list(spec.seeds)
-    done_keys = {trial_key(t) for t in finished if trial_covers(t, seeds)} & set(labels)
+    targets = seed_targets(spec, trials)
+    labels = {entry.key: entry.label for entry in grid_entries(spec) if entry.key in targets}
+    done_keys = {
+        key for t in finished if (key := trial_key(t)) in labels and trial_covers(t, targets[key])
+    }
     busy = {
-        trial_key(t)
+        key
         for s in (TrialState.RUNNING, TrialState.WAITING)
         for t in by_state.get(s, [])
-        if trial_covers(t, seeds)
+        if (key := trial_key(t)) in labels and trial_covers(t, targets[key])
     }
     missing = tuple(labels[key] for key in labels if key not in done_keys | busy)
-    # Grid configurations are all queued up front: a worker only ever pops a queued one.
-    total = len(entries)
+    # Grid configurations are all queued up front (a question's: round by round): a worker
+    # only ever pops a queued one.
+    total = len(labels)
     return Progress(total, len(done_keys), running, waiting, waiting > 0, missing)
 
 
@@ -154,7 +159,17 @@ def _work(
         # when there is nothing to start.)
         progress = study_progress(spec, study.get_trials(deepcopy=False))
         if progress.complete:
-            break
+            if spec.question is None:
+                break
+            # A question's round is done: the next one, derived from the store.
+            state, queued = next_round(spec, options, study, objective.store)
+            if state.finished or (not queued and not _alive(study)):
+                if state.finished and not (isinstance(options.worker, int) and options.worker):
+                    say(state.line())  # once: by run's worker 0, or a joining worker
+                break
+            if queued:
+                say(state.line(scored_seeds(spec, objective.store)))
+            continue
         if progress.can_start:
             waited = False
             before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
@@ -198,6 +213,24 @@ def _work(
             ", ".join(progress.missing),
         )
     return study
+
+
+def next_round(
+    spec: ExperimentSpec, options: RunnerOptions, study: optuna.Study, store: object
+) -> tuple[RoundState, int]:
+    """The question's next round queued (once, under the setup lock, whichever worker gets
+    there first); ``(state, trials queued)``."""
+    with study_setup(spec, options):
+        state = current_round(spec, store)
+        if state.finished:
+            return state, 0
+        # A configuration whose trial for these seeds failed for good is not queued again
+        # here (a worker must not retry it forever between rounds); `archbench run` does.
+        return state, queue_grid(spec, study, state.needs, retry_failed=False)
+
+
+def _alive(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
 #: Torch CPU threads per worker unless told otherwise. A fixed number, not one read from the
