@@ -104,6 +104,22 @@ def _recipe() -> dict[str, Any]:
     return schema
 
 
+def _question() -> dict[str, Any]:
+    from archbench.runner.question import QuestionSection
+
+    schema = section_schema(QuestionSection)
+    schema["properties"]["pairs"] = {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+        "description": "the [a, b] label pairs compared (compare: pairs)",
+    }
+    schema["description"] = (
+        "The experiment's question: its comparisons, metric, smallest difference that "
+        "matters, alpha and seed range; the runner trains in rounds until it is answered."
+    )
+    return schema
+
+
 def _named(schema: dict[str, Any], names: list[str]) -> dict[str, Any]:
     schema["properties"]["name"] = {**schema["properties"]["name"], "enum": names}
     return schema
@@ -183,6 +199,7 @@ def spec_schema() -> dict[str, Any]:
             "default": [0],
         },
         "baselines": {"type": "array", "items": variant_or_preset},
+        "question": {"$ref": "#/$defs/question"},
         "storage": {
             "type": "string",
             "description": "a SQLite path, sqlite:///..., journal:path.log or postgresql://...",
@@ -219,6 +236,7 @@ def spec_schema() -> dict[str, Any]:
             "pruner": _named(section_schema(PrunerSection), list(PRUNERS)),
             "distribution": distribution,
             "space": space,
+            "question": _question(),
         },
     }
     for name in _PARTIAL:  # as profiles give them
