@@ -88,6 +88,7 @@ def train_seed_fused(
             diagnostics_every=plan.recipe.epochs,
             on_epoch_end=on_epoch_end,
             progress=objective.options.progress,
+            bad_checkpoint="restart",  # as the objective's unfused call: never block the run
         )
     seeds = [seed, *group]
     objective.on_event(
@@ -112,6 +113,7 @@ def train_seed_fused(
             # Seed i's callback runs after seed 0's in each epoch: a pruned first seed stops
             # all.
             on_epoch_end=[first, *(lambda m, d: pruned[0] for _ in group)],
+            bad_checkpoint="restart",
         )
     except BaseException as exc:
         # The objective marks this seed's run failed; the claimed ones fail with it (a
