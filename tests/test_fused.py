@@ -365,3 +365,24 @@ def test_run_fuse_seeds_heals_damaged_checkpoints_as_unfused_runs_do(
     runs = ResultsStore(str(tmp_path / "heal.db")).runs(experiment="fz")
     assert len(runs) == 6 and set(runs["status"]) == {"completed"}
     assert len(list(tmp_path.rglob("last.pt.corrupt-*"))) == len(damaged)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_pruned_fused_trial_leaves_no_claimed_run_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first seed pruned: the trial stops before the claimed seeds' own calls, so their
+    runs are finished here as pruned, with their epochs (not left 'running' forever)."""
+    import optuna
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    spec = _run_spec(tmp_path, "pruned")
+    main(["run", str(spec), "--quiet", "--fuse-seeds"])
+    store = ResultsStore(str(tmp_path / "pruned.db"))
+    runs = store.runs(experiment="fz")
+    assert len(runs) == 6 and set(runs["status"]) == {"pruned"}, runs[["name", "seed", "status"]]
+    epochs = store.epochs(experiment="fz")
+    assert sorted(epochs.groupby("run_id").size().tolist()) == [1] * 6
