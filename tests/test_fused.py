@@ -386,3 +386,22 @@ def test_a_pruned_fused_trial_leaves_no_claimed_run_running(
     assert len(runs) == 6 and set(runs["status"]) == {"pruned"}, runs[["name", "seed", "status"]]
     epochs = store.epochs(experiment="fz")
     assert sorted(epochs.groupby("run_id").size().tolist()) == [1] * 6
+
+
+def test_a_frozen_parameter_stays_each_seeds_own(digits: LoadedData) -> None:
+    """A parameter that does not train (requires_grad False, as a plugin block may have)
+    differs per seed: each seed's forward must use its own, not the first seed's."""
+    spec = block_spec("basic")
+
+    def frozen(seed: int) -> nn.Module:
+        made = built(spec, seed)
+        next(made.parameters()).requires_grad_(False)  # the stem convolution
+        return made
+
+    unfused = [
+        train(frozen(s), digits, RECIPE, seed=s, device="cpu", diagnostics_every=0) for s in SEEDS
+    ]
+    fused = train_fused(
+        [frozen(s) for s in SEEDS], digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0
+    )
+    assert_same_results(fused, unfused)

@@ -143,6 +143,9 @@ class _Stack:
         self.names = [n for n, p in nets[0].named_parameters() if p.requires_grad]
         params, self.buffers = stack_module_state(nets)  # copies; grads required on params
         self.params = {n: params[n] for n in self.names}
+        # Parameters that do not train are each seed's own too: passed stacked (no grads),
+        # else functional_call would take the first net's for every seed.
+        self.frozen = {n: p.detach() for n, p in params.items() if n not in self.params}
         index = {id(p): n for n, p in nets[0].named_parameters()}
         opt0 = runs[0].optimizer
         groups = []
@@ -159,9 +162,13 @@ class _Stack:
                 self.optimizer.state[self.params[name]]["momentum_buffer"] = stacked
 
         def loss_and_out(
-            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+            p: dict[str, torch.Tensor],
+            f: dict[str, torch.Tensor],
+            b: dict[str, torch.Tensor],
+            x: torch.Tensor,
+            y: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            out = functional_call(self.base, (p, b), (x,))
+            out = functional_call(self.base, (p, f, b), (x,))
             return runs[0].criterion(out, y), out
 
         self.step_fn = vmap(loss_and_out)
@@ -282,7 +289,7 @@ class _Fused:
             for group in stack.optimizer.param_groups:
                 group["lr"] = lr
             with runs[live[0]]._autocast():
-                losses, out = stack.step_fn(stack.params, stack.buffers, x, y)
+                losses, out = stack.step_fn(stack.params, stack.frozen, stack.buffers, x, y)
             stack.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             stack.optimizer.step()
