@@ -305,3 +305,103 @@ def test_fused_follows_every_recipe_option_of_the_step(digits: LoadedData) -> No
         diagnostics_every=0,
     )  # fmt: skip
     assert_same_results(fused, unfused)
+
+
+def test_a_seed_with_non_finite_state_after_its_steps_diverges_as_unfused(
+    digits: LoadedData,
+) -> None:
+    """A seed whose BatchNorm running mean is infinite trains on finite losses (batch
+    statistics) but its state is not finite: unfused marks it diverged, so must fused."""
+    spec = block_spec("basic")
+
+    def nets() -> list[nn.Module]:
+        made = [built(spec, s) for s in SEEDS]
+        with torch.no_grad():
+            mean = next(b for n, b in made[1].named_buffers() if n.endswith("running_mean"))
+            mean.fill_(float("inf"))
+        return made
+
+    unfused = train(nets()[1], digits, RECIPE, seed=1, device="cpu", diagnostics_every=0)
+    assert unfused.status == "diverged"
+    fused = train_fused(nets(), digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0)
+    assert [r.status for r in fused] == ["completed", "diverged"]
+    assert fused[1].diverged_at == unfused.diverged_at
+    assert fused[1].epochs == [] and fused[1].final is None
+    reference = train(built(spec, 0), digits, RECIPE, seed=0, device="cpu", diagnostics_every=0)
+    assert_same_results([fused[0]], [reference])
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("damaged", [("seed0",), ("seed0", "seed1", "seed2")])
+def test_run_fuse_seeds_heals_damaged_checkpoints_as_unfused_runs_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: tuple[str, ...]
+) -> None:
+    """An interrupted fused study whose checkpoints were then cut in half: the rerun moves
+    them aside and completes (unfused runs do, bad_checkpoint="restart"), not fail forever."""
+    import archbench.training.fused
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    spec = _run_spec(tmp_path, "heal")
+    real = archbench.training.fused.train_fused
+
+    def interrupted(*args: object, on_epoch_end: list, **kwargs: object) -> object:
+        last = on_epoch_end[-1]
+
+        def stop(metrics: object, diagnostics: object) -> bool:
+            last(metrics, diagnostics)
+            raise KeyboardInterrupt
+
+        return real(*args, on_epoch_end=[*on_epoch_end[:-1], stop], **kwargs)
+
+    monkeypatch.setattr(archbench.training.fused, "train_fused", interrupted)
+    assert main(["run", str(spec), "--quiet", "--fuse-seeds"]) == 130
+    monkeypatch.setattr(archbench.training.fused, "train_fused", real)
+    for name in damaged:
+        (last,) = tmp_path.rglob(f"{name}/last.pt")
+        raw = last.read_bytes()
+        last.write_bytes(raw[: len(raw) // 2])
+    assert main(["run", str(spec), "--quiet", "--fuse-seeds"]) == 0
+    runs = ResultsStore(str(tmp_path / "heal.db")).runs(experiment="fz")
+    assert len(runs) == 6 and set(runs["status"]) == {"completed"}
+    assert len(list(tmp_path.rglob("last.pt.corrupt-*"))) == len(damaged)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_pruned_fused_trial_leaves_no_claimed_run_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first seed pruned: the trial stops before the claimed seeds' own calls, so their
+    runs are finished here as pruned, with their epochs (not left 'running' forever)."""
+    import optuna
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    spec = _run_spec(tmp_path, "pruned")
+    main(["run", str(spec), "--quiet", "--fuse-seeds"])
+    store = ResultsStore(str(tmp_path / "pruned.db"))
+    runs = store.runs(experiment="fz")
+    assert len(runs) == 6 and set(runs["status"]) == {"pruned"}, runs[["name", "seed", "status"]]
+    epochs = store.epochs(experiment="fz")
+    assert sorted(epochs.groupby("run_id").size().tolist()) == [1] * 6
+
+
+def test_a_frozen_parameter_stays_each_seeds_own(digits: LoadedData) -> None:
+    """A parameter that does not train (requires_grad False, as a plugin block may have)
+    differs per seed: each seed's forward must use its own, not the first seed's."""
+    spec = block_spec("basic")
+
+    def frozen(seed: int) -> nn.Module:
+        made = built(spec, seed)
+        next(made.parameters()).requires_grad_(False)  # the stem convolution
+        return made
+
+    unfused = [
+        train(frozen(s), digits, RECIPE, seed=s, device="cpu", diagnostics_every=0) for s in SEEDS
+    ]
+    fused = train_fused(
+        [frozen(s) for s in SEEDS], digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0
+    )
+    assert_same_results(fused, unfused)

@@ -88,6 +88,7 @@ def train_seed_fused(
             diagnostics_every=plan.recipe.epochs,
             on_epoch_end=on_epoch_end,
             progress=objective.options.progress,
+            bad_checkpoint="restart",  # as the objective's unfused call: never block the run
         )
     seeds = [seed, *group]
     objective.on_event(
@@ -112,6 +113,7 @@ def train_seed_fused(
             # Seed i's callback runs after seed 0's in each epoch: a pruned first seed stops
             # all.
             on_epoch_end=[first, *(lambda m, d: pruned[0] for _ in group)],
+            bad_checkpoint="restart",
         )
     except BaseException as exc:
         # The objective marks this seed's run failed; the claimed ones fail with it (a
@@ -122,9 +124,31 @@ def train_seed_fused(
             with contextlib.suppress(Exception):
                 objective.store.finish_run(run_id, status="failed", error=reason)
         raise
+    if results[0].status == "pruned":
+        # The objective stops the trial after this seed: the others' own calls never come,
+        # so their runs are stored and finished here (else they stay 'running' for good).
+        for s, result in zip(group, results[1:], strict=True):
+            _CLAIMED.get(objective, {}).pop((trial.number, s), None)
+            _finish(objective.store, claimed[s], result)
+        return results[0]
     for s, result in zip(group, results[1:], strict=True):
         waiting[(trial.number, s)] = result
     return results[0]
+
+
+def _finish(store: Any, run_id: int, result: Any) -> None:
+    """Store a claimed seed's epochs, diagnostics and end as the objective would."""
+    for metrics in result.epochs:
+        store.record_epoch(run_id, metrics)
+    if result.diagnostics:
+        store.record_diagnostics(run_id, result.diagnostics)
+    store.finish_run(
+        run_id,
+        status=result.status,
+        final=result.final,
+        wall_time_s=result.wall_time_s,
+        diverged_at=result.diverged_at,
+    )
 
 
 def _claim(

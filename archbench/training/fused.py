@@ -19,6 +19,7 @@ draws from one stream for all seeds under ``vmap``, so nets with dropout are ref
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from archbench.training.device import fork_rng, select_device
 from archbench.training.diagnostics import BlockDiagnostics
 from archbench.training.recipe import Recipe
 from archbench.training.results import EpochMetrics, TrainResult
-from archbench.training.train import CHECK_EVERY, _check_data_fits, _Run, amp_dtype
+from archbench.training.train import CHECK_EVERY, _check_data_fits, _Diverged, _Run, amp_dtype
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def train_fused(
     resume: bool = True,
     diagnostics_every: int = 1,
     on_epoch_end: Sequence[EpochCallback | None] | None = None,
+    bad_checkpoint: Literal["raise", "restart"] = "raise",
 ) -> list[TrainResult]:
     """Train ``nets[i]`` with ``seeds[i]`` as :func:`~archbench.training.train.train` would,
     all at once; one :class:`TrainResult` per seed, in order.
@@ -95,8 +97,12 @@ def train_fused(
     The nets must share one architecture (the same spec, built under each seed). Checkpoints
     of every seed must be at the same epoch to resume together (else :class:`SpecError`:
     resume them unfused). ``on_epoch_end[i]`` returning ``True`` prunes seed ``i`` alone.
+    ``bad_checkpoint``: as :func:`~archbench.training.train.train` (``"restart"``: a seed's
+    unusable checkpoint is moved aside and that seed starts from scratch).
     """
     recipe.validate()
+    if bad_checkpoint not in ("raise", "restart"):
+        raise SpecError(f"bad_checkpoint must be 'raise' or 'restart', got {bad_checkpoint!r}")
     k = len(nets)
     if k == 0 or len(seeds) != k or len(set(seeds)) != k:
         raise SpecError(f"fused seeds: give one distinct seed per net, got {list(seeds)!r}")
@@ -122,6 +128,8 @@ def train_fused(
             _Run(net, data, recipe, seed, dev, d, diagnostics_every, False)
             for net, seed, d in zip(nets, seeds, dirs, strict=True)
         ]
+        for run in runs:
+            run.heal = bad_checkpoint == "restart"
         return _Fused(runs, callbacks).execute(resume, start)
 
 
@@ -135,6 +143,9 @@ class _Stack:
         self.names = [n for n, p in nets[0].named_parameters() if p.requires_grad]
         params, self.buffers = stack_module_state(nets)  # copies; grads required on params
         self.params = {n: params[n] for n in self.names}
+        # Parameters that do not train are each seed's own too: passed stacked (no grads),
+        # else functional_call would take the first net's for every seed.
+        self.frozen = {n: p.detach() for n, p in params.items() if n not in self.params}
         index = {id(p): n for n, p in nets[0].named_parameters()}
         opt0 = runs[0].optimizer
         groups = []
@@ -151,9 +162,13 @@ class _Stack:
                 self.optimizer.state[self.params[name]]["momentum_buffer"] = stacked
 
         def loss_and_out(
-            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+            p: dict[str, torch.Tensor],
+            f: dict[str, torch.Tensor],
+            b: dict[str, torch.Tensor],
+            x: torch.Tensor,
+            y: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            out = functional_call(self.base, (p, b), (x,))
+            out = functional_call(self.base, (p, f, b), (x,))
             return runs[0].criterion(out, y), out
 
         self.step_fn = vmap(loss_and_out)
@@ -210,8 +225,15 @@ class _Fused:
                 if i not in trained:  # diverged this epoch
                     active.remove(i)
                     continue
-                metrics, diags = self._finish_epoch(i, epoch, trained[i], train_time)
                 run = runs[i]
+                try:  # as unfused: the last step or the evaluation can show the blow-up
+                    run._check_weights(epoch, trained[i][1])
+                    metrics, diags = self._finish_epoch(i, epoch, trained[i], train_time)
+                except _Diverged as exc:
+                    self.status[i], self.diverged_at[i] = "diverged", exc.where
+                    log.info("seed %d diverged in epoch %d", run.seed, epoch)
+                    active.remove(i)
+                    continue
                 run.epochs.append(metrics)
                 run.diagnostics += diags
                 if run.checkpoint is not None:
@@ -267,7 +289,7 @@ class _Fused:
             for group in stack.optimizer.param_groups:
                 group["lr"] = lr
             with runs[live[0]]._autocast():
-                losses, out = stack.step_fn(stack.params, stack.buffers, x, y)
+                losses, out = stack.step_fn(stack.params, stack.frozen, stack.buffers, x, y)
             stack.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             stack.optimizer.step()
@@ -338,6 +360,9 @@ class _Fused:
         lr, train_loss, train_err = trained
         t_eval = time.perf_counter()
         evals = {name: run._evaluate(loader) for name, loader in run.eval_loaders.items()}
+        for eval_loss, _, _ in evals.values():
+            if not math.isfinite(eval_loss):
+                raise _Diverged(run._where(epoch, eval_loss))
         due = run.diagnostics_every and epoch % run.diagnostics_every == 0
         diags = run._diagnose(epoch) if due and run.diag_batch is not None else []
         val = evals.get("val", (None, None, None))
