@@ -73,6 +73,8 @@ def _zombie_writes(store: ResultsStore, run_id: int) -> dict[str, Any]:
         "diagnostics": lambda: store.record_diagnostics(run_id, diag),
         "heartbeat": lambda: store.heartbeat(run_id),
         "discard": lambda: store.discard_epochs_after(run_id, -1),
+        # --keep-weights records the file before finish_run: the run is still its writer's
+        "weights": lambda: store.set_weights_path(run_id, "zombie.pt"),
         "fail": lambda: store.finish_run(run_id, status="failed", error="KeyboardInterrupt"),
         "finish": lambda: store.finish_run(run_id, status="completed", final={"val_err": 0.9}),
     }

@@ -535,16 +535,15 @@ class ResultsStore(StoreReads):
             log.info("run %d was closed by this writer already (%s)", run_id, status)
 
     def set_weights_path(self, run_id: int, path: str | Path | None) -> None:
-        """Record where the run's final weights were kept (``None``: none kept)."""
+        """Record where the run's final weights were kept (``None``: none kept), before
+        ``finish_run``. Fenced like every write to a run (:mod:`.lease`)."""
         run_id = to_int(run_id, "run_id")
         value = None if path is None else str(Path(path).expanduser().resolve())
+        lease = self._leases.get(run_id)
 
         def write(conn: sa.Connection) -> None:
-            result = conn.execute(
-                runs.update().where(runs.c.run_id == run_id).values(weights_path=value)
-            )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
+            check_owner(conn, run_id, lease)
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(weights_path=value))
 
         self._write(write)
 
