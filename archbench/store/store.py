@@ -345,6 +345,15 @@ class ResultsStore(StoreReads):
 
         run_id, lease = self._write(write, race=True)
         self._leases.hold(run_id, lease)
+        # Rows an outage held for an earlier claim of this run belong to that attempt (its
+        # lease is over): never written as the new claim's.
+        dropped = self._outbox.discard_run(run_id)
+        if dropped:
+            log.warning(
+                "run %d claimed again: %d held batch(es) of its last attempt dropped",
+                run_id,
+                dropped,
+            )
         log.debug("run %d started (lease %s): %s", run_id, lease, key)
         return run_id
 
