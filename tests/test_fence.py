@@ -295,3 +295,21 @@ def test_the_issue_recipe_a_stopped_worker_resumed_after_a_takeover(tmp_path: Pa
     }
     assert "error" not in after["env"]
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # nor the zombie's last one
+
+
+def test_a_handle_handed_back_a_finished_run_does_not_write_into_its_rerun(
+    two: tuple[ResultsStore, ResultsStore],
+) -> None:
+    """``start_run`` hands a completed run back without claiming it; when another writer
+    reruns it, the handle that was handed it back holds no lease of it and must not write."""
+    first, second = two
+    run_id = _open(first, trial=0)
+    first.finish_run(run_id, status="completed", final={"val_err": 0.1})
+    assert _open(first, trial=1) == run_id  # handed back untouched: no lease
+    assert _open(second, trial=2, rerun_completed=True) == run_id  # lease 3, running
+    second.record_epoch(run_id, {"epoch": 0, "val_err": 0.5})
+    before = _snapshot(second, run_id)
+    for what, write in _zombie_writes(first, run_id).items():
+        with pytest.raises(LeaseLostError, match=r"trial 2 of study 'fence-cpu' claimed it"):
+            write()
+        assert _snapshot(second, run_id) == before, what
