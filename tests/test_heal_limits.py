@@ -79,6 +79,11 @@ HOSTILE = {
         '"width": 8}], "num_classes": 1' + "0" * 400 + "}",
         "num_classes is a 401-digit number, at most 1,000,000",
     ),
+    # past Python's 4,300-digit limit on int parsing: json.loads raises a plain ValueError
+    "digits": (
+        '{"stem": {"kind": "cifar", "width": 8}, "num_classes": 1' + "0" * 5_000 + "}",
+        "an integer of more than 4,300 digits",
+    ),
     "stages": (
         netspec(stages=[{"block": "basic", "depth": 1, "width": 8}] * 10_000),
         "10,000 stages, at most 64",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ def read_json_bounded(path: str | Path) -> Any:
         raise SpecError(f"spec file {str(path)!r} is not valid JSON: {exc}") from None
     except RecursionError:  # guarded above; kept for safety
         raise SpecError(f"spec file {str(path)!r} nests too deeply") from None
+    except ValueError as exc:  # Python's limit on int parsing (sys.get_int_max_str_digits)
+        raise SpecError(
+            f"spec file {str(path)!r} holds an integer of more than "
+            f"{sys.get_int_max_str_digits():,} digits ({str(exc).split(':')[0]})"
+        ) from None
     check_tree(data, f"spec file {str(path)!r}", max_depth=MAX_SPEC_NESTING)
     return data
 
