@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from archbench.errors import SpecError
-from archbench.validation import check_tree
+from archbench.validation import check_tree, too_long_int
 
 #: Bytes of a NetSpec JSON file (a 600-block ResNet-1202 written out is ~100 KB).
 MAX_SPEC_BYTES = 1_000_000
@@ -59,10 +58,7 @@ def read_json_bounded(path: str | Path) -> Any:
     except RecursionError:  # guarded above; kept for safety
         raise SpecError(f"spec file {str(path)!r} nests too deeply") from None
     except ValueError as exc:  # Python's limit on int parsing (sys.get_int_max_str_digits)
-        raise SpecError(
-            f"spec file {str(path)!r} holds an integer of more than "
-            f"{sys.get_int_max_str_digits():,} digits ({str(exc).split(':')[0]})"
-        ) from None
+        raise SpecError(f"spec file {str(path)!r} holds {too_long_int(exc)}") from None
     check_tree(data, f"spec file {str(path)!r}", max_depth=MAX_SPEC_NESTING)
     return data
 
