@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,15 @@ def check_label(value: Any, what: str) -> str:
             f"{_shown(value)}"
         )
     return value
+
+
+def too_long_int(exc: ValueError) -> str:
+    """Words for a ValueError a YAML or JSON parser let through: ``int()`` past Python's digit
+    limit (both parse integers with it), or a value it cannot convert (a date of day 32)."""
+    text = str(exc)
+    if "integer string conversion" in text:
+        return f"an integer of more than {sys.get_int_max_str_digits():,} digits"
+    return f"a value that cannot be read ({text.splitlines()[0][:200] if text else 'ValueError'})"
 
 
 def is_positive_int(value: Any) -> bool:

@@ -73,6 +73,8 @@ def _zombie_writes(store: ResultsStore, run_id: int) -> dict[str, Any]:
         "diagnostics": lambda: store.record_diagnostics(run_id, diag),
         "heartbeat": lambda: store.heartbeat(run_id),
         "discard": lambda: store.discard_epochs_after(run_id, -1),
+        # --keep-weights records the file before finish_run: the run is still its writer's
+        "weights": lambda: store.set_weights_path(run_id, "zombie.pt"),
         "fail": lambda: store.finish_run(run_id, status="failed", error="KeyboardInterrupt"),
         "finish": lambda: store.finish_run(run_id, status="completed", final={"val_err": 0.9}),
     }
@@ -293,3 +295,65 @@ def test_the_issue_recipe_a_stopped_worker_resumed_after_a_takeover(tmp_path: Pa
     }
     assert "error" not in after["env"]
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # nor the zombie's last one
+
+
+def test_a_handle_handed_back_a_finished_run_does_not_write_into_its_rerun(
+    two: tuple[ResultsStore, ResultsStore],
+) -> None:
+    """``start_run`` hands a completed run back without claiming it; when another writer
+    reruns it, the handle that was handed it back holds no lease of it and must not write."""
+    first, second = two
+    run_id = _open(first, trial=0)
+    first.finish_run(run_id, status="completed", final={"val_err": 0.1})
+    assert _open(first, trial=1) == run_id  # handed back untouched: no lease
+    assert _open(second, trial=2, rerun_completed=True) == run_id  # lease 3, running
+    second.record_epoch(run_id, {"epoch": 0, "val_err": 0.5})
+    before = _snapshot(second, run_id)
+    for what, write in _zombie_writes(first, run_id).items():
+        with pytest.raises(LeaseLostError, match=r"trial 2 of study 'fence-cpu' claimed it"):
+            write()
+        assert _snapshot(second, run_id) == before, what
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_zombie_does_not_overwrite_the_kept_weights_of_the_run_it_lost(tmp_path: Path) -> None:
+    """``--keep-weights``: the run is taken over and completed after the zombie's last epoch
+    but before it keeps its weights; it must write no weights file (the path is shared with
+    the new owner's) and record none."""
+    from archbench.runner.objective import Objective
+    from archbench.runner.study import RunnerOptions, create_study, open_storage
+    from archbench.runner.worker import run_worker
+    from tests.test_run_sharing import _spec
+
+    spec = _spec(tmp_path, recipe={"epochs": 2, "batch_size": 64}, trials=1, seeds=[0])
+    options = RunnerOptions(
+        results_dir=str(tmp_path / "res"), heartbeat_interval=1, threads=1, keep_weights=True
+    )
+    storage, store = open_storage(spec, options)
+    create_study(spec, storage)
+    objective = Objective(spec, store, options, on_event=lambda _: None)
+    heir = ResultsStore(spec.storage)
+    record_diagnostics = store.record_diagnostics
+    taken: list[int] = []
+
+    def lose_after_the_last_epoch(run_id: int, items: Any) -> int:
+        items = list(items)
+        count = record_diagnostics(run_id, items)  # the last write of the last epoch
+        if taken or max(d.epoch for d in items) < 2:
+            return count
+        row = heir.run(run_id)
+        opening = {k: row[k] for k in ("experiment", "profile", "config_key", "seed")}
+        heir.start_run(**opening, spec_hash=row["spec_hash"], study_name="other", trial_number=9)
+        heir.finish_run(run_id, status="completed", final={"val_err": 0.125, "epochs_done": 2})
+        taken.append(run_id)
+        return count
+
+    store.record_diagnostics = lose_after_the_last_epoch  # type: ignore[method-assign]
+    try:
+        run_worker(spec, options, objective=objective)
+        (run_id,) = taken
+        assert heir.run(run_id)["weights_path"] is None
+        assert not list((tmp_path / "res").rglob("weights/**/*.pt"))
+    finally:
+        heir.close()
+        store.close()

@@ -79,6 +79,11 @@ HOSTILE = {
         '"width": 8}], "num_classes": 1' + "0" * 400 + "}",
         "num_classes is a 401-digit number, at most 1,000,000",
     ),
+    # past Python's 4,300-digit limit on int parsing: json.loads raises a plain ValueError
+    "digits": (
+        '{"stem": {"kind": "cifar", "width": 8}, "num_classes": 1' + "0" * 5_000 + "}",
+        "an integer of more than 4,300 digits",
+    ),
     "stages": (
         netspec(stages=[{"block": "basic", "depth": 1, "width": 8}] * 10_000),
         "10,000 stages, at most 64",
@@ -122,6 +127,21 @@ def test_hostile_netspec_json_is_refused_in_one_line_quickly(
     assert time.perf_counter() - start < 10
     assert code == 2, (out, err[-500:])
     assert said in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["yaml", "set"])
+def test_a_spec_integer_past_pythons_digit_limit_is_one_line(tmp_path: Path, where: str) -> None:
+    """PyYAML parses ints with ``int()``, which refuses more than 4,300 digits with a plain
+    ValueError: the spec file and ``--set`` alike must say so in one line, exit 2."""
+    huge = "1" + "0" * 5_000
+    spec = spec_file(tmp_path, str(tmp_path / "d.db"))
+    extra: tuple[str, ...] = ("--set", f"recipe.epochs={huge}")
+    if where == "yaml":
+        spec.write_text(spec.read_text().replace("epochs: 2", f"epochs: {huge}"))
+        extra = ()
+    code, out, err = run_cli("validate", str(spec), *extra)
+    assert code == 2, out
+    assert "more than 4,300 digits" in err and err.count("\n") == 1
 
 
 def test_a_variant_too_deep_to_train_fails_validate(tmp_path: Path) -> None:

@@ -300,3 +300,19 @@ def test_a_worker_keeps_training_through_an_outage_and_flushes_once(
         assert store.runs()["status"].tolist() == ["completed"]
     finally:
         store.close()
+
+
+def test_rows_held_under_an_earlier_claim_are_not_written_under_a_later_one(outage: Any) -> None:
+    """Epoch rows held in an outage belong to the claim that recorded them: a later claim of
+    the run by the same handle (the trial failed meanwhile and its retry reopened the run,
+    resuming from an earlier checkpoint) must not have them written as its own."""
+    store, run_id, state, _ = outage
+    state["down"] = True
+    store.record_epoch(run_id, {"epoch": 5, "val_err": 0.9})  # held, under lease 1
+    assert store.offline
+    state["down"] = False
+    opening = dict(experiment="o", profile="cpu", spec_hash=store.run(run_id)["spec_hash"])
+    assert store.start_run(**opening, seed=0) == run_id  # lease 2: a new attempt
+    store.record_epoch(run_id, {"epoch": 1, "val_err": 0.5})
+    assert _epochs(store) == [1]
+    assert not store.offline

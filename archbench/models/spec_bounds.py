@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.errors import SpecError
-from archbench.validation import check_tree
+from archbench.validation import check_tree, too_long_int
 
 #: Bytes of a NetSpec JSON file (a 600-block ResNet-1202 written out is ~100 KB).
 MAX_SPEC_BYTES = 1_000_000
@@ -57,6 +57,8 @@ def read_json_bounded(path: str | Path) -> Any:
         raise SpecError(f"spec file {str(path)!r} is not valid JSON: {exc}") from None
     except RecursionError:  # guarded above; kept for safety
         raise SpecError(f"spec file {str(path)!r} nests too deeply") from None
+    except ValueError as exc:  # Python's limit on int parsing (sys.get_int_max_str_digits)
+        raise SpecError(f"spec file {str(path)!r} holds {too_long_int(exc)}") from None
     check_tree(data, f"spec file {str(path)!r}", max_depth=MAX_SPEC_NESTING)
     return data
 

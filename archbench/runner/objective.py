@@ -546,6 +546,8 @@ class Objective:
         """Save the run's final weights (--keep-weights) and record the file with the run."""
         from archbench.training.weights import save_weights
 
+        # Fenced before the file is written: its path is shared with whoever took the run over.
+        self.store.heartbeat(run_id)
         path = weights_file(
             results_dir(self.spec, self.options), self.spec.study_name, plan.ckey, seed
         )

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from archbench.errors import SpecError
+from archbench.validation import too_long_int
 
 _FIXED = ("profiles", "default_profile")  # choose a profile with --profile instead
 
@@ -44,6 +45,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise SpecError(f"override {key!r}: value {raw!r} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # int() past Python's digit limit
+        raise SpecError(f"override {key!r}: value is {too_long_int(exc)}") from None
     return path, value
 
 

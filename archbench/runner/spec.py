@@ -40,7 +40,13 @@ from archbench.runner.sections import (
     distribution,
     variant_config,
 )
-from archbench.validation import check_path_name, check_tree, did_you_mean, parse_params
+from archbench.validation import (
+    check_path_name,
+    check_tree,
+    did_you_mean,
+    parse_params,
+    too_long_int,
+)
 
 __all__ = [
     "OBJECTIVES",
@@ -181,6 +187,8 @@ def load_spec(
         raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise SpecError(f"{path}: the YAML nests too deep to be a spec") from None
+    except ValueError as exc:  # int() past Python's digit limit (sys.get_int_max_str_digits)
+        raise SpecError(f"{path}: holds {too_long_int(exc)}") from None
     check_tree(data, str(path))  # alias bombs and self-references, before anything copies it
     return parse_spec(data, profile, where=str(path), overrides=overrides)
 

@@ -38,6 +38,10 @@ class LeaseLostError(StoreError):
         self.run_id = run_id
 
 
+#: The lease of a run handed back finished: claims number leases from 1, so it matches none.
+NOT_HELD = 0
+
+
 class Leases:
     """The lease numbers one store handle holds, by run id (thread-safe)."""
 
@@ -47,12 +51,10 @@ class Leases:
 
     def hold(self, run_id: int, lease: int | None) -> None:
         """Record the lease a claim returned; ``None`` (a finished run handed back
-        untouched) drops any lease held before."""
+        untouched) holds :data:`NOT_HELD`, which no write to the run matches: this handle
+        must not write into a rerun another writer claims later."""
         with self._lock:
-            if lease is None:
-                self._held.pop(run_id, None)
-            else:
-                self._held[run_id] = lease
+            self._held[run_id] = NOT_HELD if lease is None else lease
 
     def get(self, run_id: int) -> int | None:
         with self._lock:

@@ -40,6 +40,14 @@ class Outbox:
         with self._lock:
             self._items.append((run_id, table, rows))
 
+    def discard_run(self, run_id: int) -> int:
+        """Drop the batches held for ``run_id`` (recorded under a claim that is over);
+        returns how many."""
+        with self._lock:
+            before = len(self._items)
+            self._items = deque(item for item in self._items if item[0] != run_id)
+            return before - len(self._items)
+
     def drain(self, write: Callable[[Batch], None]) -> None:
         """Write every held batch, oldest first; raises the first error (a lost connection
         included), keeping what is not written yet. A run whose lease was lost (or a batch

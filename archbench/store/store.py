@@ -345,6 +345,15 @@ class ResultsStore(StoreReads):
 
         run_id, lease = self._write(write, race=True)
         self._leases.hold(run_id, lease)
+        # Rows an outage held for an earlier claim of this run belong to that attempt (its
+        # lease is over): never written as the new claim's.
+        dropped = self._outbox.discard_run(run_id)
+        if dropped:
+            log.warning(
+                "run %d claimed again: %d held batch(es) of its last attempt dropped",
+                run_id,
+                dropped,
+            )
         log.debug("run %d started (lease %s): %s", run_id, lease, key)
         return run_id
 
@@ -535,16 +544,15 @@ class ResultsStore(StoreReads):
             log.info("run %d was closed by this writer already (%s)", run_id, status)
 
     def set_weights_path(self, run_id: int, path: str | Path | None) -> None:
-        """Record where the run's final weights were kept (``None``: none kept)."""
+        """Record where the run's final weights were kept (``None``: none kept), before
+        ``finish_run``. Fenced like every write to a run (:mod:`.lease`)."""
         run_id = to_int(run_id, "run_id")
         value = None if path is None else str(Path(path).expanduser().resolve())
+        lease = self._leases.get(run_id)
 
         def write(conn: sa.Connection) -> None:
-            result = conn.execute(
-                runs.update().where(runs.c.run_id == run_id).values(weights_path=value)
-            )
-            if result.rowcount == 0:
-                raise StoreError(f"unknown run_id {run_id}")
+            check_owner(conn, run_id, lease)
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(weights_path=value))
 
         self._write(write)
 
