@@ -487,25 +487,25 @@ class Objective:
             if self.options.fuse_seeds:  # trains this trial's seeds at once, replays the rest
                 from archbench.runner.fused_trial import train_seed_fused
 
-                return train_seed_fused(
-                    self, trial, plan, seed, device, ckpt, on_epoch_end
-                ), recorded
-            seed_everything(seed)
-            net = build_net(plan.variant.spec)
-            result = train(
-                net,
-                self.data,
-                plan.recipe,
-                seed=seed,
-                device=device,
-                checkpoint_dir=ckpt,
-                resume=True,
-                # At initialisation and after the last epoch: all the gradient-flow and
-                # branch plots read; every epoch cost ~2 training steps each.
-                diagnostics_every=plan.recipe.epochs,
-                on_epoch_end=on_epoch_end,
-                progress=self.options.progress,
-            )
+                # The seed's own net, holding its final (unstacked) weights.
+                result, net = train_seed_fused(self, trial, plan, seed, device, ckpt, on_epoch_end)
+            else:
+                seed_everything(seed)
+                net = build_net(plan.variant.spec)
+                result = train(
+                    net,
+                    self.data,
+                    plan.recipe,
+                    seed=seed,
+                    device=device,
+                    checkpoint_dir=ckpt,
+                    resume=True,
+                    # At initialisation and after the last epoch: all the gradient-flow and
+                    # branch plots read; every epoch cost ~2 training steps each.
+                    diagnostics_every=plan.recipe.epochs,
+                    on_epoch_end=on_epoch_end,
+                    progress=self.options.progress,
+                )
             if self.options.keep_weights and result.status == "completed":
                 self._keep_weights(net, plan, seed, run_id)
             tell_optuna()  # what an outage held back (the run's epochs are stored already)
