@@ -28,6 +28,8 @@ from archbench.runner.identity import (
 )
 from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.run_sharing import owner_alive, wait_for_owners
+from archbench.runner.sampled import base_name, current_names, recorded
+from archbench.runner.sections import Distribution
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     CONFIG_KEY_ATTR,
@@ -86,9 +88,12 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
         return dict(grid_entry(spec, trial).config)
     assert spec.space is not None
     space = spec.space
-    fam = trial.suggest_categorical("family", list(space.families))
+    # Each param under the name the study knows its distribution by (a changed choice set
+    # is a new name: archbench.runner.sampled).
+    names = current_names(spec, recorded(trial.study))
 
     def suggest(name: str, dist: Any) -> Any:
+        name = names[name]
         if dist.choices is not None:
             return trial.suggest_categorical(name, list(dist.choices))
         if dist.is_int:
@@ -96,6 +101,8 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
                 name, int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log
             )
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+    fam = suggest("family", Distribution(choices=tuple(space.families)))
 
     depth = suggest(f"{fam}.depth", space.depth[fam])
     width = suggest(f"{fam}.width", space.width[fam]) if fam in space.width else None
@@ -289,7 +296,8 @@ class Objective:
             config = suggest_config(spec, trial)
             variant = self.resolve(config)
             label = variant.label
-            hyperparameters = dict(trial.params)  # what was sampled
+            # What was sampled, under the names of the space (no distribution suffix).
+            hyperparameters = {base_name(k): v for k, v in trial.params.items()}
         recipe = config_recipe(spec, config)
         recipe.validate()
         cost = self.complexity(variant)
