@@ -165,6 +165,45 @@ def test_a_sampled_study_continues_when_its_choices_grow(tmp_path: Path) -> None
     assert {t.state for t in study_of(db, "t:default").get_trials()} == {TrialState.COMPLETE}
 
 
+def test_an_interrupted_sampled_trial_is_retried_under_the_grown_spaces_names(
+    tmp_path: Path,
+) -> None:
+    """A trial interrupted before the family grew is re-queued with the same configuration
+    under the new param names; one of a family since removed is not re-queued."""
+    from optuna.distributions import CategoricalDistribution
+
+    from archbench.runner.spec import parse_spec
+    from archbench.runner.study import RunnerOptions, create_study, open_storage, prepare_study
+
+    db = tmp_path / "t.db"
+    space = {"family": ["resnet", "plain"], "depth": {"resnet": [8], "plain": [8]}}
+    options = RunnerOptions(results_dir=str(tmp_path / "res"), threads=1)
+    spec = parse_spec(sampled(db, space=space))
+    storage, store = open_storage(spec, options)
+    store.close()
+    study = create_study(spec, storage)
+    for fam in ("plain", "resnet"):
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.FAIL,
+                params={"family": fam, f"{fam}.depth": 8},
+                distributions={
+                    "family": CategoricalDistribution(["resnet", "plain"]),
+                    f"{fam}.depth": CategoricalDistribution([8]),
+                },
+            )
+        )
+    grown = sampled(
+        db,
+        space={"family": ["plain", "preact"], "depth": {"plain": [8], "preact": [8]}},
+    )
+    study, requeued = prepare_study(parse_spec(grown), options)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert requeued == 1 and len(waiting) == 1  # resnet left the space: not retried
+    (family,) = [k for k in waiting[0].params if k.startswith("family~")]
+    assert waiting[0].params == {family: "plain", "plain.depth": 8}
+
+
 # -- case 2: an edited variant is new; a removed one leaves the tables ----------------------
 
 

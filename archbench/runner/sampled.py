@@ -141,3 +141,19 @@ def translate(
             return None
         out[names[base]] = value
     return out
+
+
+def retried(trial: Any, spec: ExperimentSpec, names: Mapping[str, str]) -> Any | None:
+    """A copy of an interrupted sampled trial to re-queue, its params renamed for the space
+    now (so the retry trains the same configuration), or ``None`` when the space can no
+    longer produce it."""
+    import copy
+
+    params = translate(trial.params, spec, names)
+    if params is None:
+        return None
+    dists = space_distributions(spec)
+    trial = copy.deepcopy(trial)
+    trial.distributions = {name: dists[base_name(name)] for name in params}
+    trial.params = params
+    return trial

@@ -404,8 +404,10 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
                 fixed = sampled.translate(params, spec, names)
                 study.enqueue_trial(fixed or params, skip_if_exists=True)
         for trial in failed_chains:
-            _retry_callback()(study, copy.deepcopy(trial))
-            requeued += 1
+            again = sampled.retried(trial, spec, names)  # under the space's names now
+            if again is not None:
+                _retry_callback()(study, again)
+                requeued += 1
         _queue_added_seeds(spec, study, trials)
     if requeued:
         log.info("re-queued %d interrupted trial(s) of %s", requeued, spec.study_name)
