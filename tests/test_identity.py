@@ -116,8 +116,9 @@ def test_a_sampled_study_continues_when_its_choices_grow(tmp_path: Path) -> None
     results show all three families."""
     db = tmp_path / "t.db"
     tpe = {"name": "tpe", "seed": 0}
+    small = {"name": "digits", "val_size": 200, "train_subset": 400}
     space = {"family": ["resnet", "plain"], "depth": {"resnet": [8], "plain": [8]}}
-    first = sampled(db, sampler=tpe, space={**space, "recipe": {"lr": [0.1]}})
+    first = sampled(db, sampler=tpe, dataset=small, space={**space, "recipe": {"lr": [0.1]}})
     assert_clean(*run(tmp_path, first))
     assert_clean(*run(tmp_path, {**first, "trials": 3}))  # more trials: only the new one runs
     study = study_of(db, "t:default")
@@ -127,6 +128,7 @@ def test_a_sampled_study_continues_when_its_choices_grow(tmp_path: Path) -> None
     grown = sampled(
         db,
         sampler=tpe,
+        dataset=small,
         trials=9,
         space={
             "family": ["resnet", "plain", "preact"],
