@@ -400,3 +400,22 @@ def test_fused_path_tells_optuna_the_reports_held_during_an_outage(
         assert store.runs()["status"].tolist() == ["completed", "completed"]
     finally:
         store.close()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_seeds_that_cannot_fuse_keep_their_weights_too(tmp_path: Path) -> None:
+    """A net with dropout trains its seeds one at a time under --fuse-seeds: kept all the same."""
+    import yaml
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    path = _run_spec(tmp_path, "drop")
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = [{"family": "wrn", "depth": 10, "width": 1, "params": {"dropout": 0.3}}]
+    data["seeds"] = [0, 1]
+    path.write_text(yaml.safe_dump(data))
+    args = ["--quiet", "--threads", "1", "--keep-weights", "--fuse-seeds"]
+    assert main(["run", str(path), *args, "--results-dir", str(tmp_path / "r")]) == 0
+    runs = ResultsStore(str(tmp_path / "drop.db")).runs(experiment="fz")
+    assert len(runs) == 2 and runs["weights_path"].notna().all()
