@@ -405,3 +405,117 @@ def test_a_frozen_parameter_stays_each_seeds_own(digits: LoadedData) -> None:
         [frozen(s) for s in SEEDS], digits, RECIPE, seeds=SEEDS, device="cpu", diagnostics_every=0
     )
     assert_same_results(fused, unfused)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_fused_runs_keep_every_seeds_weights_and_eval_reproduces_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--fuse-seeds --keep-weights: every seed's run keeps its final weights (as unfused runs
+    do) and ``archbench eval`` of each gives its stored errors exactly."""
+    import json
+
+    import yaml
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    path = _run_spec(tmp_path, "kept")
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = data["variants"][:1]
+    path.write_text(yaml.safe_dump(data))
+    args = ["--quiet", "--threads", "1", "--keep-weights", "--results-dir", str(tmp_path / "r")]
+    assert main(["run", str(path), *args, "--fuse-seeds"]) == 0
+    assert "seeds 0, 1, 2 fused" in capsys.readouterr().out
+    runs = ResultsStore(str(tmp_path / "kept.db")).runs(experiment="fz")
+    assert len(runs) == 3 and set(runs["status"]) == {"completed"}
+    assert runs["weights_path"].notna().all()
+    assert len(set(runs["weights_path"])) == 3
+    for run_id in runs["run_id"]:
+        code, out, err = (
+            main(["eval", str(int(run_id)), "--storage", str(tmp_path / "kept.db"), "--json"]),
+            *capsys.readouterr(),
+        )
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["matches"] and result["now"] == result["stored"]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_fused_path_tells_optuna_the_reports_held_during_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs 2 and 3 of the first (reported) seed end while the database is away: the fused
+    trial still gives Optuna every epoch's value once it is back."""
+    from archbench.runner.objective import Objective
+    from archbench.runner.study import RunnerOptions, create_study, open_storage
+    from archbench.runner.worker import run_worker
+    from archbench.store import store as store_module
+    from tests.test_reconnect import server_gone
+    from tests.test_run_sharing import _spec
+
+    spec = _spec(tmp_path, recipe={"epochs": 3, "batch_size": 64}, trials=1, seeds=[0, 1])
+    options = RunnerOptions(
+        results_dir=str(tmp_path / "res"), heartbeat_interval=5, threads=1, fuse_seeds=True
+    )
+    storage, store = open_storage(spec, options)
+    study = create_study(spec, storage)
+    state = {"down": False}
+    real = store_module.write_once
+
+    def write_once(*args: object, **kwargs: object) -> object:
+        if state["down"]:
+            raise server_gone()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "write_once", write_once)
+    record_epoch = store.record_epoch
+    first_run: list[int] = []
+
+    def record(run_id: int, metrics: object) -> None:
+        first_run[:] = first_run or [run_id]
+        # Away from the first seed's epoch 2 until the fused training has returned.
+        if run_id == first_run[0] and metrics.epoch >= 2:  # type: ignore[attr-defined]
+            state["down"] = True
+        record_epoch(run_id, metrics)
+
+    store.record_epoch = record  # type: ignore[method-assign]
+    import archbench.training.fused
+
+    fused = archbench.training.fused.train_fused
+
+    def back_after(*args: object, **kwargs: object) -> object:
+        try:
+            return fused(*args, **kwargs)
+        finally:
+            state["down"] = False
+
+    monkeypatch.setattr(archbench.training.fused, "train_fused", back_after)
+    try:
+        run_worker(spec, options, objective=Objective(spec, store, options))
+        (trial,) = study.get_trials(deepcopy=False)
+        assert trial.state.name == "COMPLETE"
+        assert sorted(trial.intermediate_values) == [1, 2, 3]  # reported once it was back
+        assert sorted(store.epochs()["epoch"].tolist()) == [1, 1, 2, 2, 3, 3]
+        assert store.runs()["status"].tolist() == ["completed", "completed"]
+    finally:
+        store.close()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_seeds_that_cannot_fuse_keep_their_weights_too(tmp_path: Path) -> None:
+    """A net with dropout trains its seeds one at a time under --fuse-seeds: kept all the same."""
+    import yaml
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    path = _run_spec(tmp_path, "drop")
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = [{"family": "wrn", "depth": 10, "width": 1, "params": {"dropout": 0.3}}]
+    data["seeds"] = [0, 1]
+    path.write_text(yaml.safe_dump(data))
+    args = ["--quiet", "--threads", "1", "--keep-weights", "--fuse-seeds"]
+    assert main(["run", str(path), *args, "--results-dir", str(tmp_path / "r")]) == 0
+    runs = ResultsStore(str(tmp_path / "drop.db")).runs(experiment="fz")
+    assert len(runs) == 2 and runs["weights_path"].notna().all()

@@ -109,28 +109,101 @@ def sampled(db: Path, **changes: Any) -> dict[str, Any]:
     return data
 
 
-def test_a_sampled_study_continues_and_refuses_changed_choices_in_one_line(
-    tmp_path: Path,
-) -> None:
+def test_a_sampled_study_continues_when_its_choices_grow(tmp_path: Path) -> None:
+    """Issue 16 for sampled studies: a TPE study over two families gets a third (and a new
+    choice of a categorical recipe param); the rerun continues (no refusal, no traceback, no
+    failed trial), the stored configurations' runs are reused, not trained again, and the
+    results show all three families."""
     db = tmp_path / "t.db"
-    assert_clean(*run(tmp_path, sampled(db)))
-    assert_clean(*run(tmp_path, sampled(db, trials=3)))  # more trials: only the new one runs
+    tpe = {"name": "tpe", "seed": 0}
+    small = {"name": "digits", "val_size": 200, "train_subset": 400}
+    space = {"family": ["resnet", "plain"], "depth": {"resnet": [8], "plain": [8]}}
+    first = sampled(db, sampler=tpe, dataset=small, space={**space, "recipe": {"lr": [0.1]}})
+    assert_clean(*run(tmp_path, first))
+    assert_clean(*run(tmp_path, {**first, "trials": 3}))  # more trials: only the new one runs
     study = study_of(db, "t:default")
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
-    assert (runs_of(db, "t")["attempts"] == 1).all()
-    # A family added to the space: Optuna cannot continue over changed choices. Refused
-    # before any trial, by validate and run alike, in one line; nothing written.
-    grown = sampled(db, trials=4)
-    grown["space"] = {
-        "family": ["resnet", "plain", "preact"],
-        "depth": {"resnet": [8], "plain": [8], "preact": [8]},
-    }
+    before = runs_of(db, "t")
+    assert (before["attempts"] == 1).all()
+    grown = sampled(
+        db,
+        sampler=tpe,
+        dataset=small,
+        trials=9,
+        space={
+            "family": ["resnet", "plain", "preact"],
+            "depth": {"resnet": [8], "plain": [8], "preact": [8]},
+            "recipe": {"lr": [0.1, 0.05]},
+        },
+        baselines=[{"family": "preact", "depth": 8}],
+    )
     spec = write(tmp_path / "g.yaml", grown)
-    code, _, err = cli("validate", str(spec))
-    assert code == 2 and err.count("\n") == 1 and "sampled family from" in err
-    code2, out2, err2 = cli("run", str(spec), *RUN)
-    assert code2 == 2 and err2 == err and "Traceback" not in out2
-    assert len(study_of(db, "t:default").trials) == 3
+    code, out, err = cli("validate", str(spec))
+    assert code == 0, err
+    code, out, err = cli("run", str(spec), *RUN)
+    assert_clean(code, out, err)
+    assert "Traceback" not in out + err and "dynamic value space" not in out + err
+    trials = study_of(db, "t:default").get_trials()
+    assert len(trials) == 9 and {t.state for t in trials} == {TrialState.COMPLETE}
+    # The grown choice sets are new params for the sampler (a suffix names the set).
+    assert all(any(p.startswith("family~") for p in t.params) for t in trials[3:])
+    runs = runs_of(db, "t")
+    # Every configuration trained once: the stored ones kept (same rows, one attempt) ...
+    assert (runs["attempts"] == 1).all() and runs["config_key"].is_unique
+    kept = runs.set_index("run_id").loc[before["run_id"]]
+    assert kept["finished_at"].tolist() == before["finished_at"].tolist()
+    # ... and reused by the new trials that drew them again.
+    old_keys = set(before["config_key"])
+    again = [t for t in trials[3:] if t.user_attrs.get("config_key") in old_keys]
+    assert again, "no new trial drew a stored configuration"
+    assert set(runs["family"]) == {"resnet", "plain", "preact"}
+    # The runs' hyperparameters are named as in the space, whatever Optuna called them.
+    for hp in runs["hyperparameters"]:
+        assert {"family", "recipe.lr"} <= set(hp) and not any("~" in k for k in hp), hp
+    code, out, _ = cli("results", str(spec))
+    assert code == 0 and all(f in out for f in ("resnet8", "plain8", "preact8")), out
+    # Changed back: the first names (and the sampler's history under them) continue.
+    assert_clean(*run(tmp_path, {**first, "trials": 10}))
+    assert {t.state for t in study_of(db, "t:default").get_trials()} == {TrialState.COMPLETE}
+
+
+def test_an_interrupted_sampled_trial_is_retried_under_the_grown_spaces_names(
+    tmp_path: Path,
+) -> None:
+    """A trial interrupted before the family grew is re-queued with the same configuration
+    under the new param names; one of a family since removed is not re-queued."""
+    from optuna.distributions import CategoricalDistribution
+
+    from archbench.runner.spec import parse_spec
+    from archbench.runner.study import RunnerOptions, create_study, open_storage, prepare_study
+
+    db = tmp_path / "t.db"
+    space = {"family": ["resnet", "plain"], "depth": {"resnet": [8], "plain": [8]}}
+    options = RunnerOptions(results_dir=str(tmp_path / "res"), threads=1)
+    spec = parse_spec(sampled(db, space=space))
+    storage, store = open_storage(spec, options)
+    store.close()
+    study = create_study(spec, storage)
+    for fam in ("plain", "resnet"):
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.FAIL,
+                params={"family": fam, f"{fam}.depth": 8},
+                distributions={
+                    "family": CategoricalDistribution(["resnet", "plain"]),
+                    f"{fam}.depth": CategoricalDistribution([8]),
+                },
+            )
+        )
+    grown = sampled(
+        db,
+        space={"family": ["plain", "preact"], "depth": {"plain": [8], "preact": [8]}},
+    )
+    study, requeued = prepare_study(parse_spec(grown), options)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert requeued == 1 and len(waiting) == 1  # resnet left the space: not retried
+    (family,) = [k for k in waiting[0].params if k.startswith("family~")]
+    assert waiting[0].params == {family: "plain", "plain.depth": 8}
 
 
 # -- case 2: an edited variant is new; a removed one leaves the tables ----------------------

@@ -6,9 +6,12 @@ of a trial claims the later seeds' runs too (the same exclusive ``start_run`` th
 makes, so a run another trial is training, or one already finished, is left out; the
 objective then takes the claimed run instead of opening it again), trains the
 claimed seeds with :func:`~archbench.training.fused.train_fused` into their own checkpoint
-folders, and keeps the other seeds' results; their own calls then replay them through their
-epoch callbacks (epochs and diagnostics stored as if trained then). Every seed stays its own
-run; nothing downstream changes.
+folders, and keeps the other seeds' results with their nets; their own calls then replay them
+through their epoch callbacks (epochs and diagnostics stored as if trained then). Each call
+returns its seed's result and net: the fused training copies every seed's slice of the
+stacked parameters and buffers back into that seed's own net after each epoch
+(``_Stack.write_back``), so the objective keeps its final weights (``--keep-weights``)
+exactly as for an unfused run. Every seed stays its own run; nothing downstream changes.
 
 Seeds are not fused (each trains alone, as without the option, and a warning says why) when
 the net cannot be fused (:func:`~archbench.training.fused.fusion_problem`: dropout,
@@ -30,8 +33,11 @@ from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-#: Results trained fused but not yet handed out, per objective: {(trial number, seed): result}.
-_WAITING: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Any]] = weakref.WeakKeyDictionary()
+#: Results trained fused but not yet handed out, per objective:
+#: {(trial number, seed): (result, the seed's net with its final weights)}.
+_WAITING: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 #: Runs opened for a fused training, per objective: {(trial number, seed): (run_id, epoch of
 #: its checkpoint then)}; the objective takes them instead of opening the run again (which
 #: would count an attempt and read the fused training's checkpoint as a resume).
@@ -53,13 +59,14 @@ def train_seed_fused(
     device: Any,
     ckpt: Path,
     on_epoch_end: Callable[[Any, list[Any]], bool],
-) -> Any:
-    """The :class:`~archbench.training.results.TrainResult` of ``seed``: trained now with the
-    trial's later seeds fused in, or replayed from such a training."""
+) -> tuple[Any, Any]:
+    """(The :class:`~archbench.training.results.TrainResult` of ``seed``, its net with the
+    final weights): trained now with the trial's later seeds fused in, or replayed from such
+    a training."""
     waiting = _WAITING.setdefault(objective, {})
     done = waiting.pop((trial.number, seed), None)
     if done is not None:
-        return _replay(done, on_epoch_end)
+        return _replay(done[0], on_epoch_end), done[1]
     from archbench.models.net import build_net
     from archbench.training.device import seed_everything
     from archbench.training.fused import fusion_problem, train_fused
@@ -89,7 +96,7 @@ def train_seed_fused(
             on_epoch_end=on_epoch_end,
             progress=objective.options.progress,
             bad_checkpoint="restart",  # as the objective's unfused call: never block the run
-        )
+        ), net
     seeds = [seed, *group]
     objective.on_event(
         f"trial {trial.number}: {plan.variant.label} seeds {', '.join(map(str, seeds))} fused"
@@ -100,9 +107,10 @@ def train_seed_fused(
         pruned[0] = bool(on_epoch_end(metrics, diagnostics))
         return pruned[0]
 
+    nets = [net, *(net_for(s) for s in group)]
     try:
         results = train_fused(
-            [net, *(net_for(s) for s in group)],
+            nets,
             objective.data,
             plan.recipe,
             seeds=seeds,
@@ -130,10 +138,10 @@ def train_seed_fused(
         for s, result in zip(group, results[1:], strict=True):
             _CLAIMED.get(objective, {}).pop((trial.number, s), None)
             _finish(objective.store, claimed[s], result)
-        return results[0]
-    for s, result in zip(group, results[1:], strict=True):
-        waiting[(trial.number, s)] = result
-    return results[0]
+        return results[0], net
+    for s, result, other in zip(group, results[1:], nets[1:], strict=True):
+        waiting[(trial.number, s)] = (result, other)
+    return results[0], net
 
 
 def _finish(store: Any, run_id: int, result: Any) -> None:
@@ -157,7 +165,7 @@ def _claim(
     """The trial's seeds after ``seed`` whose runs this trial may train now, at the same
     checkpoint epoch as ``seed``'s, each opened (claimed) as the objective opens it:
     {seed: run_id}."""
-    seeds = list(objective.spec.seeds)
+    seeds = list(plan.seeds)  # the trial's: the spec's, or a question's round
     claimed: dict[int, int] = {}
     for other in seeds[seeds.index(seed) + 1 :]:
         ckpt = objective.checkpoints / plan.ckey / f"seed{other}"

@@ -28,6 +28,8 @@ from archbench.runner.identity import (
 )
 from archbench.runner.metrics import TrialOutcome, objective_values
 from archbench.runner.run_sharing import owner_alive, wait_for_owners
+from archbench.runner.sampled import base_name, current_names, recorded
+from archbench.runner.sections import Distribution
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     CONFIG_KEY_ATTR,
@@ -86,9 +88,12 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
         return dict(grid_entry(spec, trial).config)
     assert spec.space is not None
     space = spec.space
-    fam = trial.suggest_categorical("family", list(space.families))
+    # Each param under the name the study knows its distribution by (a changed choice set
+    # is a new name: archbench.runner.sampled).
+    names = current_names(spec, recorded(trial.study))
 
     def suggest(name: str, dist: Any) -> Any:
+        name = names[name]
         if dist.choices is not None:
             return trial.suggest_categorical(name, list(dist.choices))
         if dist.is_int:
@@ -96,6 +101,8 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
                 name, int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log
             )
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+    fam = suggest("family", Distribution(choices=tuple(space.families)))
 
     depth = suggest(f"{fam}.depth", space.depth[fam])
     width = suggest(f"{fam}.width", space.width[fam]) if fam in space.width else None
@@ -294,7 +301,8 @@ class Objective:
             config = suggest_config(spec, trial)
             variant = self.resolve(config)
             label = variant.label
-            hyperparameters = dict(trial.params)  # what was sampled
+            # What was sampled, under the names of the space (no distribution suffix).
+            hyperparameters = {base_name(k): v for k, v in trial.params.items()}
         recipe = config_recipe(spec, config)
         recipe.validate()
         seeds = tuple(spec.seeds)
@@ -497,26 +505,26 @@ class Objective:
             if self.options.fuse_seeds:  # trains this trial's seeds at once, replays the rest
                 from archbench.runner.fused_trial import train_seed_fused
 
-                return train_seed_fused(
-                    self, trial, plan, seed, device, ckpt, on_epoch_end
-                ), recorded
-            seed_everything(seed)
-            net = build_net(plan.variant.spec)
-            result = train(
-                net,
-                self.data,
-                plan.recipe,
-                seed=seed,
-                device=device,
-                checkpoint_dir=ckpt,
-                resume=True,
-                # At initialisation and after the last epoch: all the gradient-flow and
-                # branch plots read; every epoch cost ~2 training steps each.
-                diagnostics_every=plan.recipe.epochs,
-                on_epoch_end=on_epoch_end,
-                progress=self.options.progress,
-                bad_checkpoint="restart",  # a damaged checkpoint must not block the run
-            )
+                # The seed's own net, holding its final (unstacked) weights.
+                result, net = train_seed_fused(self, trial, plan, seed, device, ckpt, on_epoch_end)
+            else:
+                seed_everything(seed)
+                net = build_net(plan.variant.spec)
+                result = train(
+                    net,
+                    self.data,
+                    plan.recipe,
+                    seed=seed,
+                    device=device,
+                    checkpoint_dir=ckpt,
+                    resume=True,
+                    # At initialisation and after the last epoch: all the gradient-flow and
+                    # branch plots read; every epoch cost ~2 training steps each.
+                    diagnostics_every=plan.recipe.epochs,
+                    on_epoch_end=on_epoch_end,
+                    progress=self.options.progress,
+                    bad_checkpoint="restart",  # a damaged checkpoint must not block the run
+                )
             if self.options.keep_weights and result.status == "completed":
                 self._keep_weights(net, plan, seed, run_id)
             tell_optuna()  # what an outage held back (the run's epochs are stored already)

@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from archbench.errors import SpecError
+from archbench.runner import sampled
 from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.identity import config_key, grid_entries, is_current_key
 from archbench.runner.spec import ExperimentSpec
@@ -207,8 +208,10 @@ def fingerprint(spec: ExperimentSpec) -> dict[str, Any]:
 
 def check_study(spec: ExperimentSpec, study: optuna.Study) -> None:
     """Raise :class:`SpecError` (one line) if ``study`` cannot continue under ``spec``:
-    other objectives, another dataset, recipe or budget (stored runs would not compare), or
-    a sampled search whose choices changed (Optuna cannot continue over changed choices)."""
+    other objectives, another dataset, recipe or budget (stored runs would not compare).
+
+    A sampled search whose choices changed continues: a param with another choice set is
+    sampled under another name (:mod:`archbench.runner.sampled`)."""
     ways_out = "use another experiment name, profile or storage"
     if [d.name.lower() for d in study.directions] != spec.directions:
         raise SpecError(
@@ -228,45 +231,13 @@ def check_study(spec: ExperimentSpec, study: optuna.Study) -> None:
                 f"{', '.join(changed)}; its results would not be comparable. Use another "
                 "experiment name, profile or storage (or delete the study: optuna delete-study)"
             )
-    if spec.sampler.name != "grid":
-        if stored is not None and "seeds" in stored and stored["seeds"] != list(spec.seeds):
-            # Its trials carry no seeds: which ones would need the added seeds is unknown.
-            raise SpecError(
-                f"study {spec.study_name!r} in this storage was run with another seeds by an "
-                f"archbench before seeds could change ({stored['seeds']}); {ways_out}"
-            )
-        _check_choices(spec, study, ways_out)
-
-
-def _check_choices(spec: ExperimentSpec, study: optuna.Study, ways_out: str) -> None:
-    """A sampled study's categorical params keep their choices (Optuna refuses others)."""
-    from optuna.distributions import CategoricalDistribution
-
-    assert spec.space is not None
-    space = spec.space
-    wanted: dict[str, list[Any]] = {"family": list(space.families)}
-    for fam in space.families:
-        for name, dist in (
-            ("depth", space.depth.get(fam)),
-            ("width", space.width.get(fam)),
-            *space.params.get(fam, {}).items(),
-        ):
-            if dist is not None and dist.choices is not None:
-                wanted[f"{fam}.{name}"] = list(dist.choices)
-    for name, dist in space.recipe.items():
-        if dist.choices is not None:
-            wanted[f"recipe.{name}"] = list(dist.choices)
-    for trial in study.get_trials(deepcopy=False):
-        for name, dist in trial.distributions.items():
-            if not isinstance(dist, CategoricalDistribution) or name not in wanted:
-                continue
-            if list(dist.choices) != wanted[name]:
-                raise SpecError(
-                    f"study {spec.study_name!r} in this storage sampled {name} from "
-                    f"{list(dist.choices)}, the spec now from {wanted[name]}: a sampler cannot "
-                    f"continue over changed choices; {ways_out} (stored runs of the same "
-                    "configurations are reused there)"
-                )
+    sampled_study = spec.sampler.name != "grid"
+    if sampled_study and stored is not None and stored.get("seeds") not in (None, list(spec.seeds)):
+        # Its trials carry no seeds: which ones would need the added seeds is unknown.
+        raise SpecError(
+            f"study {spec.study_name!r} in this storage was run with another seeds by an "
+            f"archbench before seeds could change ({stored['seeds']}); {ways_out}"
+        )
 
 
 def check_stored_study(spec: ExperimentSpec, options: RunnerOptions) -> None:
@@ -319,7 +290,8 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
     Raises :class:`SpecError` (:func:`check_study`) when the stored study was made from a
     spec whose dataset, recipe, budget or objectives differ: its results would not be
     comparable. Variants, seeds, the sampler and the number of trials may change between
-    runs; a sampled space may change its ranges, not its choices.
+    runs; so may a sampled space (its ranges and choices: a param whose choices changed is
+    sampled under a new name, :mod:`archbench.runner.sampled`).
     """
     study = optuna.create_study(
         storage=storage,
@@ -330,6 +302,8 @@ def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -
         load_if_exists=True,
     )
     check_study(spec, study)
+    if spec.sampler.name != "grid":
+        sampled.record(spec, study)  # the distribution each param name was first sampled from
     from archbench.store.storage import redact
 
     system = study._storage.get_study_system_attrs(study._study_id)
@@ -431,11 +405,18 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     if spec.sampler.name == "grid":
         requeued, _ = _queue_grid(spec, study, trials, failed_chains, wanted)
     else:
+        names = sampled.current_names(spec, sampled.recorded(study))
+        seen = {_params_of(t) for t in trials}
         for baseline in spec.baselines:
-            study.enqueue_trial(baseline_params(spec, baseline), skip_if_exists=True)
+            params = baseline_params(spec, baseline)
+            if _params_of(params) not in seen:  # under any name it was sampled by
+                fixed = sampled.translate(params, spec, names)
+                study.enqueue_trial(fixed or params, skip_if_exists=True)
         for trial in failed_chains:
-            _retry_callback()(study, copy.deepcopy(trial))
-            requeued += 1
+            again = sampled.retried(trial, spec, names)  # under the space's names now
+            if again is not None:
+                _retry_callback()(study, again)
+                requeued += 1
         _queue_added_seeds(spec, study, trials)
     if requeued:
         log.info("re-queued %d interrupted trial(s) of %s", requeued, spec.study_name)
@@ -583,15 +564,22 @@ def _queue_added_seeds(spec: ExperimentSpec, study: optuna.Study, trials: list[A
     """A sampled study whose seeds grew: each finished configuration is queued again with
     its params; its stored seeds are reused, only the added ones train. The trials that
     lack a seed no longer count as done (:func:`trial_covers`)."""
+    seeds = list(spec.seeds)
+    names = sampled.current_names(spec, sampled.recorded(study))
+    covered = {_params_of(t) for t in trials if t.state in ALIVE_STATES and trial_covers(t, seeds)}
+    for trial in trials:
+        if trial.state in DONE_STATES and trial.params and _params_of(trial) not in covered:
+            covered.add(_params_of(trial))
+            params = sampled.translate(trial.params, spec, names)
+            if params is not None:  # else no longer in the space: nothing to complete
+                study.enqueue_trial(params, user_attrs={SEEDS_ATTR: seeds})
+
+
+def _params_of(trial: FrozenTrial | Mapping[str, Any]) -> str:
+    """A trial's (or params') sampled values by base name: equal for one configuration
+    whatever names its params were sampled under."""
     import json
 
-    seeds = list(spec.seeds)
-
-    def params_of(trial: FrozenTrial) -> str:
-        return json.dumps(trial.params, sort_keys=True, default=str)
-
-    covered = {params_of(t) for t in trials if t.state in ALIVE_STATES and trial_covers(t, seeds)}
-    for trial in trials:
-        if trial.state in DONE_STATES and trial.params and params_of(trial) not in covered:
-            covered.add(params_of(trial))
-            study.enqueue_trial(dict(trial.params), user_attrs={SEEDS_ATTR: seeds})
+    params = trial.params if isinstance(trial, FrozenTrial) else trial
+    named = {sampled.base_name(k): v for k, v in params.items()}
+    return json.dumps(named, sort_keys=True, default=str)

@@ -120,6 +120,8 @@ def importance_frame(data: ExperimentData) -> pd.DataFrame:
     removed) and the first objective."""
     from optuna.trial import TrialState
 
+    from archbench.runner.sampled import base_name
+
     study = _study(data)
     variants = data.runs.drop_duplicates("spec_hash").set_index("spec_hash")
     rows = []
@@ -129,8 +131,10 @@ def importance_frame(data: ExperimentData) -> pd.DataFrame:
         if spec_hash in variants.index:
             v = variants.loc[spec_hash]
             row.update(family=v["family"], depth=int(v["depth"]), width=float(v["width"]))
-        family = trial.params.get("family", row.get("family"))
-        for key, value in trial.params.items():
+        # By the space's names: a grown choice set samples ``family~<hash>`` (runner.sampled).
+        params = {base_name(k): v for k, v in trial.params.items()}
+        family = params.get("family", row.get("family"))
+        for key, value in params.items():
             if key in ("config", "family"):
                 continue
             if family and key.startswith(f"{family}."):
