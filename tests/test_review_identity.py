@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_identity import A, B, assert_clean, run, runs_of, spec_data, write
+from test_identity import A, B, C, assert_clean, run, runs_of, spec_data, write
 
+from archbench.analysis.data import config_stats, load_experiment
 from archbench.runner.spec import load_spec
 from archbench.runner.study import RunnerOptions, prepare_study
 
@@ -26,3 +27,17 @@ def test_a_variant_removed_while_queued_and_added_back_is_trained(tmp_path: Path
     assert set(runs["status"]) == {"completed"}
     assert "already done" not in out
 
+
+def test_removed_seeds_are_no_longer_required_nor_counted(tmp_path: Path) -> None:
+    """README: "removed seeds are no longer required". A variant added after a seed was
+    removed trains the spec's seeds and is complete; the stored configurations' means are
+    over the spec's seeds too (not over a seed the added one never ran)."""
+    db = tmp_path / "g.db"
+    assert_clean(*run(tmp_path, spec_data(db, variants=[A, B], seeds=[0, 1])))
+    assert_clean(*run(tmp_path, spec_data(db, variants=[A, B, C], seeds=[0])))
+    data = load_experiment(db, "g")
+    table = config_stats(data.runs, "test_err", seeds=data.expected_seeds)
+    assert table["complete"].all(), table["note"].tolist()
+    assert set(table["n"]) == {1}
+    every = load_experiment(db, "g", all_configs=True)
+    assert sorted(every.runs["seed"]) == [0, 0, 0, 1, 1]  # stored, reachable on request
