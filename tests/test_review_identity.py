@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_identity import A, B, C, assert_clean, run, runs_of, spec_data, write
+from test_identity import A, B, C, assert_clean, run, runs_of, sampled, spec_data, write
 
 from archbench.analysis.data import config_stats, load_experiment
 from archbench.runner.spec import load_spec
@@ -41,3 +41,17 @@ def test_removed_seeds_are_no_longer_required_nor_counted(tmp_path: Path) -> Non
     assert set(table["n"]) == {1}
     every = load_experiment(db, "g", all_configs=True)
     assert sorted(every.runs["seed"]) == [0, 0, 0, 1, 1]  # stored, reachable on request
+
+
+def test_a_grid_study_continued_as_a_sampled_search_shows_the_sampled_runs(
+    tmp_path: Path,
+) -> None:
+    """The sampler may change between runs (README): a search continued after a grid must
+    not be filtered by the grid the study last recorded (every sampled run was hidden)."""
+    db = tmp_path / "g.db"
+    assert_clean(*run(tmp_path, spec_data(db, variants=[A])))
+    assert_clean(*run(tmp_path, sampled(db, name="g", trials=2)))
+    stored = runs_of(db)
+    assert len(stored) > 1
+    data = load_experiment(db, "g")
+    assert sorted(data.runs["run_id"]) == sorted(stored["run_id"])

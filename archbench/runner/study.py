@@ -435,6 +435,8 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     if spec.sampler.name == "grid":
         requeued = _queue_grid(spec, study, trials, failed_chains)
     else:
+        # No grid to filter the analysis by: a search continued after a grid shows its runs.
+        study._storage.set_study_system_attr(study._study_id, GRID_ATTR, None)
         for baseline in spec.baselines:
             study.enqueue_trial(baseline_params(spec, baseline), skip_if_exists=True)
         for trial in failed_chains:
