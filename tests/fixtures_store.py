@@ -12,7 +12,7 @@ Three experiments:
 - ``fixture_sweep`` (profile ``cpu``): plain / resnet / preact x depths 8, 20, 32, 56 x
   widths 8, 16, 32, 3 seeds, 6 epochs, diagnostics at epochs 0 and 6, and a multi-objective
   Optuna study (validation accuracy, params) with the runner's params and attributes.
-- ``fixture_budget`` (profile ``default``): six families solved to 75K parameters, 6 seeds,
+- ``fixture_budget`` (profile ``default``): six families solved to 75K parameters, 8 seeds,
   epochs but no diagnostics, a single-objective grid study with the spec YAML.
 - ``fixture_thin``: two variants, one seed, no epochs, no study (everything must skip).
 """
@@ -78,7 +78,7 @@ variants:
   - {family: resnet, depth: 14}
 objectives: [val_acc]
 sampler: {name: grid}
-seeds: [0, 1, 2, 3, 4, 5]
+seeds: [0, 1, 2, 3, 4, 5, 6, 7]
 """
 
 
