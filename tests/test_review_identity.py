@@ -1,11 +1,13 @@
 """Review of issue 16 (config identity): a variant removed while its trial was queued, then
-added back, is trained (its queued trial was pruned unrun: that covers nothing)."""
+added back, is trained (its queued trial was pruned unrun: that covers nothing); removed seeds
+leave the tables; a grid continued as a search shows its runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from test_identity import A, B, C, assert_clean, run, runs_of, sampled, spec_data, write
+import yaml
+from test_identity import A, B, C, assert_clean, cli, run, runs_of, sampled, spec_data, write
 
 from archbench.analysis.data import config_stats, load_experiment
 from archbench.runner.spec import load_spec
@@ -41,6 +43,8 @@ def test_removed_seeds_are_no_longer_required_nor_counted(tmp_path: Path) -> Non
     assert set(table["n"]) == {1}
     every = load_experiment(db, "g", all_configs=True)
     assert sorted(every.runs["seed"]) == [0, 0, 0, 1, 1]  # stored, reachable on request
+    code, out, _ = cli("results", str(tmp_path / "g.yaml"), "--json")  # results alike
+    assert code == 0 and {r["n_seeds"] for r in yaml.safe_load(out)["rows"]} == {1}
 
 
 def test_a_grid_study_continued_as_a_sampled_search_shows_the_sampled_runs(

@@ -305,6 +305,18 @@ def spec_seeds(spec: Mapping[str, Any] | None, profile: str | None = None) -> li
     return wanted
 
 
+def study_seeds(study: Any, profile: str | None = None) -> list[int]:
+    """The seeds of the spec ``study`` last ran (its ``archbench:spec`` text); ``[]``."""
+    if study is None:
+        return []
+    text = study._storage.get_study_system_attrs(study._study_id).get("archbench:spec")
+    try:
+        spec = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return []
+    return spec_seeds(spec if isinstance(spec, dict) else None, profile)
+
+
 def expected_seeds(
     runs: pd.DataFrame, spec: Mapping[str, Any] | None = None, profile: str | None = None
 ) -> tuple[int, ...]:
