@@ -77,7 +77,7 @@ def report(experiment: str, views: tuple[tuple[str, str], ...] = DEFAULT_VIEWS) 
         for metric, pairs in views:
             table = comparisons_table(data, metric, pairs)  # type: ignore[arg-type]
             what = "against the reference" if pairs == "best" else "all pairs"
-            holm = int(table["p"].notna().sum()) if len(table) else 0
+            holm = int(table.attrs.get("holm_family", 0)) if len(table) else 0
             parts.append(f"### {metric}, {what} (Holm over {holm})\n")
             if table.attrs.get("note"):
                 parts.append(table.attrs["note"] + "\n")

@@ -12,7 +12,7 @@ Three experiments:
 - ``fixture_sweep`` (profile ``cpu``): plain / resnet / preact x depths 8, 20, 32, 56 x
   widths 8, 16, 32, 3 seeds, 6 epochs, diagnostics at epochs 0 and 6, and a multi-objective
   Optuna study (validation accuracy, params) with the runner's params and attributes.
-- ``fixture_budget`` (profile ``default``): six families solved to 75K parameters, 6 seeds,
+- ``fixture_budget`` (profile ``default``): six families solved to 75K parameters, 10 seeds,
   epochs but no diagnostics, a single-objective grid study with the spec YAML.
 - ``fixture_thin``: two variants, one seed, no epochs, no study (everything must skip).
 """
@@ -43,7 +43,7 @@ BUDGET_VARIANTS = (
     ("inception_resnet", 8),
 )
 BUDGET_TARGET = 75_000
-BUDGET_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)  # 8: Holm over 5 exact sign-flip tests can resolve
+BUDGET_SEEDS = tuple(range(10))  # 10: Holm over the 15 pairs of 6 exact sign-flip tests can resolve
 BUDGET_EPOCHS = 4
 #: Synthetic "true" final test error of each budget family (the generative model's truth).
 BUDGET_TRUTH = {
@@ -78,7 +78,7 @@ variants:
   - {family: resnet, depth: 14}
 objectives: [val_acc]
 sampler: {name: grid}
-seeds: [0, 1, 2, 3, 4, 5]
+seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 """
 
 

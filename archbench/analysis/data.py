@@ -155,6 +155,11 @@ def load_experiment(
             runs, epochs, diagnostics = (
                 mark_current(f, configs) for f in (runs, epochs, diagnostics)
             )
+        wanted = spec_seeds(spec, profile)
+        if wanted and not all_configs:  # runs of seeds removed from the spec: not shown
+            runs = runs[runs["seed"].isin(wanted)]
+            kept = set(runs["run_id"])
+            epochs, diagnostics = (f[f["run_id"].isin(kept)] for f in (epochs, diagnostics))
     return ExperimentData(
         experiment, profile, url, runs, epochs, diagnostics, spec_text, study, note, spec
     )
@@ -290,16 +295,34 @@ def _seed_list(value: Any) -> list[int]:
     return []
 
 
-def expected_seeds(
-    runs: pd.DataFrame, spec: Mapping[str, Any] | None = None, profile: str | None = None
-) -> tuple[int, ...]:
-    """The seeds each configuration is owed: those the spec (its profile's, else its own)
-    asks for, and any seed another configuration of the experiment has a run for."""
+def spec_seeds(spec: Mapping[str, Any] | None, profile: str | None = None) -> list[int]:
+    """The seeds the spec (its profile's, else its own) asks for; ``[]`` when it names none."""
     spec = spec or {}
     profiles = spec.get("profiles")
     wanted = _seed_list(spec.get("seeds"))
     if isinstance(profiles, Mapping) and isinstance(profiles.get(profile), Mapping):
         wanted = _seed_list(profiles[profile].get("seeds")) or wanted
+    return wanted
+
+
+def study_seeds(study: Any, profile: str | None = None) -> list[int]:
+    """The seeds of the spec ``study`` last ran (its ``archbench:spec`` text); ``[]``."""
+    if study is None:
+        return []
+    text = study._storage.get_study_system_attrs(study._study_id).get("archbench:spec")
+    try:
+        spec = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return []
+    return spec_seeds(spec if isinstance(spec, dict) else None, profile)
+
+
+def expected_seeds(
+    runs: pd.DataFrame, spec: Mapping[str, Any] | None = None, profile: str | None = None
+) -> tuple[int, ...]:
+    """The seeds each configuration is owed: those the spec (its profile's, else its own)
+    asks for, and any seed another configuration of the experiment has a run for."""
+    wanted = spec_seeds(spec, profile)
     seen = {int(s) for s in runs["seed"].dropna()} if "seed" in runs else set()
     return tuple(sorted(set(wanted) | seen))
 

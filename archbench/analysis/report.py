@@ -204,7 +204,9 @@ def _pairs_html(data: ExperimentData, metric: str, pairs: Pairs) -> list[str]:
         '<h2 id="comparisons">Paired comparisons</h2>',
         f"<p>Differences a - b in {html.escape(METRICS[metric])} (percentage points) over the "
         f"seeds both ran, {what}. Each is tested with the {html.escape(stats.PAIRED_TEST)}; "
-        "Holm's correction over the rows. Verdicts: 'no verdict' when a configuration lacks "
+        "Holm's correction over every pair of the configurations with a verdict (also for "
+        "the rows against the reference, chosen on the same seeds' models). Verdicts: "
+        "'no verdict' when a configuration lacks "
         "seeds (failed, pruned or missing); 'undetermined' when n seeds cannot reach "
         "p &lt; 0.05 at all (2/2^n &ge; 0.05: fewer than 6 seeds); a winner when the "
         "Holm-adjusted p &lt; 0.05; else 'within seed noise'. Grey rows: no winner.</p>",

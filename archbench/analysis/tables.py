@@ -169,6 +169,9 @@ def comparisons_table(
         )
     out = pd.DataFrame(rows)
     out["p_holm"] = stats.holm(out["p"].tolist())
+    family = int(out["p"].notna().sum())
+    if ref is not None:
+        out["p_holm"], family = _holm_over_all_pairs(table, values, why, combos, alpha)
     out["verdict"] = [verdict(row, alpha, metric) for row in out.to_dict("records")]
     out = out.drop(columns="_blocked")
     order = ["a", "b", "n_shared_seeds", "diff_mean_pct", "diff_std_pct"]
@@ -182,7 +185,30 @@ def comparisons_table(
         )
         note = f"{note}; {left_out}" if note else left_out
     out.attrs["note"] = note
+    out.attrs["holm_family"] = family  # how many p-values Holm corrected over
     return out
+
+
+def _holm_over_all_pairs(
+    table: pd.DataFrame,
+    values: Mapping[str, dict[int, float]],
+    blocked: Mapping[str, str],
+    combos: list[tuple[str, str]],
+    alpha: float,
+) -> tuple[list[float], int]:
+    """Holm-adjusted p of each ``combos`` row (and the family's size) within the family of *every* pair of the
+    configurations that get a verdict. The reference was chosen on the same seeds' models
+    (their validation and test errors share each model's luck), so a family of only the
+    rows against it resolves A/A experiments above alpha (~10% at 10 configurations and 10
+    seeds); Holm over all pairs controls the error for any rows picked from them."""
+    keys = [k for k in table["config_key"] if k not in blocked]
+    family = {
+        frozenset((a, b)): stats.paired_difference(values.get(a, {}), values.get(b, {}), alpha).p
+        for a, b in itertools.combinations(keys, 2)
+    }
+    adjusted = dict(zip(family, stats.holm(list(family.values()))))
+    tested = sum(not math.isnan(p) for p in family.values())
+    return [adjusted.get(frozenset(pair), math.nan) for pair in combos], tested
 
 
 def verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
@@ -231,8 +257,9 @@ STATISTICS_FACT = (
     "a diverged seed counts as 100% error in every mean, ranking and test; per configuration: "
     f"mean, std (ddof=1) and a descriptive t-interval over seeds (clipped to 0-100%; fewer "
     f"than {stats.FEW_SEEDS} seeds flagged); paired verdicts: the {stats.PAIRED_TEST}; "
-    "Holm-corrected over the rows; 'undetermined' when n seeds cannot reach p < alpha "
-    "(fewer than 6 at 0.05); a configuration with failed, pruned or missing seeds gets no "
+    "Holm-corrected over every pair of the configurations with a verdict (also for the rows "
+    "against the reference, which was chosen on the same seeds' models); 'undetermined' "
+    "when n seeds cannot reach p < alpha (fewer than 6 at 0.05); a configuration with failed, pruned or missing seeds gets no "
     "verdict and is never the reference; the reference is the complete configuration with the "
     "lowest validation error, never chosen by test error (no validation numbers: no reference, "
     "all pairs)"

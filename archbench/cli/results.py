@@ -117,7 +117,7 @@ def _current(store: Any, storage: str, experiment: str, frame: Any, *, every: bo
     """Rows of the configurations each profile's study last ran, under its labels (a study
     without that record, e.g. a sampled one, keeps every row); ``every``: the others too,
     marked as not in the spec."""
-    from archbench.analysis.data import current_configs, load_study, mark_current
+    from archbench.analysis.data import current_configs, load_study, mark_current, study_seeds
     from archbench.store.storage import resolve_storage
 
     if frame.empty:
@@ -131,6 +131,9 @@ def _current(store: Any, storage: str, experiment: str, frame: Any, *, every: bo
             part = mark_current(
                 part if every else part[part["config_key"].isin(list(configs))], configs
             )
+        seeds = study_seeds(study, str(profile))
+        if seeds and not every and "seed" in part.columns:  # seeds removed from the spec
+            part = part[part["seed"].isin(seeds)]
         parts.append(part)
     import pandas as pd
 
@@ -161,8 +164,12 @@ def print_results(
             frame = _current(store, storage, experiment, frame, every=all_configs)
             table = frame[[c for c in _RUN_COLUMNS if c in frame.columns]]
         else:
-            summary = store.summary(experiment, profile)
-            summary = _current(store, storage, experiment, summary, every=all_configs)
+            from archbench.store.queries import summarize
+
+            frame = store.runs(experiment=experiment, profile=profile)
+            frame = _current(store, storage, experiment, frame, every=all_configs)
+            # Summarised after the filter: runs of seeds removed from the spec do not count.
+            summary = summarize(frame) if len(frame) else store.summary(experiment, profile)
             if len(summary):
                 from archbench.analysis.data import unique_labels
 

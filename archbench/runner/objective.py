@@ -34,6 +34,7 @@ from archbench.runner.spec import ExperimentSpec
 from archbench.runner.study import (
     CONFIG_KEY_ATTR,
     NOT_IN_SPEC,
+    NOTHING_QUEUED,
     PRUNED_REASON_ATTR,
     SEEDS_ATTR,
     WORKER_ID,
@@ -57,9 +58,6 @@ _TAKEN_OVER = (LeaseLostError, optuna.exceptions.UpdateFinishedTrialError)
 
 class TrialTakenOverError(ArchbenchError):
     """This trial stopped because another took over its run (or failed it as stale)."""
-
-
-NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
 
 
 def grid_entry(spec: ExperimentSpec, trial: optuna.Trial) -> GridEntry:

@@ -55,6 +55,9 @@ CONFIG_KEY_ATTR = "config_key"
 SEEDS_ATTR = "seeds"
 PRUNED_REASON_ATTR = "pruned_reason"  # why a trial ended without training
 NOT_IN_SPEC = "no longer in the spec: its variant was removed or edited"
+NOTHING_QUEUED = "nothing queued: another worker took the last grid configuration"
+#: Why a trial is pruned before it trains anything: it covers no configuration.
+UNTRAINED = (NOT_IN_SPEC, NOTHING_QUEUED)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
@@ -344,6 +347,8 @@ def trial_covers(trial: FrozenTrial, seeds: Any) -> bool:
     fingerprint (which :func:`check_study` still holds a sampled study of that time to; a
     grid trial of that time has no configuration key and covers nothing anyway).
     """
+    if trial.state == TrialState.PRUNED and trial.user_attrs.get(PRUNED_REASON_ATTR) in UNTRAINED:
+        return False  # pruned before it trained anything: a re-added variant trains
     had = trial.user_attrs.get(SEEDS_ATTR)
     return had is None or set(seeds) <= set(had)
 
@@ -405,6 +410,8 @@ def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna
     if spec.sampler.name == "grid":
         requeued, _ = _queue_grid(spec, study, trials, failed_chains, wanted)
     else:
+        # No grid to filter the analysis by: a search continued after a grid shows its runs.
+        study._storage.set_study_system_attr(study._study_id, GRID_ATTR, None)
         names = sampled.current_names(spec, sampled.recorded(study))
         seen = {_params_of(t) for t in trials}
         for baseline in spec.baselines:
@@ -501,9 +508,10 @@ def _queue_grid(
     for trial in trials:
         if trial.state == TrialState.WAITING and trial_key(trial) not in current:
             storage = study._storage
+            # The reason first: Optuna refuses any update of a finished trial.
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                if storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED):
-                    storage.set_trial_user_attr(trial._trial_id, PRUNED_REASON_ATTR, NOT_IN_SPEC)
+                storage.set_trial_user_attr(trial._trial_id, PRUNED_REASON_ATTR, NOT_IN_SPEC)
+                storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED)
     if wanted is None:
         wanted = {entry.key: list(spec.seeds) for entry in entries}
     requeued = queued = 0
