@@ -296,13 +296,16 @@ def _seed_list(value: Any) -> list[int]:
 
 
 def spec_seeds(spec: Mapping[str, Any] | None, profile: str | None = None) -> list[int]:
-    """The seeds the spec (its profile's, else its own) asks for; ``[]`` when it names none."""
+    """The seeds the spec (its profile's, else its own) asks for; ``[]`` when it names none,
+    or when it asks a question (its rounds add seeds past the list: runner.rounds)."""
     spec = spec or {}
     profiles = spec.get("profiles")
     wanted = _seed_list(spec.get("seeds"))
+    question = spec.get("question")
     if isinstance(profiles, Mapping) and isinstance(profiles.get(profile), Mapping):
         wanted = _seed_list(profiles[profile].get("seeds")) or wanted
-    return wanted
+        question = profiles[profile].get("question", question)
+    return [] if question else wanted
 
 
 def study_seeds(study: Any, profile: str | None = None) -> list[int]:
