@@ -158,3 +158,28 @@ def test_memory_preflight_counts_the_workers_sharing_a_device(
     assert main(["validate", str(spec2), "--workers", "2", "--fuse-seeds"]) == 0
     assert main(["validate", str(spec2), "--workers", "4", "--fuse-seeds"]) == 2
     assert "for 4 trainings at once" in capsys.readouterr().err
+
+
+def test_fused_memory_preflight_counts_a_questions_round_not_the_spec_seed_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a question, a trial trains its round's seeds (``min_seeds`` at the first look),
+    not the spec's seed list: fused, they are all on the device at once."""
+    from archbench.runner.variants import load_checked
+
+    path = _spec(tmp_path, batch_size=512)
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = [
+        {"family": "resnet", "depth": 8, "width": 4, "label": "a"},
+        {"family": "resnet", "depth": 8, "width": 2, "label": "b"},
+    ]
+    data["question"] = {"compare": "all", "min_seeds": 3, "max_seeds": 4, "per_round": 1}
+    path.write_text(yaml.safe_dump(data))
+    spec = load_checked(str(path), None)
+    data_set, _ = check_data(spec)
+    one = check_memory(spec, torch.device("cpu"), 10**12, data_bytes(data_set))
+    assert one is not None
+    fake_cuda(monkeypatch, 1, memory=2 * one.total)  # two trainings fit, three do not
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "--fuse-seeds"]) == 2
+    assert "for 3 trainings at once" in capsys.readouterr().err

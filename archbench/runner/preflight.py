@@ -434,6 +434,16 @@ def check_memory(
     return largest
 
 
+def _fused_seeds(spec: ExperimentSpec) -> int:
+    """The seeds one fused trial holds at once: the spec's list, or with a question its
+    round's (``min_seeds`` at the first look, ``per_round`` after it; a configuration added
+    after the first look catches up with more at once, up to ``max_seeds``)."""
+    q = spec.question
+    if q is None:
+        return len(spec.seeds)
+    return min(q.max_seeds, max(q.min_seeds, q.per_round))
+
+
 # -- all of it --------------------------------------------------------------------------------
 
 
@@ -464,7 +474,7 @@ def preflight(
             dev_limit = memory_limit(dev)
             # (CPU workers share the machine's memory as GPU workers share a device.)
             # Fused seeds train together: each worker holds all its trial's seeds at once.
-            fused = len(spec.seeds) if getattr(options, "fuse_seeds", False) else 1
+            fused = _fused_seeds(spec) if getattr(options, "fuse_seeds", False) else 1
             estimate = check_memory(
                 spec,
                 dev,
