@@ -519,3 +519,33 @@ def test_seeds_that_cannot_fuse_keep_their_weights_too(tmp_path: Path) -> None:
     assert main(["run", str(path), *args, "--results-dir", str(tmp_path / "r")]) == 0
     runs = ResultsStore(str(tmp_path / "drop.db")).runs(experiment="fz")
     assert len(runs) == 2 and runs["weights_path"].notna().all()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_failing_after_its_fused_training_leaves_no_claimed_run_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first seed's run fails after the fused training (its weights cannot be saved): the
+    trial stops before the claimed seeds' own calls, so their runs fail with it (a rerun
+    resumes them) rather than stay 'running'."""
+    import errno
+
+    import yaml
+
+    import archbench.training.weights
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    path = _run_spec(tmp_path, "full")
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = data["variants"][:1]
+    path.write_text(yaml.safe_dump(data))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archbench.training.weights, "save_weights", full)
+    args = ["--quiet", "--keep-weights", "--results-dir", str(tmp_path / "r"), "--fuse-seeds"]
+    assert main(["run", str(path), *args]) != 0
+    runs = ResultsStore(str(tmp_path / "full.db")).runs(experiment="fz")
+    assert len(runs) == 3 and set(runs["status"]) == {"failed"}, runs[["seed", "status"]]

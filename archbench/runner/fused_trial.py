@@ -51,6 +51,19 @@ def claimed_run(objective: Any, trial_number: int, seed: int) -> tuple[int, int 
     return _CLAIMED.get(objective, {}).pop((trial_number, seed), None)
 
 
+def release_claims(objective: Any, trial_number: int, reason: str) -> None:
+    """A trial that failed before its claimed seeds' own calls: their runs fail with it (a
+    retry resumes them from their checkpoints) rather than stay 'running', and the results
+    waiting for them are dropped. Fenced: a run another trial took over is left as it is."""
+    for key in [k for k in _WAITING.get(objective, {}) if k[0] == trial_number]:
+        _WAITING[objective].pop(key, None)
+    claimed = _CLAIMED.get(objective, {})
+    for key in [k for k in claimed if k[0] == trial_number]:
+        run_id, _ = claimed.pop(key)
+        with contextlib.suppress(Exception):
+            objective.store.finish_run(run_id, status="failed", error=reason)
+
+
 def train_seed_fused(
     objective: Any,
     trial: Any,

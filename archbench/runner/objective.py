@@ -219,6 +219,10 @@ class Objective:
                 exc = self._lost(trial, exc)
             # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            if self.options.fuse_seeds:  # runs claimed for seeds never reached fail too
+                from archbench.runner.fused_trial import release_claims
+
+                release_claims(self, trial.number, reason)
             with contextlib.suppress(Exception):
                 trial.set_user_attr("fail_reason", reason)
             if isinstance(exc, TrialTakenOverError):
