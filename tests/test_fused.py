@@ -549,3 +549,25 @@ def test_a_trial_failing_after_its_fused_training_leaves_no_claimed_run_running(
     assert main(["run", str(path), *args]) != 0
     runs = ResultsStore(str(tmp_path / "full.db")).runs(experiment="fz")
     assert len(runs) == 3 and set(runs["status"]) == {"failed"}, runs[["seed", "status"]]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_pruned_fused_trial_logs_its_claimed_runs_to_the_trackers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claimed seeds' runs a pruned fused trial stores are tracked runs too (--log):
+    every stored run has its tracker run, as every run of an unfused study has."""
+    import optuna
+
+    from archbench.cli import main
+    from archbench.store import ResultsStore
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    spec = _run_spec(tmp_path, "pruned")
+    tb = tmp_path / "tb"
+    main(["run", str(spec), "--quiet", "--fuse-seeds", "--log", f"tensorboard:{tb}"])
+    runs = ResultsStore(str(tmp_path / "pruned.db")).runs(experiment="fz")
+    assert len(runs) == 6 and set(runs["status"]) == {"pruned"}
+    logged = sorted(p.name for p in (tb / "fz" / "default").iterdir())
+    expected = sorted(f"run{r.run_id}_{r.name}_seed{r.seed}" for r in runs.itertuples())
+    assert logged == expected

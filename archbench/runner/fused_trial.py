@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from archbench.runner.tracked import track_config
 from archbench.store.values import RunBusyError
 from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
 
@@ -149,18 +150,28 @@ def train_seed_fused(
         # The objective stops the trial after this seed: the others' own calls never come,
         # so their runs are stored and finished here (else they stay 'running' for good).
         for s, result in zip(group, results[1:], strict=True):
-            _CLAIMED.get(objective, {}).pop((trial.number, s), None)
-            _finish(objective.store, claimed[s], result)
+            _, at = _CLAIMED.get(objective, {}).pop((trial.number, s), (None, None))
+            config = track_config(
+                objective.spec,
+                plan,
+                seed=s,
+                run_id=claimed[s],
+                resumed_after_epoch=at or 0,
+                device=device,
+            )
+            with objective.trackers.run(config) as tracked:  # as the objective tracks a run
+                _finish(objective.store, claimed[s], result, tracked)
         return results[0], net
     for s, result, other in zip(group, results[1:], nets[1:], strict=True):
         waiting[(trial.number, s)] = (result, other)
     return results[0], net
 
 
-def _finish(store: Any, run_id: int, result: Any) -> None:
-    """Store a claimed seed's epochs, diagnostics and end as the objective would."""
+def _finish(store: Any, run_id: int, result: Any, tracked: Any) -> None:
+    """Store (and track) a claimed seed's epochs, diagnostics and end as the objective would."""
     for metrics in result.epochs:
         store.record_epoch(run_id, metrics)
+        tracked.log_epoch(metrics)
     if result.diagnostics:
         store.record_diagnostics(run_id, result.diagnostics)
     store.finish_run(
@@ -170,6 +181,7 @@ def _finish(store: Any, run_id: int, result: Any) -> None:
         wall_time_s=result.wall_time_s,
         diverged_at=result.diverged_at,
     )
+    tracked.finish(result.status, result.final, wall_time_s=result.wall_time_s)
 
 
 def _claim(
