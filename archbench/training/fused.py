@@ -357,7 +357,6 @@ class _Fused:
         train_time: float,
     ) -> tuple[EpochMetrics, list[BlockDiagnostics]]:
         run = self.runs[i]
-        lr, train_loss, train_err = trained
         t_eval = time.perf_counter()
         evals = {name: run._evaluate(loader) for name, loader in run.eval_loaders.items()}
         for eval_loss, _, _ in evals.values():
@@ -368,27 +367,5 @@ class _Fused:
         val = evals.get("val", (None, None, None))
         test = evals["test"]
         run._sync()
-        return (
-            EpochMetrics(
-                epoch=epoch,
-                lr=lr,
-                train_loss=train_loss,
-                train_err=train_err,
-                val_loss=val[0],
-                val_err=val[1],
-                val_top5_err=val[2],
-                test_loss=test[0],
-                test_err=test[1],
-                test_top5_err=test[2],
-                epoch_time_s=train_time + time.perf_counter() - t_eval,
-                train_time_s=train_time,
-                # Images of this seed per second of the fused epoch (all seeds: x k).
-                images_per_s=run.train_loader.num_samples / train_time if train_time > 0 else 0.0,
-                peak_mem_mb=(
-                    torch.cuda.max_memory_allocated(run.device) / 2**20
-                    if run.device.type == "cuda"
-                    else None
-                ),
-            ),
-            diags,
-        )
+        epoch_time_s = train_time + time.perf_counter() - t_eval
+        return run._metrics(epoch, trained, val, test, epoch_time_s, train_time), diags

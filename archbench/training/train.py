@@ -278,25 +278,8 @@ class _Run:
             if bar is not None:
                 bar.close()
         self._sync()
-        metrics = EpochMetrics(
-            epoch=epoch,
-            lr=lr,
-            train_loss=train_loss,
-            train_err=train_err,
-            val_loss=val[0],
-            val_err=val[1],
-            val_top5_err=val[2],
-            test_loss=test[0],
-            test_err=test[1],
-            test_top5_err=test[2],
-            epoch_time_s=time.perf_counter() - t0,
-            train_time_s=train_time,
-            images_per_s=self.train_loader.num_samples / train_time if train_time > 0 else 0.0,
-            peak_mem_mb=(
-                torch.cuda.max_memory_allocated(self.device) / 2**20
-                if self.device.type == "cuda"
-                else None
-            ),
+        metrics = self._metrics(
+            epoch, (lr, train_loss, train_err), val, test, time.perf_counter() - t0, train_time
         )
         log.info(
             "epoch %d/%d: train loss %.4f err %.4f | val err %s | test err %.4f | lr %.4g | "
@@ -368,6 +351,40 @@ class _Run:
                 "lr": self.schedule.lr_at(step),
                 "loss": float(losses[i].item()),
             }
+        )
+
+    def _metrics(
+        self,
+        epoch: int,
+        trained: tuple[float, float, float],
+        val: tuple[Any, Any, Any],
+        test: tuple[Any, Any, Any],
+        epoch_time_s: float,
+        train_time: float,
+    ) -> EpochMetrics:
+        """One epoch's record: ``trained`` is (lr, train loss, train error), ``val`` and
+        ``test`` are (loss, top-1 error, top-5 error); also the fused trainer's, per seed."""
+        lr, train_loss, train_err = trained
+        return EpochMetrics(
+            epoch=epoch,
+            lr=lr,
+            train_loss=train_loss,
+            train_err=train_err,
+            val_loss=val[0],
+            val_err=val[1],
+            val_top5_err=val[2],
+            test_loss=test[0],
+            test_err=test[1],
+            test_top5_err=test[2],
+            epoch_time_s=epoch_time_s,
+            train_time_s=train_time,
+            # Images of this seed per second (fused: of the fused epoch; all seeds: x k).
+            images_per_s=self.train_loader.num_samples / train_time if train_time > 0 else 0.0,
+            peak_mem_mb=(
+                torch.cuda.max_memory_allocated(self.device) / 2**20
+                if self.device.type == "cuda"
+                else None
+            ),
         )
 
     def _where(self, epoch: int, loss: float) -> dict[str, Any]:
