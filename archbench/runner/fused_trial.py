@@ -84,7 +84,6 @@ def train_seed_fused(
     from archbench.models.net import build_net
     from archbench.training.device import seed_everything
     from archbench.training.fused import fusion_problem, train_fused
-    from archbench.training.train import train
 
     def net_for(s: int) -> Any:
         seed_everything(s)  # as the unfused path builds it: the same initial weights
@@ -98,19 +97,7 @@ def train_seed_fused(
     if problem:
         log.warning("%s: seeds trained one at a time: %s", plan.variant.label, problem)
     if not group:
-        return train(
-            net,
-            objective.data,
-            plan.recipe,
-            seed=seed,
-            device=device,
-            checkpoint_dir=ckpt,
-            resume=True,
-            diagnostics_every=plan.recipe.epochs,
-            on_epoch_end=on_epoch_end,
-            progress=objective.options.progress,
-            bad_checkpoint="restart",  # as the objective's unfused call: never block the run
-        ), net
+        return objective.train_alone(net, plan, seed, device, ckpt, on_epoch_end), net
     seeds = [seed, *group]
     objective.on_event(
         f"trial {trial.number}: {plan.variant.label} seeds {', '.join(map(str, seeds))} fused"

@@ -473,7 +473,6 @@ class Objective:
         from archbench.models.net import build_net
         from archbench.runner.resources import as_resource_error
         from archbench.training.device import seed_everything
-        from archbench.training.train import train
 
         recorded: set[int] = set()  # epochs this process wrote (no second round-trip)
         # Values for Optuna's pruner, held while the database is unreachable: training goes
@@ -512,21 +511,7 @@ class Objective:
             else:
                 seed_everything(seed)
                 net = build_net(plan.variant.spec)
-                result = train(
-                    net,
-                    self.data,
-                    plan.recipe,
-                    seed=seed,
-                    device=device,
-                    checkpoint_dir=ckpt,
-                    resume=True,
-                    # At initialisation and after the last epoch: all the gradient-flow and
-                    # branch plots read; every epoch cost ~2 training steps each.
-                    diagnostics_every=plan.recipe.epochs,
-                    on_epoch_end=on_epoch_end,
-                    progress=self.options.progress,
-                    bad_checkpoint="restart",  # a damaged checkpoint must not block the run
-                )
+                result = self.train_alone(net, plan, seed, device, ckpt, on_epoch_end)
             if self.options.keep_weights and result.status == "completed":
                 self._keep_weights(net, plan, seed, run_id)
             tell_optuna()  # what an outage held back (the run's epochs are stored already)
@@ -551,6 +536,34 @@ class Objective:
                 raise resource from exc
             raise
         return result, recorded
+
+    def train_alone(
+        self,
+        net: Any,
+        plan: _TrialPlan,
+        seed: int,
+        device: Any,
+        ckpt: Path,
+        on_epoch_end: Callable[[Any, list[Any]], bool],
+    ) -> Any:
+        """One seed's training on its own (also a fused trial's seed that cannot fuse)."""
+        from archbench.training.train import train
+
+        return train(
+            net,
+            self.data,
+            plan.recipe,
+            seed=seed,
+            device=device,
+            checkpoint_dir=ckpt,
+            resume=True,
+            # At initialisation and after the last epoch: all the gradient-flow and branch
+            # plots read; every epoch cost ~2 training steps each.
+            diagnostics_every=plan.recipe.epochs,
+            on_epoch_end=on_epoch_end,
+            progress=self.options.progress,
+            bad_checkpoint="restart",  # a damaged checkpoint must not block the run
+        )
 
     def _keep_weights(self, net: Any, plan: _TrialPlan, seed: int, run_id: int) -> None:
         """Save the run's final weights (--keep-weights) and record the file with the run."""
