@@ -30,7 +30,7 @@ from typing import Any
 
 from archbench.runner.tracked import track_config
 from archbench.store.values import RunBusyError
-from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
+from archbench.training.checkpoint import checkpoint_epoch
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def train_seed_fused(
 
     net = net_for(seed)
     problem = fusion_problem(net, plan.recipe)
-    resumed = _checkpoint_epoch(ckpt)
+    resumed = checkpoint_epoch(ckpt, seed, plan.recipe)
     claimed = {} if problem else _claim(objective, trial, plan, seed, device, resumed)
     group = list(claimed)
     if problem:
@@ -181,7 +181,7 @@ def _claim(
     claimed: dict[int, int] = {}
     for other in seeds[seeds.index(seed) + 1 :]:
         ckpt = objective.checkpoints / plan.ckey / f"seed{other}"
-        at = _checkpoint_epoch(ckpt)
+        at = checkpoint_epoch(ckpt, other, plan.recipe)
         if (at or 0) != (resumed or 0):
             continue  # trained alone, from its own checkpoint
         opening = objective._opening(trial, plan, other, device, at)
@@ -203,15 +203,3 @@ def _replay(result: Any, on_epoch_end: Callable[[Any, list[Any]], bool]) -> Any:
         diagnostics = [d for d in result.diagnostics if d.epoch == metrics.epoch]
         on_epoch_end(metrics, diagnostics)
     return result
-
-
-def _checkpoint_epoch(ckpt_dir: Path) -> int | None:
-    """The epoch a run's last checkpoint finished (``None``: none readable), as the objective
-    reads it (not imported from it: the objective imports this module)."""
-    path = ckpt_dir / LAST
-    if not path.exists():
-        return None
-    try:
-        return int(load_checkpoint(path)["epoch"])
-    except (CheckpointError, KeyError, TypeError, ValueError):
-        return None

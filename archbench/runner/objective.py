@@ -47,6 +47,7 @@ from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, reso
 from archbench.store.lease import LeaseLostError
 from archbench.store.values import RunBusyError
 from archbench.tracking import Trackers
+from archbench.training.checkpoint import checkpoint_epoch
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +118,6 @@ def suggest_config(spec: ExperimentSpec, trial: optuna.Trial) -> dict[str, Any]:
         "params": params,
         "recipe": recipe,
     }
-
-
-def _checkpoint_epoch(ckpt_dir: Path, seed: int, recipe: Any) -> int | None:
-    """The epoch a run's last checkpoint finished, or ``None`` without a readable one of this
-    seed and recipe (the trainer moves such a one aside and starts from scratch)."""
-    from archbench.training.checkpoint import LAST, CheckpointError, load_checkpoint
-
-    path = ckpt_dir / LAST
-    if not path.exists():
-        return None
-    try:
-        state = load_checkpoint(path)
-        if state["seed"] != seed or state["recipe"] != recipe.to_dict():
-            return None
-        return int(state["epoch"])
-    except (CheckpointError, KeyError, TypeError, ValueError):
-        return None
 
 
 def _remove_checkpoint(ckpt_dir: Path) -> None:
@@ -354,7 +338,7 @@ class Objective:
         or ``None`` while another live trial is training that run."""
         variant = plan.variant
         ckpt = self.checkpoints / plan.ckey / f"seed{seed}"
-        resumed = _checkpoint_epoch(ckpt, seed, plan.recipe)
+        resumed = checkpoint_epoch(ckpt, seed, plan.recipe)
         claimed = None  # (run_id, epoch): opened by the fused training of an earlier seed
         if self.options.fuse_seeds:
             from archbench.runner.fused_trial import claimed_run

@@ -74,6 +74,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_epoch(ckpt_dir: str | Path, seed: int, recipe: Any) -> int | None:
+    """The epoch a run's last checkpoint (``ckpt_dir/last.pt``) finished, or ``None``
+    without a readable one of this ``seed`` and ``recipe`` (the trainer, with
+    ``bad_checkpoint="restart"``, moves such a one aside and starts from scratch)."""
+    path = Path(ckpt_dir) / LAST
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path)
+        if state["seed"] != seed or state["recipe"] != recipe.to_dict():
+            return None
+        return int(state["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 def check_fits(
     state: dict[str, Any],
     where: str,
