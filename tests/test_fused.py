@@ -522,8 +522,9 @@ def test_seeds_that_cannot_fuse_keep_their_weights_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("interrupt", [False, True])
 def test_a_trial_failing_after_its_fused_training_leaves_no_claimed_run_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt: bool
 ) -> None:
     """The first seed's run fails after the fused training (its weights cannot be saved): the
     trial stops before the claimed seeds' own calls, so their runs fail with it (a rerun
@@ -542,11 +543,17 @@ def test_a_trial_failing_after_its_fused_training_leaves_no_claimed_run_running(
     path.write_text(yaml.safe_dump(data))
 
     def full(*args: object, **kwargs: object) -> None:
+        if interrupt:
+            raise KeyboardInterrupt  # Ctrl-C
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(archbench.training.weights, "save_weights", full)
     args = ["--quiet", "--keep-weights", "--results-dir", str(tmp_path / "r"), "--fuse-seeds"]
-    assert main(["run", str(path), *args]) != 0
+    try:
+        code = main(["run", str(path), *args])
+    except (KeyboardInterrupt, SystemExit):
+        code = 130
+    assert code != 0
     runs = ResultsStore(str(tmp_path / "full.db")).runs(experiment="fz")
     assert len(runs) == 3 and set(runs["status"]) == {"failed"}, runs[["seed", "status"]]
 

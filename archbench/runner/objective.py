@@ -198,7 +198,7 @@ class Objective:
                 return self._run(trial)
         except optuna.TrialPruned:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             if isinstance(exc, _TAKEN_OVER):
                 exc = self._lost(trial, exc)
             # Optuna 5 keeps no failure reason: record one line for `archbench run` to show.
@@ -207,6 +207,8 @@ class Objective:
                 from archbench.runner.fused_trial import release_claims
 
                 release_claims(self, trial.number, reason)
+            if not isinstance(exc, Exception):  # Ctrl-C: nothing more to record
+                raise
             with contextlib.suppress(Exception):
                 trial.set_user_attr("fail_reason", reason)
             if isinstance(exc, TrialTakenOverError):
