@@ -353,8 +353,21 @@ def test_gate_at_minus_six_nearly_closed() -> None:
     torch.testing.assert_close(gate, torch.full_like(gate, 1 / (1 + math.exp(6))))
 
 
-def test_dropout_shortcut_eval_is_identity_train_drops() -> None:
+def test_dropout_shortcut_paper_form_has_expected_scale_half() -> None:
     block = BLOCKS.get("basic_dropout_shortcut")(8, 8, 1, dropout=0.5)
+    x = torch.randn(4, 8, 16, 16)
+    block.eval()
+    torch.testing.assert_close(merge_inputs(block, x)[0], 0.5 * x)  # its expectation
+    block.train()
+    torch.manual_seed(0)
+    shortcut, _ = merge_inputs(block, x)
+    kept = shortcut != 0
+    assert 0.45 < kept.float().mean() < 0.55
+    torch.testing.assert_close(shortcut[kept], x[kept])  # kept values are not rescaled
+
+
+def test_dropout_shortcut_inverted_eval_is_identity_train_drops() -> None:
+    block = BLOCKS.get("basic_dropout_shortcut")(8, 8, 1, dropout=0.5, inverted=True)
     plain = BLOCKS.get("basic")(8, 8, 1)
     plain.load_state_dict(block.state_dict())  # dropout adds no parameters
     x = torch.randn(2, 8, 5, 5)
@@ -370,11 +383,11 @@ def test_dropout_shortcut_eval_is_identity_train_drops() -> None:
 
 
 def test_conv_shortcut_on_every_block() -> None:
-    block = BLOCKS.get("basic_conv_shortcut")(8, 8, 1)
+    with_bn = BLOCKS.get("basic_conv_shortcut")(8, 8, 1, shortcut_bn=True)
     ref = BLOCKS.get("basic")(8, 8, 1, shortcut="C")
-    assert isinstance(block.downsample, nn.Sequential)
-    assert n_params(block) == n_params(ref)
-    bare = BLOCKS.get("basic_conv_shortcut")(8, 8, 1, shortcut_bn=False)
+    assert isinstance(with_bn.downsample, nn.Sequential)
+    assert n_params(with_bn) == n_params(ref)
+    bare = BLOCKS.get("basic_conv_shortcut")(8, 8, 1)  # the paper's Fig. 2(e): no BN
     assert isinstance(bare.downsample, nn.Conv2d)
     assert n_params(bare) == n_params(ref) - 16
     assert "shortcut" not in BLOCKS.get("basic_conv_shortcut").Params.__dataclass_fields__

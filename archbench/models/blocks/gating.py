@@ -14,10 +14,11 @@ block                             Fig.   merge (before the final ReLU)          
 ``basic_dropout_shortcut``        2(f)   ``dropout(h(x)) + F``                         ratio 0.5
 ================================  =====  ===========================================  ==========
 
-Two differ from the paper's (kept as the stored results were made with them; see each
-class): ``basic_conv_shortcut`` puts a BatchNorm after the 1x1 conv unless
-``shortcut_bn: false``, and ``basic_dropout_shortcut`` uses inverted dropout (kept values x2
-in training, expected scale 1), where the paper's dropout has expected scale 0.5.
+Both the 1x1 conv and the dropout shortcut are the paper's by default: a bare 1x1 conv, and
+dropout that imposes a scale with expectation ``1 - dropout`` (0.5) on the shortcut. The
+forms the stored results before 2026-12 used are options: ``shortcut_bn: true`` (conv + BN,
+option C of He et al. 2015) and ``inverted: true`` (``nn.Dropout``: kept values x2 in
+training, expected scale 1).
 
 ``h(x)`` is the usual shortcut (``shortcut`` option A/B/C where the shape changes) and
 ``g(x) = sigmoid(conv1x1(x) + b)`` a per-channel, per-position gate computed from the block
@@ -78,7 +79,7 @@ class GatingParams:
 @dataclasses.dataclass(frozen=True)
 class ConvShortcutParams:
     # False: a bare 1x1 conv as drawn in Fig. 2(e); True: conv + BN, option C of He et al. 2015.
-    shortcut_bn: bool = True
+    shortcut_bn: bool = False
 
     @property
     def shortcut(self) -> ShortcutOption:
@@ -90,6 +91,9 @@ class ConvShortcutParams:
 class DropoutShortcutParams:
     shortcut: ShortcutOption = "B"
     dropout: float = 0.5  # probability of zeroing a shortcut element while training
+    # False: the paper's dropout (kept values unscaled in training, x (1 - dropout) at
+    # evaluation: expected scale 1 - dropout); True: inverted dropout (expected scale 1).
+    inverted: bool = False
 
     def validate(self) -> None:
         _check_finite("dropout", self.dropout)
@@ -144,10 +148,8 @@ class BasicShortcutGatingBlock(_GatedBasicBlock):
 class BasicConvShortcutBlock(BasicBlock):
     """Basic block, 1x1 conv shortcut on every block (He et al. 2016, Fig. 2(e)).
 
-    Differs from the paper by default: ``shortcut_bn=True`` (the default, and what every
-    stored result of ``experiments/preact_orderings.yaml`` used) puts a BatchNorm after the
-    1x1 conv (option C of He et al. 2015); the paper's Fig. 2(e) shortcut is a bare 1x1 conv
-    (``shortcut_bn: false``).
+    The default is the paper's bare 1x1 conv; ``shortcut_bn: true`` puts a BatchNorm after
+    it (option C of He et al. 2015; the preact_orderings results before 2026-12 used it).
     """
 
     Params = ConvShortcutParams
@@ -162,21 +164,42 @@ class BasicConvShortcutBlock(BasicBlock):
 class BasicDropoutShortcutBlock(BasicBlock):
     """Basic block, dropout on the shortcut (He et al. 2016, Fig. 2(f)): ReLU(drop(h(x)) + F(x)).
 
-    Differs from the paper: ``nn.Dropout`` is inverted dropout, so in training each kept
-    shortcut element is multiplied by ``1 / (1 - dropout)`` (2 at the paper's 0.5; the
-    expected scale is 1) and at evaluation the shortcut is the identity. The paper's dropout
-    imposes a scale with expectation ``1 - dropout`` (0.5) on the shortcut. Every stored result
-    of ``experiments/preact_orderings.yaml`` used this inverted form.
+    The default is the paper's: in training each shortcut element is zeroed with probability
+    ``dropout`` and kept values are not rescaled; at evaluation the shortcut is multiplied by
+    its expectation ``1 - dropout`` (0.5 at the paper's ratio). That imposed expected scale is
+    why it fails like constant scaling. ``inverted: true`` is ``nn.Dropout`` (kept values
+    x ``1 / (1 - dropout)``, identity at evaluation; the preact_orderings results before
+    2026-12 used it).
     """
 
     Params = DropoutShortcutParams
 
     def __init__(self, w_in: int, w_out: int, stride: int, **params: Any) -> None:
         super().__init__(w_in, w_out, stride, **params)
-        self.shortcut_drop = nn.Dropout(self.params.dropout)
+        p = self.params.dropout
+        self.shortcut_drop = nn.Dropout(p) if self.params.inverted else ScaleDropout(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return self.relu(self.add(self.shortcut_drop(shortcut), out))
+
+
+class ScaleDropout(nn.Module):
+    """Dropout as in Srivastava et al. 2014 (and He et al. 2016, Fig. 2(f)): zero each element
+    with probability ``p`` in training without rescaling the kept ones; multiply by ``1 - p``
+    at evaluation. Its expected scale is ``1 - p``, not 1."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x * (1 - self.p)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p)
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
