@@ -9,8 +9,11 @@ For each numbered section (its experiments in :data:`SECTIONS`):
   states its sizes at least once.
 - **Intervals.** Every "mean [lo, hi]" (in a sentence or across two table cells, with the
   table's n column when present) must be, to the printed 2 decimals, a configuration's mean
-  and 95% t-interval over seeds, or a paired difference a - b over common seeds with its
-  t-interval, in percent, of test, training or validation error, in that section's CSVs.
+  and 95% t-interval over seeds, a paired difference a - b over common seeds with its
+  t-interval, or a comparison of the spec's question as the rounds decided it (the
+  difference and the inverted sign-flip interval at its look's level, replayed from the CSV
+  by the library's own :func:`archbench.analysis.questions.replay_question`), in percent, of
+  test, training or validation error, in that section's CSVs.
 - **Counts** the CSVs fix: the TPE search's trials per family, pruned and completed trials;
   the Pareto run's distinct configurations.
 
@@ -37,12 +40,16 @@ CSV_DIR = ROOT / "experiments" / "results"
 #: section number -> the experiments (CSV/spec stems) it reports
 SECTIONS: dict[int, tuple[str, ...]] = {
     1: ("degradation",),
-    2: ("preact_orderings",),
+    2: ("preact_orderings", "preact_shortcuts"),
     3: ("going_deep",),
     4: ("wide_vs_deep",),
     5: ("resnext_cardinality",),
     6: ("pareto", "quickstart"),
     7: ("search_tpe",),
+}
+#: CSV stem -> (spec stem, profile) where they differ from (stem, "cpu")
+CSV_SOURCES: dict[str, tuple[str, str]] = {
+    "preact_shortcuts": ("preact_orderings", "cpu_shortcuts")
 }
 METRICS = ("test_err", "train_err", "val_err")
 TOL = 0.0051  # printed to 2 decimals
@@ -68,10 +75,17 @@ class Sizes:
     batch: int
 
 
+def source(stem: str) -> tuple[Path, str]:
+    """The spec file and profile a CSV stem's runs were made with."""
+    spec, profile = CSV_SOURCES.get(stem, (stem, "cpu"))
+    return ROOT / "experiments" / f"{spec}.yaml", profile
+
+
 @functools.cache
-def spec_sizes(experiment: str, profile: str = "cpu") -> Sizes:
+def spec_sizes(experiment: str) -> Sizes:
     """The profile's data-set sizes and batch, the profile's values over the base spec's."""
-    spec = yaml.safe_load((ROOT / "experiments" / f"{experiment}.yaml").read_text())
+    path, profile = source(experiment)
+    spec = yaml.safe_load(path.read_text())
     prof = (spec.get("profiles") or {}).get(profile) or {}
     data = {**spec.get("dataset", {}), **prof.get("dataset", {})}
     recipe = {**spec.get("recipe", {}), **prof.get("recipe", {})}
@@ -124,8 +138,8 @@ def _interval(values: np.ndarray) -> tuple[float, float, float] | None:
 @functools.cache
 def candidates(experiment: str) -> list[tuple[int, float, float, float]]:
     """(n, mean, lo, hi) in percent of every configuration and every ordered pair."""
-    runs = pd.read_csv(CSV_DIR / f"{experiment}_runs.csv")
-    runs = runs[runs["status"] == "completed"]
+    every = pd.read_csv(CSV_DIR / f"{experiment}_runs.csv")
+    runs = every[every["status"] == "completed"]
     out = []
     for _, group in runs.groupby("profile"):
         for metric in METRICS:
@@ -138,6 +152,28 @@ def candidates(experiment: str) -> list[tuple[int, float, float, float]]:
                         d = (xa - xb).dropna().to_numpy()
                         if (iv := _interval(d)) is not None:
                             out.append((len(d), *iv))
+    return out + question_candidates(experiment, every)
+
+
+def question_candidates(
+    experiment: str, runs: pd.DataFrame
+) -> list[tuple[int, float, float, float]]:
+    """(n, a - b, lo, hi) in percent of every comparison of each profile's question, as the
+    rounds decided it."""
+    from archbench.analysis.questions import describe, replay_question
+    from archbench.runner.spec import load_spec
+
+    path = source(experiment)[0]
+    out = []
+    for profile, group in runs.groupby("profile"):
+        spec = load_spec(path, str(profile))
+        if spec.question is None:
+            continue
+        configs = dict(zip(group["config_key"], group["name"]))
+        table = describe(replay_question(spec.question, group, configs, spec.seeds))
+        for row in table.itertuples():
+            if not math.isnan(row.diff_low_pct):
+                out.append((row.seeds_n, row.diff_mean_pct, row.diff_low_pct, row.diff_high_pct))
     return out
 
 
