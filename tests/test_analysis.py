@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
+import pandas as pd
 import pytest
 from fixtures_store import BUDGET, BUDGET_SEEDS, BUDGET_VARIANTS, SWEEP, THIN, build_fixture_store
 from scipy import stats as sps
@@ -710,3 +711,35 @@ def test_heatmap_annotates_clipped_intervals_with_their_bounds(sweep) -> None:
             low, high = (float(v) for v in interval.strip("[]").split(","))
             assert 0 <= low <= mean <= high <= 100, note
     assert any(note.split("\n")[1].startswith("[") for note in notes)
+
+
+def test_preact_plot_prefers_full_preactivation_and_takes_two_families() -> None:
+    from archbench.analysis.plots.training import _preact_pair
+    from archbench.errors import UnknownNameError
+
+    groups = [
+        "resnet_variant:basic",
+        "resnet_variant:basic_bn_after_add",
+        "resnet_variant:preact_basic",
+    ]
+    ep = pd.DataFrame({"group": groups})
+    roles = dict(zip(groups, ["residual", "preact", "preact"]))
+    # Sorted by name, BN-after-addition came first and was drawn as "pre-activation".
+    assert _preact_pair(ep, roles, None) == {
+        "residual": "resnet_variant:basic",
+        "preact": "resnet_variant:preact_basic",
+    }
+    picked = _preact_pair(ep, roles, "resnet_variant:basic,resnet_variant:basic_bn_after_add")
+    assert picked["preact"] == "resnet_variant:basic_bn_after_add"
+    with pytest.raises(UnknownNameError, match="two families"):
+        _preact_pair(ep, roles, "resnet_variant:basic")
+    with pytest.raises(UnknownNameError, match="known: "):
+        _preact_pair(ep, roles, "resnet_variant:basic,nope")
+
+
+def test_curve_titles_say_the_seed_range_when_rounds_gave_some_configs_more() -> None:
+    from archbench.analysis.plots.training import _seed_span
+
+    ep = pd.DataFrame({"config_key": ["a"] * 8 + ["b"] * 12, "seed": [*range(8), *range(12)]})
+    assert _seed_span(ep) == "8-12"
+    assert _seed_span(ep[ep["config_key"] == "b"]) == "12"

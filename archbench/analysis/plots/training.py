@@ -108,7 +108,7 @@ def plot_degradation(data: ExperimentData, options: PlotOptions) -> tuple[Figure
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _style_legend(ax, [], metric)
     axes[0, 0].set_ylabel("error (%)")
-    seeds = int(ep.groupby("config_key")["seed"].nunique().max())
+    seeds = _seed_span(ep)
     fig.suptitle(f"Training (dashed) and {METRICS[metric]} (solid), mean of {seeds} seed(s)")
     notes = [
         f"other {roles[g]} families: {g}"
@@ -122,21 +122,15 @@ def plot_degradation(data: ExperimentData, options: PlotOptions) -> tuple[Figure
     "preact",
     "Original vs a pre-activation ordering",
     "Training (dashed) and test (solid) error per epoch of the original (post-activation) "
-    "residual net and the first (by name) family of the 'preact' role, i.e. a block that "
-    "moves BN/ReLU (full pre-activation or another Fig. 4 ordering; the title names it), at "
-    "the largest depth both ran (cf. He et al. 2016, 'Identity Mappings in Deep Residual "
-    "Networks', Fig. 6).",
+    "residual net and a family of the 'preact' role (a block that moves BN/ReLU): full "
+    "pre-activation when the experiment has it, else the first by name; the title names "
+    "both; --family a,b picks the two. At the largest depth both ran (cf. He et al. 2016, "
+    "'Identity Mappings in Deep Residual Networks', Fig. 6).",
     order=70,
 )
 def plot_preact(data: ExperimentData, options: PlotOptions) -> tuple[Figure, list[str]]:
     ep, metric = _curves(data)
-    roles = _roles(data)
-    found = {}
-    for role in ("residual", "preact"):
-        groups = sorted({g for g in ep["group"] if roles.get(g) == role})
-        if not groups:
-            raise PlotSkipped(f"no {role} family has per-epoch metrics in this experiment")
-        found[role] = groups[0]
+    found = _preact_pair(ep, _roles(data), options.family)
     a = ep[ep["group"] == found["residual"]]
     b = ep[ep["group"] == found["preact"]]
     common = sorted(set(zip(a["depth"], a["fixed"])) & set(zip(b["depth"], b["fixed"])))
@@ -168,13 +162,47 @@ def plot_preact(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("error (%)")
-    seeds = int(ep.groupby("config_key")["seed"].nunique().max())
+    seeds = _seed_span(pd.concat([sub for _, sub in picks]))
     # Name the two groups drawn: the "preact" role covers every Fig. 4 ordering that moves
     # BN/ReLU (BN after addition, ReLU before addition, ...), not only full pre-activation.
     drawn = " vs ".join(group for group, _ in picks)
     ax.set_title(f"{drawn}\n{title}, mean of {seeds} seed(s)")
     _style_legend(ax, [], metric)
     return fig, notes
+
+
+def _seed_span(ep: pd.DataFrame) -> str:
+    """Seeds per configuration: "12", or "8-12" when a question's rounds gave some more."""
+    counts = ep.groupby("config_key")["seed"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    return str(high) if low == high else f"{low}-{high}"
+
+
+def _preact_pair(ep: pd.DataFrame, roles: dict[str, str], family: str | None) -> dict[str, str]:
+    """The two groups of the preact plot: ``residual`` and ``preact`` (``family``: "a,b")."""
+    known = set(ep["group"])
+    if family:
+        wanted = [g.strip() for g in family.split(",")]
+        unknown = [g for g in wanted if g not in known]
+        if len(wanted) != 2 or unknown:
+            raise UnknownNameError(
+                f"--family for the preact plot: two families with per-epoch metrics, "
+                f"'original,other', got {family!r}; known: {', '.join(sorted(known))}"
+            )
+        return {"residual": wanted[0], "preact": wanted[1]}
+    found = {}
+    for role in ("residual", "preact"):
+        groups = sorted({g for g in known if roles.get(g) == role})
+        if not groups:
+            raise PlotSkipped(f"no {role} family has per-epoch metrics in this experiment")
+        # Full pre-activation is the paper's comparison; other Fig. 4 orderings share the role.
+        full = [g for g in groups if g.split(":")[-1] in FULL_PREACT_BLOCKS]
+        found[role] = (full or groups)[0]
+    return found
+
+
+#: Blocks of the full pre-activation unit (He et al. 2016, Fig. 4(e)).
+FULL_PREACT_BLOCKS = ("preact_basic", "preact_bottleneck", "preact")
 
 
 # -- gradient flow ----------------------------------------------------------------------------
