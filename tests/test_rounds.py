@@ -195,6 +195,13 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     assert close["seeds_n"] == 11 and close["state"] in ("open", "equivalent", "resolved")
     if close["state"] == "open":
         assert close["seeds_needed"] > 11  # the estimate says how many more it would take
+    # The configurations the rounds stopped at 9 seeds are complete, not "2 seeds missing".
+    configs = {r["variant"]: r for r in json.loads(out)["configurations"]}
+    assert configs["plain8_w4"]["seeds_n"] == 9 and configs["plain8_w4"]["complete"]
+    assert not configs["plain8_w4"]["note"]
+    code, out, err = run_cli("stats", "q", "--storage", str(db), "--format", "markdown")
+    assert code == 0 and "the spec's question (sequential: the verdicts)" in out, err
+    assert "seeds missing" not in out and "| stopped" in out
     from archbench.analysis.data import load_experiment
     from archbench.analysis.report import build_html
 

@@ -378,20 +378,21 @@ def config_stats(
     runs: pd.DataFrame,
     metric: str = "test_err",
     level: float = 0.95,
-    seeds: tuple[int, ...] | None = None,
+    seeds: tuple[int, ...] | Mapping[str, tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
     """One row per configuration: metric mean/std/t-interval (clipped to 0..1) over its
     scored seeds: completed runs, and diverged ones at 100% error (:func:`scored_runs`).
 
     Also ``val_mean`` (for model selection, scored the same way), ``seeds`` (scored, sorted),
     ``epochs``, counts of runs that diverged, were pruned or failed, ``complete`` (every seed
-    in ``seeds`` (default: :func:`expected_seeds` of ``runs``) has a scored run) and ``note``
+    in ``seeds`` (default: :func:`expected_seeds` of ``runs``; a mapping: per configuration
+    key, as a question's rounds owe them) has a scored run) and ``note``
     (what is diverged, failed, pruned or missing). ``label`` is the variant name, made unique
     with the differing hyperparameters when one variant ran with several recipes.
     """
     if metric not in METRICS:
         raise UnknownNameError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
-    wanted = expected_seeds(runs) if seeds is None else tuple(seeds)
+    wanted = expected_seeds(runs) if seeds is None else seeds
     rows = []
     for key, group in runs.groupby("config_key", sort=False):
         first = group.iloc[0]
@@ -401,7 +402,8 @@ def config_stats(
         val = done["val_err"].astype(float).dropna()
         row = {c: first[c] for c in CONFIG_COLUMNS if c not in ("config_key", "label")}
         epochs_done = done.loc[done["status"] == "completed", "epochs_done"].dropna()
-        complete, note = seed_status(group, wanted)
+        owed = wanted.get(str(key), ()) if isinstance(wanted, Mapping) else tuple(wanted)
+        complete, note = seed_status(group, owed)
         row.update(
             config_key=key,
             n_runs=len(group),

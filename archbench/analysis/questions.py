@@ -104,6 +104,30 @@ def question_table(data: ExperimentData) -> pd.DataFrame:
     return describe(result)
 
 
+def owed_seeds(data: ExperimentData) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """The seeds each configuration is owed. Without a question: one tuple for all
+    (:attr:`ExperimentData.expected_seeds`). With one, per configuration key: the planned
+    seeds up to the most any of its comparisons used, and what the round under way asks of
+    it; so a configuration the rounds stopped early (its comparisons decided, or raced out)
+    is complete, not "missing" seeds another configuration got."""
+    question = question_of(data)
+    configs = current_configs(data.study)
+    if question is None or not configs:
+        return data.expected_seeds
+    spec_seeds = data.spec.get("seeds", [0])
+    seeds = [spec_seeds] if isinstance(spec_seeds, int) else list(spec_seeds or [0])
+    result = replay_question(question, data.runs, configs, seeds)
+    used: dict[str, int] = {}
+    for c in result.replay.comparisons:
+        for key in (c.a, c.b):
+            used[key] = max(used.get(key, 0), c.n)
+    out = {}
+    for key in set(data.runs["config_key"].astype(str)) | set(configs):
+        owed = set(result.seeds[: used.get(key, 0)]) | set(result.needs.get(key, ()))
+        out[key] = tuple(sorted(owed))
+    return out
+
+
 def describe(result: QuestionReplay) -> pd.DataFrame:
     """The table of :func:`question_table` for a replay."""
     q, r = result.question, result.replay

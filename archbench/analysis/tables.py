@@ -23,6 +23,7 @@ from archbench.analysis.data import (
     config_stats,
     format_count,
 )
+from archbench.analysis.questions import owed_seeds
 from archbench.errors import UnknownNameError
 
 Pairs = Literal["best", "all"]
@@ -38,7 +39,7 @@ def summary_table(
     """One row per configuration with the fairness columns: complete configurations first,
     best mean ``metric`` first among them (a diverged seed counts at 100% error); a
     configuration with failed, pruned or missing seeds after them, its ``note`` saying why."""
-    seeds = data.expected_seeds
+    seeds = owed_seeds(data)
     table = config_stats(data.runs, metric, level, seeds)
     val = config_stats(data.runs, "val_err", level, seeds) if metric != "val_err" else table
     val = val.set_index("config_key")
@@ -127,7 +128,7 @@ def comparisons_table(
     """
     if pairs not in ("best", "all"):
         raise UnknownNameError(f"unknown pairs {pairs!r}; allowed: best, all")
-    table = config_stats(data.runs, metric, seeds=data.expected_seeds)
+    table = config_stats(data.runs, metric, seeds=owed_seeds(data))
     unscored = int((table["n"] == 0).sum())
     table = table[table["n"] > 0]
     if len(table) < 2:

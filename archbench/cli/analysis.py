@@ -256,8 +256,25 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 paper.stats_table(summary, args.format),
                 args.format,
             ),
+            *(
+                []
+                if question.empty
+                else [
+                    paper.section(
+                        f"{title}: the spec's question (sequential: the verdicts)",
+                        f"{question.attrs['note']}\n\n"
+                        + paper.question_table(question, args.format),
+                        args.format,
+                    )
+                ]
+            ),
             paper.section(
-                f"{title}: paired comparisons (a - b over shared seeds, Holm-corrected)",
+                f"{title}: paired comparisons (a - b over shared seeds, Holm-corrected"
+                + (
+                    "; all stored seeds once, without the sequential correction)"
+                    if not question.empty
+                    else ")"
+                ),
                 paper.stats_table(comparisons, args.format)
                 if not comparisons.empty
                 else "(fewer than two configurations)",

@@ -75,6 +75,16 @@ def stats_table(table: pd.DataFrame, fmt: str) -> str:
     return tabulate_rows(list(shown.columns), cells, aligns, fmt)
 
 
+def question_table(table: pd.DataFrame, fmt: str) -> str:
+    """A spec's question as its rounds decided it (``analysis.questions.question_table``)."""
+    from archbench.analysis.questions import display
+
+    shown = display(table)
+    aligns = [">" if _numeric(shown[c]) else "<" for c in shown.columns]
+    cells = [[str(v) for v in row] for row in shown.itertuples(index=False)]
+    return tabulate_rows(list(shown.columns), cells, aligns, fmt)
+
+
 def facts_table(facts: pd.DataFrame, fmt: str) -> str:
     """The fairness facts (``fact``, ``value``) as a two-column table."""
     cells = [[str(f), str(v)] for f, v in zip(facts["fact"], facts["value"])]

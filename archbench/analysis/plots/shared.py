@@ -24,6 +24,7 @@ from archbench.analysis.data import (
     fixed_quantity,
     select_best,
 )
+from archbench.analysis.questions import owed_seeds
 from archbench.analysis.style import (
     MARKERS,
     figure,
@@ -91,7 +92,7 @@ def metric_label(metric: str) -> str:
 
 def _table(data: ExperimentData, options: PlotOptions) -> pd.DataFrame:
     # Diverged seeds count at 100% error (config_stats), as in every table.
-    table = config_stats(data.runs, options.metric, options.level, data.expected_seeds)
+    table = config_stats(data.runs, options.metric, options.level, owed_seeds(data))
     table = table[table["n"] > 0].copy()
     if table.empty:
         raise PlotSkipped(f"no completed run has a final {METRICS[options.metric]}")
