@@ -166,6 +166,8 @@ def plot_preact(data: ExperimentData, options: PlotOptions) -> tuple[Figure, lis
     # Name the two groups drawn: the "preact" role covers every Fig. 4 ordering that moves
     # BN/ReLU (BN after addition, ReLU before addition, ...), not only full pre-activation.
     drawn = " vs ".join(group for group, _ in picks)
+    if len(drawn) > 55:  # long family names: one per line, not cut off at the edge
+        drawn = "\nvs ".join(group for group, _ in picks)
     ax.set_title(f"{drawn}\n{title}, mean of {seeds} seed(s)")
     _style_legend(ax, [], metric)
     return fig, notes
