@@ -23,11 +23,15 @@ import yaml
 from tabulate import tabulate
 
 from archbench.analysis.data import ExperimentData, annotate
+from archbench.analysis.questions import display as question_display
+from archbench.analysis.questions import question_table
 from archbench.analysis.tables import comparisons_table, display, summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 JSON_COLUMNS = ("hyperparameters", "recipe", "env", "diverged_at")
+#: CSV stem -> spec stem where they differ (a second profile exported under its own name)
+SPEC_OF = {"preact_shortcuts": "preact_orderings"}
 #: (metric, pairs) per experiment: what its RESULTS.md section reports.
 DEFAULT_VIEWS = (("test_err", "best"), ("test_err", "all"), ("train_err", "all"))
 SUMMARY_COLUMNS = ("variant", "params", "n", "test error %", "95% CI %", "val err %", "note")
@@ -44,7 +48,7 @@ def load_csv(experiment: str) -> dict[str, ExperimentData]:
     if "block_family" not in runs:  # exported before the store recorded it
         runs["block_family"] = runs["family"]
     runs = annotate(runs)
-    spec_path = ROOT / "experiments" / f"{experiment}.yaml"
+    spec_path = ROOT / "experiments" / f"{SPEC_OF.get(experiment, experiment)}.yaml"
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
     empty = pd.DataFrame()
     return {
@@ -74,6 +78,24 @@ def report(experiment: str, views: tuple[tuple[str, str], ...] = DEFAULT_VIEWS) 
     for profile, data in load_csv(experiment).items():
         parts.append(f"## {experiment}, profile {profile}\n")
         parts.append(_markdown(summary_table(data), SUMMARY_COLUMNS) + "\n")
+        question = question_table(data)
+        if not question.empty:  # the verdicts of a spec with a question: its rounds'
+            parts.append("### the spec's question (sequential: the verdicts)\n")
+            parts.append(question.attrs["note"] + "\n")
+            shown = question_display(question)
+            parts.append(
+                tabulate(
+                    shown,
+                    headers="keys",
+                    tablefmt="github",
+                    showindex=False,
+                    disable_numparse=True,
+                )
+                + "\n"
+            )
+            parts.append(
+                "(the tables below test all stored seeds once, without the sequential correction)\n"
+            )
         for metric, pairs in views:
             table = comparisons_table(data, metric, pairs)  # type: ignore[arg-type]
             what = "against the reference" if pairs == "best" else "all pairs"

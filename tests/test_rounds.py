@@ -182,6 +182,7 @@ def test_racing_stops_seeds_for_a_dominated_configuration(
     assert seeds["resnet8_w4"] == seeds["resnet8_w5"] == list(range(11))
     assert "round 1: 3 comparisons open, training seeds 0-2 of 4 configurations" in out
     assert "round 5: 1 comparison open, training seeds 9-10 of 2 configurations" in out
+    assert "the question (a - b" in out and "plain8_w4 raced out" in out  # the run's answer
     code, out, err = run_cli("stats", "q", "--storage", str(db))
     assert code == 0, err
     assert "stopped" in out and "plain8_w4 raced out" in out and "resolved" in out

@@ -77,16 +77,40 @@ def replay_question(
     return QuestionReplay(question, pairs, dict(configs), planned, result, bystanders)
 
 
-def question_of(data: ExperimentData) -> Any:
-    """The stored spec's question (its profile's applied), or ``None``."""
-    from archbench.runner.question import parse_question
+def _profile_spec(data: ExperimentData) -> dict[str, Any]:
+    """The spec mapping with its profile applied (a study stores it applied already; a spec
+    file read from disk, e.g. by scripts/recompute_verdicts.py, still has its profiles)."""
     from archbench.runner.spec import deep_merge
 
     spec = dict(data.spec or {})
     profiles = spec.get("profiles")
     if isinstance(profiles, Mapping) and isinstance(profiles.get(data.profile), Mapping):
         spec = deep_merge(spec, profiles[data.profile])
-    return parse_question(spec.get("question"), "stored spec")
+    return spec
+
+
+def _replay(data: ExperimentData) -> QuestionReplay | None:
+    """The stored spec's question replayed over the stored runs (``None``: no question)."""
+    from archbench.runner.question import parse_question
+
+    spec = _profile_spec(data)
+    question = parse_question(spec.get("question"), "stored spec")
+    # The grid the study last ran; without a study (runs read from a CSV), the runs' own.
+    configs = current_configs(data.study)
+    if configs is None and not data.runs.empty:
+        configs = dict(zip(data.runs["config_key"].astype(str), data.runs["name"].astype(str)))
+    if question is None or not configs:
+        return None
+    spec_seeds = spec.get("seeds", [0])
+    seeds = [spec_seeds] if isinstance(spec_seeds, int) else list(spec_seeds or [0])
+    return replay_question(question, data.runs, configs, seeds)
+
+
+def question_of(data: ExperimentData) -> Any:
+    """The stored spec's question (its profile's applied), or ``None``."""
+    from archbench.runner.question import parse_question
+
+    return parse_question(_profile_spec(data).get("question"), "stored spec")
 
 
 def question_table(data: ExperimentData) -> pd.DataFrame:
@@ -94,14 +118,8 @@ def question_table(data: ExperimentData) -> pd.DataFrame:
     difference ``a - b`` and its interval at the look's corrected level (percentage points),
     seeds used and, for open comparisons, the seeds a normal approximation says it needs.
     ``attrs["note"]`` says where the rounds stand and how the numbers were made."""
-    question = question_of(data)
-    configs = current_configs(data.study)
-    if question is None or not configs:
-        return pd.DataFrame()
-    spec_seeds = data.spec.get("seeds", [0])
-    seeds = [spec_seeds] if isinstance(spec_seeds, int) else list(spec_seeds or [0])
-    result = replay_question(question, data.runs, configs, seeds)
-    return describe(result)
+    result = _replay(data)
+    return pd.DataFrame() if result is None else describe(result)
 
 
 def owed_seeds(data: ExperimentData) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
@@ -110,19 +128,15 @@ def owed_seeds(data: ExperimentData) -> tuple[int, ...] | dict[str, tuple[int, .
     seeds up to the most any of its comparisons used, and what the round under way asks of
     it; so a configuration the rounds stopped early (its comparisons decided, or raced out)
     is complete, not "missing" seeds another configuration got."""
-    question = question_of(data)
-    configs = current_configs(data.study)
-    if question is None or not configs:
+    result = _replay(data)
+    if result is None:
         return data.expected_seeds
-    spec_seeds = data.spec.get("seeds", [0])
-    seeds = [spec_seeds] if isinstance(spec_seeds, int) else list(spec_seeds or [0])
-    result = replay_question(question, data.runs, configs, seeds)
     used: dict[str, int] = {}
     for c in result.replay.comparisons:
         for key in (c.a, c.b):
             used[key] = max(used.get(key, 0), c.n)
     out = {}
-    for key in set(data.runs["config_key"].astype(str)) | set(configs):
+    for key in set(data.runs["config_key"].astype(str)) | set(result.labels):
         owed = set(result.seeds[: used.get(key, 0)]) | set(result.needs.get(key, ()))
         out[key] = tuple(sorted(owed))
     return out

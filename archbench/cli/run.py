@@ -474,6 +474,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Nothing recorded (every trial failed before its first run) is said below.
     with contextlib.suppress(ArchbenchError):
         print_results(spec.name, spec.profile, storage, runs=False)
+        if spec.question is not None:
+            _print_question(spec.name, spec.profile, storage)
     code = _report_unfinished(spec, study, _retry_command(args))
     if crashed and code == OK:
         # The study may have its trials (the other workers finished them), but a worker that
@@ -486,6 +488,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return INCOMPLETE
     return code
+
+
+def _print_question(experiment: str, profile: str, storage: str) -> None:
+    """The question's comparisons as the rounds decided them (what `archbench stats` shows
+    first), so a run ends with its answer."""
+    from archbench.analysis.data import load_experiment
+    from archbench.analysis.questions import display, question_table
+
+    table = question_table(load_experiment(storage, experiment, profile))
+    if table.empty:
+        return
+    shown = display(table).drop(columns=["level", "p"])
+    print("\nthe question (a - b; `archbench stats` for levels and p):", flush=True)
+    print(shown.to_string(index=False), flush=True)
 
 
 def _round_line(spec: Any, options: Any) -> str:
