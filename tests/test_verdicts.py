@@ -202,8 +202,11 @@ def test_recompute_script_reads_the_committed_csvs() -> None:
     spec.loader.exec_module(module)
     text = module.report("going_deep", (("test_err", "best"),))
     assert "| original " in text and "| full_preact " in text
-    assert "undetermined: 3 seeds cannot reach p < 0.05 (smallest p 0.25)" in text
-    assert "+3.70" in text  # full pre-activation - original, as RESULTS.md section 3 says
+    # The question's verdict first (RESULTS.md section 3), then the one-shot tables.
+    assert "the spec's question (sequential: the verdicts)" in text
+    assert "| full_preact | original | resolved | 6   | -5.55" in text
+    assert "+5.55" in text and "full_preact lower test error" in text
+    assert "seeds missing" not in text
 
 
 def test_plots_count_diverged_seeds_and_select_complete_configurations() -> None:
