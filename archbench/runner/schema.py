@@ -199,7 +199,7 @@ def spec_schema() -> dict[str, Any]:
             "default": [0],
         },
         "baselines": {"type": "array", "items": variant_or_preset},
-        "question": {"$ref": "#/$defs/question"},
+        "question": _nullable({"$ref": "#/$defs/question"}),
         "storage": {
             "type": "string",
             "description": "a SQLite path, sqlite:///..., journal:path.log or postgresql://...",
@@ -210,7 +210,10 @@ def spec_schema() -> dict[str, Any]:
         "description": "a partial spec merged over the base (mappings merge, the rest replaces)",
         "properties": {
             k: (_loose(v) if k in _PARTIAL else v) for k, v in sections.items() if k != "name"
-        },
+        }
+        # A profile's question merges over the base one (any subset of its keys), or is null:
+        # the profile has no question (e.g. a seconds-long smoke profile).
+        | {"question": _nullable({"$ref": "#/$defs/question_partial"})},
         "additionalProperties": False,
     }
     schema = {
@@ -239,10 +242,14 @@ def spec_schema() -> dict[str, Any]:
             "question": _question(),
         },
     }
-    for name in _PARTIAL:  # as profiles give them
+    for name in (*_PARTIAL, "question"):  # as profiles give them
         section = schema["$defs"][name]
         schema["$defs"][f"{name}_partial"] = {k: v for k, v in section.items() if k != "required"}
     return schema
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _loose(ref: dict[str, Any]) -> dict[str, Any]:
