@@ -190,9 +190,10 @@ METHOD = (
     "Group-sequential: looks after each round, alpha spent over the planned looks "
     "({spending}), each look an exact sign-flip test with Holm across the question's "
     "comparisons (resolved ones pass their alpha on); interval = the inverted test at the "
-    "look's level; equivalent = interval inside +-smallest difference; seeds_needed: normal "
-    "approximation (80% power at the larger of |a-b| and the smallest difference, level "
-    "alpha/m), an estimate, not a promise."
+    "look's level (not resolved: its Bonferroni level, share/m); equivalent = that interval "
+    "inside +-smallest difference; seeds_needed: normal approximation (80% power at the "
+    "larger of |a-b| and the smallest difference, level alpha/m; at least the next look), "
+    "an estimate, not a promise."
 )
 
 

@@ -24,9 +24,15 @@ The method (see the README, "Questions, rounds and racing"):
   ``sum_k alpha * w_k = alpha``, whatever the correlation between looks (a union bound, no
   normal approximation).
 - **States.** *resolved*: the difference excludes 0 at the look's corrected level;
-  *equivalent*: the look's interval (the inverted sign-flip test at that level) lies inside
-  ``+-delta`` (two one-sided tests); *open*: neither; *stopped*: open, but a configuration
-  of it was raced out (shown worse than the current best).
+  *equivalent*: the look's interval at the plan's Bonferroni level ``alpha * w_k / m`` (the
+  inverted sign-flip test) lies inside ``+-delta`` (two one-sided tests). A false
+  'equivalent' needs that interval to miss the true difference on one side (at most half its
+  level, for paired differences symmetric about their mean), so over all looks and
+  comparisons it happens with probability at most ``alpha / 2``: a union bound over levels
+  fixed before any data. (Holm's stepped-up level is not fixed: it rises when *other*
+  comparisons resolve, which a shared reference correlates with this one's error.)
+  *open*: neither; *stopped*: open, but a configuration of it was raced out (shown worse
+  than the current best).
 - **Racing.** After a look, the current best is the active configuration with the lowest
   mean *validation* error on the look's seeds; a configuration whose comparison with it is
   resolved against it stops receiving seeds, and its other open comparisons stop.
@@ -201,8 +207,11 @@ def replay(
                 break
         rejected += len(levels)
         for i in open_idx:
-            # Not rejected: the interval at the largest level it could face at this look.
-            level = levels.get(i, share / max(m - rejected, 1))
+            # Not rejected: the interval at the look's Bonferroni level, fixed by the plan.
+            # Equivalence reads this interval; Holm's stepped-up level (share / (m - rejected))
+            # depends on the other comparisons' data and, with a shared reference, let false
+            # 'equivalent' claims reach ~4.4% (tests/test_sequential.py).
+            level = levels.get(i, share / m)
             states[i] = _look_state(
                 states[i], diffs[i], pvals[i], level, k + 1, i in levels, design, m
             )
@@ -324,6 +333,10 @@ def _with_estimate(c: ComparisonState, design: Design, m: int) -> ComparisonStat
     if c.state != OPEN:
         return c
     need = seeds_needed(c.std_diff, c.mean_diff, design, m)
+    if c.look < len(design.looks):
+        # Open with looks to come: it takes at least the next one (a fixed-n estimate at
+        # or below the seeds already used would read as "answered by now").
+        need = max(need, design.looks[c.look])
     return replace(c, seeds_needed=need)
 
 
