@@ -112,6 +112,7 @@ def test_a_config_with_failed_or_missing_seeds_gets_no_verdict() -> None:
     verdicts = _verdicts(table)
     assert verdicts[("short", "full")].startswith("no verdict: short: 1 of 7 seeds failed")
     assert verdicts[("other", "full")] == "full lower test error"  # 7 seeds: p = 2/128
+    assert "exploratory" not in table.attrs["note"]  # no question: a plain verdict
 
 
 def test_no_validation_numbers_means_no_reference() -> None:
@@ -205,7 +206,9 @@ def test_recompute_script_reads_the_committed_csvs() -> None:
     # The question's verdict first (RESULTS.md section 3), then the one-shot tables.
     assert "the spec's question (sequential: the verdicts)" in text
     assert "| full_preact | original | resolved | 6   | -5.55" in text
-    assert "+5.55" in text and "full_preact lower test error" in text
+    # The one-shot table's winner is labelled: the question's rounds chose its seeds.
+    assert "+5.55" in text and "exploratory: full_preact lower test error" in text
+    assert "exploratory: the spec's question decides" in text
     assert "seeds missing" not in text
 
 

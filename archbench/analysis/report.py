@@ -20,6 +20,7 @@ from archbench import __version__
 from archbench.analysis import stats
 from archbench.analysis.data import METRICS, ExperimentData
 from archbench.analysis.plots import PlotOptions, PlotResult, make_plots
+from archbench.analysis.questions import question_of
 from archbench.analysis.stats import FEW_SEEDS
 from archbench.analysis.tables import (
     Pairs,
@@ -184,8 +185,9 @@ def _question_html(data: ExperimentData) -> list[str]:
     classes = ["noise" if s in ("open", "stopped") else "" for s in table["state"]]
     return [
         '<h2 id="question">The question</h2>',
-        f"<p>{html.escape(table.attrs['note'])} The paired comparisons below test all stored "
-        "seeds once, without the sequential correction: the states here are the verdicts.</p>",
+        f"<p>{html.escape(table.attrs['note'])} The states here are the verdicts; the "
+        "exploratory paired comparisons below test all stored seeds once, without the "
+        "sequential correction.</p>",
         _table_html(question_display(table), row_classes=classes),
     ]
 
@@ -200,8 +202,11 @@ def _pairs_html(data: ExperimentData, metric: str, pairs: Pairs) -> list[str]:
         else "every pair of configurations"
     )
     note = table.attrs.get("note", "")
+    heading = "Paired comparisons"
+    if question_of(data) is not None:
+        heading = "Exploratory paired comparisons"
     return [
-        '<h2 id="comparisons">Paired comparisons</h2>',
+        f'<h2 id="comparisons">{heading}</h2>',
         f"<p>Differences a - b in {html.escape(METRICS[metric])} (percentage points) over the "
         f"seeds both ran, {what}. Each is tested with the {html.escape(stats.PAIRED_TEST)}; "
         "Holm's correction over every pair of the configurations with a verdict (also for "

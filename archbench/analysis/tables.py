@@ -23,7 +23,7 @@ from archbench.analysis.data import (
     config_stats,
     format_count,
 )
-from archbench.analysis.questions import owed_seeds
+from archbench.analysis.questions import owed_seeds, question_of
 from archbench.errors import UnknownNameError
 
 Pairs = Literal["best", "all"]
@@ -173,7 +173,18 @@ def comparisons_table(
     family = int(out["p"].notna().sum())
     if ref is not None:
         out["p_holm"], family = _holm_over_all_pairs(table, values, why, combos, alpha)
-    out["verdict"] = [verdict(row, alpha, metric) for row in out.to_dict("records")]
+    # With a question, its rounds chose each configuration's seeds by looking at them: a
+    # one-shot test of what they left is exploratory, and its winners say so.
+    exploratory = question_of(data) is not None
+    out["verdict"] = [
+        verdict(row, alpha, metric, exploratory=exploratory) for row in out.to_dict("records")
+    ]
+    if exploratory:
+        why = (
+            "exploratory: the spec's question decides (its rounds chose these seeds); "
+            "these rows test all stored seeds once, without the sequential correction"
+        )
+        note = f"{note}; {why}" if note else why
     out = out.drop(columns="_blocked")
     order = ["a", "b", "n_shared_seeds", "diff_mean_pct", "diff_std_pct"]
     order += [c for c in out.columns if c.startswith("diff_ci")]
@@ -212,11 +223,12 @@ def _holm_over_all_pairs(
     return [adjusted.get(frozenset(pair), math.nan) for pair in combos], tested
 
 
-def verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
+def verdict(row: Mapping[str, Any], alpha: float, metric: str, *, exploratory: bool = False) -> str:
     """The verdict of one comparison row, in this order: a configuration lacks seeds ("no
     verdict"); no shared seeds; the smallest p that ``n`` seeds allow is not below ``alpha``
-    ("undetermined"); the Holm-adjusted p is below ``alpha`` (the lower-error side wins);
-    else "within seed noise"."""
+    ("undetermined"); the Holm-adjusted p is below ``alpha`` (the lower-error side wins,
+    prefixed "exploratory: " when a question's rounds chose the seeds); else "within seed
+    noise"."""
     if row.get("_blocked"):
         return f"no verdict: {row['_blocked']}"
     n = row["n_shared_seeds"]
@@ -231,7 +243,8 @@ def verdict(row: Mapping[str, Any], alpha: float, metric: str) -> str:
     if math.isnan(p) or p >= alpha:
         return "within seed noise"
     better = row["a"] if row["diff_mean_pct"] < 0 else row["b"]
-    return f"{better} lower {METRICS[metric].split()[0]} error"
+    winner = f"{better} lower {METRICS[metric].split()[0]} error"
+    return f"exploratory: {winner}" if exploratory else winner
 
 
 def _recipe_facts(runs: pd.DataFrame) -> tuple[str, list[str]]:

@@ -269,11 +269,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 ]
             ),
             paper.section(
-                f"{title}: paired comparisons (a - b over shared seeds, Holm-corrected"
+                f"{title}: "
                 + (
-                    "; all stored seeds once, without the sequential correction)"
+                    "exploratory paired comparisons (a - b over shared seeds, Holm-corrected; "
+                    "all stored seeds once, without the sequential correction)"
                     if not question.empty
-                    else ")"
+                    else "paired comparisons (a - b over shared seeds, Holm-corrected)"
                 ),
                 paper.stats_table(comparisons, args.format)
                 if not comparisons.empty
@@ -293,13 +294,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print("\n== the spec's question (sequential: seeds spent round by round)")
             print(question.attrs["note"])
             print(question_display(question).to_string(index=False))
-            print(
-                "(the paired comparisons below test all stored seeds once, without the "
-                "sequential correction: the question's states above are the verdicts)"
-            )
         print(
-            "\n== paired comparisons (a - b over shared seeds; exact sign-flip test, "
-            "Holm-corrected)"
+            f"\n== {'exploratory ' if not question.empty else ''}paired comparisons (a - b "
+            "over shared seeds; exact sign-flip test, Holm-corrected)"
         )
         if comparisons.attrs.get("note"):
             print(comparisons.attrs["note"])
