@@ -8,6 +8,7 @@ from here, so nothing imports back into :mod:`archbench.analysis.plots`.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,7 @@ def _sweep_figure(
 
 def _sweep_title(fig: Figure, axes: np.ndarray, title: str, note: str) -> None:
     if axes.size == 1:  # one panel: a two-line axes title fits where a long suptitle would not
-        axes[0, 0].set_title(f"{title}\n({note})")
+        # wrapped to the axes' width: the legend sits right of it, over any overhang
+        axes[0, 0].set_title(f"{title}\n" + textwrap.fill(f"({note})", 52))
     else:
         fig.suptitle(f"{title} ({note})")
