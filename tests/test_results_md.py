@@ -35,7 +35,7 @@ def test_results_md_matches_the_csvs() -> None:
 
 # The errors (old text), each put back into RESULTS.md: the check must report it.
 REGRESSIONS = {
-    "an interval flipped": ("0.79 [-0.70, 2.23]", "0.79 [-2.23, 0.70]"),
+    "an interval flipped": ("0.79 [-1.00, 2.40]", "0.79 [-2.40, 1.00]"),
     "§1 training set without the validation images": (
         "3,000 training images (+1,000 validation, 2,000 test)",
         "2,000 training images (+1,000 validation, 2,000 test)",
