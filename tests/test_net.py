@@ -78,3 +78,29 @@ def test_zero_init_last_applied() -> None:
 def test_generic_name_with_bad_depth() -> None:
     with pytest.raises(SpecError, match=r"depth must be 6n\+2"):
         get_preset("resnet21")
+
+
+@pytest.mark.parametrize(
+    ("block", "pinned", "old_default"),
+    [("basic_dropout_shortcut", "inverted", True), ("basic_conv_shortcut", "shortcut_bn", True)],
+)
+def test_a_changed_block_default_gives_the_new_form_a_new_spec_hash(
+    block: str, pinned: str, old_default: bool
+) -> None:
+    """These blocks' defaults changed (inverted dropout -> the paper's; conv + BN -> bare
+    conv): a spec that does not write the param must not share the old form's hash, or a
+    resumed store would mix both forms' seeds under one config key."""
+    from archbench.canonical import canonical_json, text_hash
+
+    def spec(**params: object) -> NetSpec:
+        return NetSpec(stem=StemSpec(width=8), stages=(StageSpec(block, 1, 8, params=params),))
+
+    unwritten, written, old = spec(), spec(**{pinned: False}), spec(**{pinned: old_default})
+    assert unwritten.spec_hash() == written.spec_hash() != old.spec_hash()
+    assert unwritten.to_dict()["stages"][0]["params"] == {pinned: False}  # stored explicitly
+    # The hash before pinning (the param left out of the JSON) is neither form's any more.
+    before = unwritten.to_dict()
+    del before["name"], before["stages"][0]["params"][pinned]
+    assert text_hash(canonical_json(before)) not in {unwritten.spec_hash(), old.spec_hash()}
+    rebuilt = NetSpec.from_dict(json.loads(json.dumps(unwritten.to_dict())))
+    assert rebuilt.spec_hash() == unwritten.spec_hash()

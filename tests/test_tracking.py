@@ -18,12 +18,16 @@ import yaml
 from archbench.cli import main
 from archbench.registry import LOGGERS
 from archbench.store import ResultsStore
+from archbench.store.schema import variants as variants_table
 from archbench.tracking import ExperimentLogger, TrackerError, Trackers, parse_target
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 TRAIN = ["train", "resnet8", "--dataset", "digits", "--epochs", "2", "--batch-size", "64"]
 TRAIN += ["--train-subset", "300", "--diagnostics-every", "0", "--quiet"]
+
+
+VARIANTS = variants_table.name
 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
@@ -406,6 +410,16 @@ def test_eval_reproduces_a_kept_run_and_says_when_weights_no_longer_match(tmp_pa
     torch.save(payload, path)
     code, out, _ = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
     assert code == 1 and "differs from the stored errors" in out
+    # An older archbench's stored spec that this version builds into another net (a block
+    # default changed): refused, not re-evaluated on a net its weights may load into.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        stored = json.loads(db.execute(f"SELECT spec_json FROM {VARIANTS}").fetchone()[0])
+        stored["zero_init_last"] = not stored["zero_init_last"]
+        db.execute(f"UPDATE {VARIANTS} SET spec_json = ?", (json.dumps(stored),))
+    code, _, err = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
+    assert code == 2 and "stored by an earlier archbench" in err and err.count("\n") == 1
 
 
 def test_train_with_a_failing_tracker_completes_and_logs_to_the_others(tmp_path: Path) -> None:

@@ -26,6 +26,21 @@ def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(value or {}).items()}
 
 
+def _stage_params(block: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stage's params as they define the net: those written, plus every param the block's
+    ``Params`` lists in ``PINNED`` at its default when not written. A block whose default
+    changed the net it builds pins that param, so the new form gets a new spec hash (and
+    config key) instead of sharing the old form's stored runs and weights."""
+    params = _params(value)
+    if block not in BLOCKS:  # an unknown block fails where the net is built
+        return params
+    params_cls = getattr(BLOCKS.get(block), "Params", None)
+    defaults = {f.name: f.default for f in dataclasses.fields(params_cls)} if params_cls else {}
+    for name in getattr(params_cls, "PINNED", ()):
+        params.setdefault(name, defaults[name])
+    return params
+
+
 @dataclass(frozen=True)
 class StemSpec:
     """The stem: a registered stem ``kind`` with output width ``width``."""
@@ -80,7 +95,7 @@ class NetSpec:
                     "depth": s.depth,
                     "width": s.width,
                     "stride": s.stride,
-                    "params": _params(s.params),
+                    "params": _stage_params(s.block, s.params),
                 }
                 for s in self.stages
             ],

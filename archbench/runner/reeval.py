@@ -208,6 +208,14 @@ def reevaluate(
     if match.empty:
         raise ArchbenchError(f"{where}: its variant {row['spec_hash']} is not in the store")
     net_spec = NetSpec.from_dict(json.loads(match["spec_json"].iloc[0]))
+    if net_spec.spec_hash() != row["spec_hash"]:
+        # A block's default changed since the run (its pinned params): the stored spec now
+        # builds another net, which its weights may load into silently.
+        raise ArchbenchError(
+            f"{where}: its variant {row['spec_hash']} was stored by an earlier archbench whose "
+            f"blocks built another net from the same spec (this version: "
+            f"{net_spec.spec_hash()}); its weights cannot be re-evaluated here"
+        )
     label = label or str(match["name"].iloc[0])
     dev = select_device(device)
     data = load_dataset(spec.dataset.name, **spec.dataset.load_kwargs())

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -78,6 +78,8 @@ class GatingParams:
 
 @dataclasses.dataclass(frozen=True)
 class ConvShortcutParams:
+    # Pinned into the spec hash: the default was conv + BN before 2026-12-04.
+    PINNED: ClassVar[tuple[str, ...]] = ("shortcut_bn",)
     # False: a bare 1x1 conv as drawn in Fig. 2(e); True: conv + BN, option C of He et al. 2015.
     shortcut_bn: bool = False
 
@@ -91,6 +93,8 @@ class ConvShortcutParams:
 class DropoutShortcutParams:
     shortcut: ShortcutOption = "B"
     dropout: float = 0.5  # probability of zeroing a shortcut element while training
+    # Pinned into the spec hash: the default was inverted dropout before 2026-12-04.
+    PINNED: ClassVar[tuple[str, ...]] = ("inverted",)
     # False: the paper's dropout (kept values unscaled in training, x (1 - dropout) at
     # evaluation: expected scale 1 - dropout); True: inverted dropout (expected scale 1).
     inverted: bool = False
