@@ -743,3 +743,14 @@ def test_curve_titles_say_the_seed_range_when_rounds_gave_some_configs_more() ->
     ep = pd.DataFrame({"config_key": ["a"] * 8 + ["b"] * 12, "seed": [*range(8), *range(12)]})
     assert _seed_span(ep) == "8-12"
     assert _seed_span(ep[ep["config_key"] == "b"]) == "12"
+
+
+def test_degradation_title_counts_the_seeds_of_the_drawn_configurations_only(sweep) -> None:
+    """The plot draws one width; a width it does not draw with fewer seeds (a question's
+    rounds stopped it) must not change the seed range in its title."""
+    ep = sweep.epochs
+    undrawn = ep["run_id"].isin(sweep.runs.loc[sweep.runs["width"] == 8, "run_id"])
+    fewer = ep[~(undrawn & (ep["seed"] == ep["seed"].min()))]
+    fig = render(replace(sweep, epochs=fewer), "degradation").figure
+    assert [a.get_title() for a in fig.axes] == ["plain (width 16)", "resnet (width 16)"]
+    assert fig._suptitle.get_text().endswith("mean of 3 seed(s)")

@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--family",
         help="family of the depth x width heatmap (default: fullest grid); for gradflow, "
-        "a comma-separated list of up to 4 families to compare",
+        "a comma-separated list of up to 4 families to compare; for preact, the two "
+        "families to draw, 'original,other'",
     )
     p.set_defaults(func=cmd_plot)
 

@@ -108,7 +108,7 @@ def plot_degradation(data: ExperimentData, options: PlotOptions) -> tuple[Figure
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _style_legend(ax, [], metric)
     axes[0, 0].set_ylabel("error (%)")
-    seeds = _seed_span(ep)
+    seeds = _seed_span(pd.concat([sub for _, _, sub in chosen]))  # the drawn ones only
     fig.suptitle(f"Training (dashed) and {METRICS[metric]} (solid), mean of {seeds} seed(s)")
     notes = [
         f"other {roles[g]} families: {g}"
