@@ -219,8 +219,9 @@ def test_seeds_needed_is_a_normal_approximation_with_the_exact_floor() -> None:
     d = _design(delta=0.005)
     z = 1.959964 + 0.841621
     assert sq.seeds_needed(0.01, 0.0, d, 1) == math.ceil((z * 0.01 / 0.005) ** 2)
-    assert sq.seeds_needed(0.01, 0.02, d, 1) == max(7, math.ceil((z * 0.01 / 0.02) ** 2))
-    assert sq.seeds_needed(0.0, 0.0, d, 1) == 7  # 2/2^6 > 0.05 > 2/2^7
+    assert sq.seeds_needed(0.01, 0.02, d, 1) == max(6, math.ceil((z * 0.01 / 0.02) ** 2))
+    assert sq.seeds_needed(0.0, 0.0, d, 1) == 6  # 2/2^5 > 0.05 > 2/2^6
+    assert sq.seeds_needed(0.0, 0.0, d, 5) == 8  # 2/2^7 > 0.01 > 2/2^8
     assert sq.seeds_needed(0.01, 0.0, d, 3) > sq.seeds_needed(0.01, 0.0, d, 1)
 
 
@@ -235,3 +236,44 @@ def test_an_open_comparison_with_looks_to_come_needs_at_least_the_next_look() ->
     assert c.state == sq.OPEN and c.look == 1
     assert sq.seeds_needed(c.std_diff, c.mean_diff, design, 1) < 8
     assert c.seeds_needed == 10
+
+
+def test_an_interval_touching_the_smallest_difference_is_not_equivalent() -> None:
+    # Errors out of 100 images, delta 1 image: the exact interval of these differences is
+    # [-1, 0.75] images, touching -delta. In floats (0.2 + k/100) - 0.2 its end was
+    # -0.00999...95, inside, and the comparison read 'equivalent'.
+    k = [1, 1, -2, 0, 0, 1, 0, 1, 0, -2]
+    metric = {"a": {s: 0.2 + x / 100 for s, x in enumerate(k)}, "b": dict.fromkeys(range(10), 0.2)}
+    design = _design(looks=(10,), delta=0.01)
+    (c,) = sq.replay(design, [("a", "b")], metric, {}, list(range(10))).comparisons
+    assert c.state == sq.OPEN and c.ci_low == pytest.approx(-0.01)
+    out = sq.simulate(np.array([[metric["a"][s] - 0.2 for s in range(10)]]), design)
+    assert out["state"][0] == sq.OPEN
+    # Every seed exactly 1 pp apart: resolved, and not "by less than the smallest difference".
+    same = {"a": dict.fromkeys(range(10), 0.21), "b": dict.fromkeys(range(10), 0.20)}
+    (c,) = sq.replay(design, [("a", "b")], same, {}, list(range(10))).comparisons
+    assert c.state == sq.RESOLVED and c.reason == "b lower"
+
+
+def test_racing_never_stops_the_reference() -> None:
+    # 'good' beats the reference at the first live look; racing out the reference (worse
+    # than the current best) stopped 'mid' - 'ref' too, unanswered.
+    seeds = list(range(11))
+    rng = np.random.default_rng(3)
+    ref = 0.20 + rng.normal(0, 0.005, 11)
+    metric = {
+        "ref": dict(zip(seeds, ref)),
+        "good": dict(zip(seeds, ref - 0.05)),
+        "mid": dict(zip(seeds, ref + 0.002 + rng.normal(0, 0.01, 11))),
+    }
+    result = sq.replay(_design(), [("good", "ref"), ("mid", "ref")], metric, metric, seeds)
+    by = {c.a: c for c in result.comparisons}
+    assert by["good"].state == sq.RESOLVED and by["good"].n < 11
+    assert "ref" not in result.raced_out
+    assert by["mid"].state != sq.STOPPED and by["mid"].n == 11
+
+
+def test_non_finite_values_are_refused() -> None:
+    metric = {"a": {s: 0.2 for s in range(3)}, "b": {0: 0.2, 1: math.nan, 2: 0.2}}
+    with pytest.raises(ValueError, match="b: non-finite values at seeds \\[1\\]"):
+        sq.replay(_design(looks=(3,)), [("a", "b")], metric, {}, [0, 1, 2])

@@ -35,7 +35,8 @@ The method (see the README, "Questions, rounds and racing"):
   than the current best).
 - **Racing.** After a look, the current best is the active configuration with the lowest
   mean *validation* error on the look's seeds; a configuration whose comparison with it is
-  resolved against it stops receiving seeds, and its other open comparisons stop.
+  resolved against it stops receiving seeds, and its other open comparisons stop. The
+  reference (a configuration every comparison names) is never raced out.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ RESOLVED, EQUIVALENT, OPEN, STOPPED = "resolved", "equivalent", "open", "stopped
 
 #: The power an estimate of the seeds still needed aims at.
 TARGET_POWER = 0.8
+
+#: Interval ends within this of +-delta count as touching it (not inside): error rates are
+#: k/N, and 0.21 - 0.20 is 0.00999...98 in floats, which would read as inside +-0.01.
+BOUNDARY_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,10 @@ def replay(
     """
     if len(seeds) < design.looks[-1]:
         raise ValueError(f"{len(seeds)} planned seeds for looks up to {design.looks[-1]}")
+    for config, values in metric.items():
+        bad = sorted(s for s, v in values.items() if not math.isfinite(v))
+        if bad:  # a diverged seed is scored at its worst value by the caller, not NaN
+            raise ValueError(f"{config}: non-finite values at seeds {bad}")
     m = len(pairs)
     weights = look_weights(design, m)
     states = [ComparisonState(a, b) for a, b in pairs]
@@ -264,9 +273,9 @@ def _look_state(
         state = RESOLVED
         better = old.a if mean < 0 else old.b
         reason = f"{better} lower"
-        if high < design.delta and low > -design.delta:
+        if _inside(low, high, design.delta):
             reason += f" (by less than the smallest difference, {design.delta * 100:g} pp)"
-    elif low > -design.delta and high < design.delta:
+    elif _inside(low, high, design.delta):
         state, reason = EQUIVALENT, f"within +-{design.delta * 100:g} pp"
     out = replace(
         old,
@@ -284,6 +293,11 @@ def _look_state(
     return _with_estimate(out, design, m)
 
 
+def _inside(low: float, high: float, delta: float) -> bool:
+    """The interval lies strictly inside +-delta (ends within float error of it do not)."""
+    return low > -delta + BOUNDARY_TOL and high < delta - BOUNDARY_TOL
+
+
 def _race(
     states: list[ComparisonState],
     val: Values,
@@ -292,16 +306,19 @@ def _race(
     raced: dict[str, str],
 ) -> None:
     """Stop the open comparisons of configurations resolved worse than the current best:
-    the configuration with the lowest mean validation error among those this look saw."""
+    the configuration with the lowest mean validation error among those this look saw. A
+    configuration every comparison names (the reference) is never raced out: that would
+    stop every comparison of the question, however far from answered."""
     scored = [c for c in looked if c not in raced and all(s in val.get(c, {}) for s in seeds)]
     if not scored:
         return
+    hubs = set.intersection(*({c.a, c.b} for c in states))
     best = min(scored, key=lambda c: (float(np.mean([val[c][s] for s in seeds])), c))
     for c in states:
         if c.state != RESOLVED or best not in (c.a, c.b):
             continue
         worse = c.b if c.mean_diff < 0 else c.a
-        if worse != best and worse not in raced:
+        if worse != best and worse not in raced and worse not in hubs:
             raced[worse] = f"worse than the current best, {best} (look {c.look})"
     for i, c in enumerate(states):
         if c.state == OPEN and (c.a in raced or c.b in raced):
@@ -315,7 +332,7 @@ def seeds_needed(std: float, mean: float, design: Design, m: int) -> int:
     difference that large resolves; the interval of a smaller one shrinks inside +-delta at
     about the same n), and never fewer than the exact test needs to reach that level."""
     a = design.alpha / max(m, 1)
-    floor = math.ceil(math.log2(2 / a)) + 1  # 2 / 2^n < a
+    floor = math.floor(math.log2(2 / a)) + 1  # the fewest n with 2 / 2^n < a
     if not math.isfinite(std) or std <= 0:
         return floor
     target = max(abs(mean), design.delta) if math.isfinite(mean) else design.delta
@@ -367,7 +384,7 @@ def simulate(diffs: np.ndarray, design: Design, chunk: int = 256) -> dict[str, n
             d = diffs[rows, :n]
             p, low, high = _batch_test(d, level)
             res = p < level
-            eq = ~res & (low > -design.delta) & (high < design.delta)
+            eq = ~res & (low > -design.delta + BOUNDARY_TOL) & (high < design.delta - BOUNDARY_TOL)
             state[rows[res]] = RESOLVED
             state[rows[eq]] = EQUIVALENT
     return {"state": state, "look": look, "n": n_used}
