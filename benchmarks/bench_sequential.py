@@ -90,7 +90,7 @@ def main() -> None:
                 f"| {spending} | {-effect * 100:+.1f} pp | {power:.3f} | {mean_n:.2f} | "
                 f"{fixed_txt} | {saved} |"
             )
-    question(rng, max(args.experiments // 10, 50))
+    question(rng, max(args.experiments // 2, 50))
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
@@ -122,13 +122,14 @@ def question(rng: np.random.Generator, e: int) -> None:
         f"\nA question of 5 comparisons against a reference ({e} simulated experiments, "
         "obrien-fleming, Holm over the 5):"
     )
-    print("\n| configuration | a - ref | resolved | equivalent | open |")
-    print("|---|---|---|---|---|")
+    print("\n| configuration | a - ref | resolved | equivalent | open | stopped (raced) |")
+    print("|---|---|---|---|---|---|")
     for c, _ in pairs:
         got = np.array(states[c])
         print(
             f"| {c} | +{gaps[c] * 100:g} pp | {(got == sq.RESOLVED).mean():.3f} | "
-            f"{(got == sq.EQUIVALENT).mean():.3f} | {(got == sq.OPEN).mean():.3f} |"
+            f"{(got == sq.EQUIVALENT).mean():.3f} | {(got == sq.OPEN).mean():.3f} | "
+            f"{(got == sq.STOPPED).mean():.3f} |"
         )
     fixed = len(gaps) * MAX
     print(
