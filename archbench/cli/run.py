@@ -19,14 +19,26 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
-import shlex
 import sys
 import time
 from typing import Any
 
-from archbench.cli.args import log_arg, positive_int
 from archbench.cli.exit_codes import INCOMPLETE, OK
 from archbench.cli.results import print_results
+from archbench.cli.run_args import (
+    _options,
+    _overrides,
+    _runner_args,
+    _spec_args,
+    _workers_arg,
+)
+from archbench.cli.run_report import (
+    _print_question,
+    _report_unfinished,
+    _retry_command,
+    _round_line,
+    _where,
+)
 from archbench.errors import ArchbenchError
 
 
@@ -57,109 +69,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _spec_args(p)
     _runner_args(p)
     p.set_defaults(func=cmd_worker)
-
-
-def _spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="experiment spec (YAML), e.g. experiments/quickstart.yaml")
-    p.add_argument("--profile", help="named profile of the spec (default: its default_profile)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key after the profile is merged, e.g. --set recipe.epochs=3 "
-        "(dotted key path, YAML value; repeatable)",
-    )
-    p.add_argument(
-        "--dataset", help="shorthand for --set dataset.name=NAME (e.g. cifar10, fashion_mnist)"
-    )
-
-
-def _overrides(args: argparse.Namespace) -> tuple[str, ...]:
-    """--dataset first, so an explicit --set dataset.name=... wins."""
-    from archbench.runner.overrides import dataset_override
-
-    extra = [dataset_override(args.dataset)] if getattr(args, "dataset", None) else []
-    return tuple(extra + list(getattr(args, "overrides", []) or []))
-
-
-def _workers_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="local worker processes (default 1); on a CPU, N workers x 1 thread run small "
-        "trials faster than 1 x N threads (benchmarks/README.md); with CUDA, worker k trains "
-        "on GPU k mod G (several workers may share one)",
-    )
-    p.add_argument(
-        "--gpus",
-        help="CUDA device indices the workers are spread over, e.g. 0,3 (default: all "
-        "visible ones; needs --device auto or cuda)",
-    )
-
-
-def _runner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--storage",
-        help="where to store: a SQLite file, sqlite:///…, journal:file.log or postgresql://…",
-    )
-    p.add_argument("--results-dir", help="checkpoints directory (default: beside the database)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda…")
-    p.add_argument(
-        "--heartbeat",
-        type=positive_int,
-        default=30,
-        help="seconds between a trial's heartbeats (default 30)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        help="torch CPU threads per worker (default 1: a fixed count, so results do not depend "
-        "on the machine's load; recorded with each run)",
-    )
-    p.add_argument(
-        "--fuse-seeds",
-        action="store_true",
-        help="train each configuration's seeds together as one vectorised model (torch.func "
-        "vmap; per-seed results equal unfused ones within float tolerance; faster on GPUs, "
-        "not on CPUs: benchmarks/README.md); recorded with each run",
-    )
-    p.add_argument(
-        "--db-grace",
-        type=positive_int,
-        default=180,
-        metavar="SECONDS",
-        help="how long workers ride out a database outage or restart, retrying with backoff "
-        "and holding their epochs, before they stop with exit code 3 (default 180)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    log_arg(p)
-    p.add_argument(
-        "--keep-weights",
-        action="store_true",
-        help="keep each completed run's final weights (RESULTS_DIR/weights/...; the path is "
-        "stored with the run; `archbench eval RUN` re-evaluates them)",
-    )
-
-
-def _options(args: argparse.Namespace) -> Any:
-    from archbench.runner.study import RunnerOptions
-
-    return RunnerOptions(
-        storage=args.storage,
-        results_dir=args.results_dir,
-        device=args.device,
-        heartbeat_interval=args.heartbeat,
-        grace_period=max(3 * args.heartbeat, 3),
-        progress=False if args.quiet else None,
-        threads=args.threads,
-        loggers=tuple(args.log),
-        keep_weights=args.keep_weights,
-        fuse_seeds=args.fuse_seeds,
-        db_grace=args.db_grace,
-    )
 
 
 # -- validate / dry run -----------------------------------------------------------------------
@@ -490,32 +399,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_question(experiment: str, profile: str, storage: str) -> None:
-    """The question's comparisons as the rounds decided them (what `archbench stats` shows
-    first), so a run ends with its answer."""
-    from archbench.analysis.data import load_experiment
-    from archbench.analysis.questions import display, question_table
-
-    table = question_table(load_experiment(storage, experiment, profile))
-    if table.empty:
-        return
-    shown = display(table).drop(columns=["level", "p"])
-    print("\nthe question (a - b; `archbench stats` for levels and p):", flush=True)
-    print(shown.to_string(index=False), flush=True)
-
-
-def _round_line(spec: Any, options: Any) -> str:
-    """Where a question's rounds stand, from the store (``round 1: ...``)."""
-    from archbench.runner.rounds import current_round, scored_seeds
-    from archbench.runner.study import open_storage
-
-    _, store = open_storage(spec, options)
-    try:
-        return current_round(spec, store).line(scored_seeds(spec, store))
-    finally:
-        store.close()
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     from archbench.runner.study import prepare_study
 
@@ -550,64 +433,6 @@ def _open_trackers(options: Any) -> None:
         from archbench.tracking import Trackers
 
         Trackers.from_targets(options.loggers).close()
-
-
-def _retry_command(args: argparse.Namespace) -> str:
-    """The command line that reruns this one: every option that changes where or how it
-    runs, shell-quoted (the storage redacted)."""
-    from archbench.store.storage import redact
-
-    words = ["archbench", args.command, args.spec]
-    workers = getattr(args, "workers", 1)  # `worker` has no --workers
-    for flag, value in (
-        ("--profile", args.profile),
-        ("--storage", redact(args.storage) if args.storage else None),
-        ("--results-dir", args.results_dir),
-        ("--device", None if args.device == "auto" else args.device),
-        ("--heartbeat", None if args.heartbeat == 30 else args.heartbeat),
-        ("--threads", args.threads),
-        ("--db-grace", None if args.db_grace == 180 else args.db_grace),
-        ("--workers", None if workers == 1 else workers),
-        ("--gpus", getattr(args, "gpus", None)),
-    ):
-        if value is not None and value != "":
-            words += [flag, str(value)]
-    for target in getattr(args, "log", []) or []:
-        words += ["--log", redact(target)]
-    if getattr(args, "keep_weights", False):
-        words.append("--keep-weights")
-    if getattr(args, "fuse_seeds", False):
-        words.append("--fuse-seeds")
-    for override in _overrides(args):
-        words += ["--set", override]
-    return shlex.join(words)
-
-
-def _where(placement: list[str]) -> str:
-    """`` on cuda:0 (2), cuda:1 (2)``: the devices the workers were placed on, when CUDA."""
-    if not any(d.startswith("cuda") for d in placement):
-        return ""
-    counts = {d: placement.count(d) for d in dict.fromkeys(placement)}
-    return " on " + ", ".join(f"{d} ({n})" if n > 1 else d for d, n in counts.items())
-
-
-def _report_unfinished(spec: Any, study: Any, retry: str) -> int:
-    """One stderr line per configuration that did not finish, how to retry; the exit code."""
-    from archbench.runner.outcome import unfinished
-
-    left = unfinished(spec, study.get_trials(deepcopy=False))
-    if not left:
-        return OK
-    print(f"archbench: {len(left)} configuration(s) did not finish:", file=sys.stderr)
-    for item in left:
-        print(f"  {item.line()}", file=sys.stderr)
-    print(
-        f"archbench: to retry them, run the same command again ({retry}): finished trials are "
-        "kept, failed ones are re-queued and resume from their last checkpoint",
-        file=sys.stderr,
-        flush=True,
-    )
-    return INCOMPLETE
 
 
 def _replace(options: Any, **changes: Any) -> Any:

@@ -8,7 +8,8 @@ checkpoint folder. It checks
 - the runner options (heartbeat, threads, results folder);
 - the device (``cuda`` on a machine without one, ``gpu0``);
 - the storage: a supported URL or path, an existing folder (at most one missing level, which
-  ``run`` creates and says so), an existing file that really is a SQLite database;
+  ``run`` creates and says so), an existing file that really is a SQLite database
+  (:func:`archbench.runner.storage_checks.check_storage`);
 - the data: loaded as a worker would load it, but never downloaded; files that are absent
   pass only when they can be downloaded (their host answers), else the message says where it
   looked and how to get them. ``val_size`` must leave a training set;
@@ -29,8 +30,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from archbench.errors import ArchbenchError, DataNotFoundError, SpecError
-from archbench.runner import storage_checks
 from archbench.runner.spec import ExperimentSpec
+from archbench.runner.storage_checks import check_storage
 from archbench.runner.variants import dataset_shape
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,6 @@ BYTES_PER_PARAM = 12
 SAVED_PER_ACT = 2
 #: Seconds to wait for a dataset's download host before calling it unreachable.
 CONNECT_TIMEOUT_S = 3.0
-SQLITE_MAGIC = b"SQLite format 3\x00"
-STORAGE_FORMS = (
-    "a SQLite file path (results/x.db), sqlite:///path, journal:path.log, "
-    "postgresql://user@host/db or :memory:"
-)
 
 
 @dataclass(frozen=True)
@@ -164,107 +160,6 @@ def memory_limit(device: Any) -> int:
         if text.isdigit():
             total = min(total, int(text))
     return int(total)
-
-
-# -- storage ----------------------------------------------------------------------------------
-
-
-def check_storage(value: Any) -> tuple[Any, tuple[str, ...]]:
-    """Resolve a storage value without opening it; returns (resolved, notes)."""
-    from archbench.store.storage import MEMORY, redact, resolve_storage
-
-    if not isinstance(value, str):
-        raise SpecError(f"storage must be {STORAGE_FORMS}, got {value!r}")
-    text = value.strip()
-    if any(ord(c) < 32 for c in text):
-        raise SpecError(
-            f"storage {redact(text)!r} contains control characters; give {STORAGE_FORMS}"
-        )
-    is_url = "://" in text
-    if not is_url and text != MEMORY and not text.startswith("journal:") and ":" in text:
-        raise SpecError(
-            f"storage {redact(text)!r} is neither a database URL nor a file path (a path has no "
-            f"':'); give {STORAGE_FORMS}"
-        )
-    try:
-        resolved = resolve_storage(text)
-    except ArchbenchError as exc:
-        raise SpecError(f"storage: {exc}") from None
-    if resolved.kind == "other":
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            make_url(resolved.store_url).get_dialect()
-        except (SQLAlchemyError, ImportError) as exc:
-            backend = make_url(resolved.store_url).drivername
-            raise SpecError(
-                f"storage {redact(text)!r}: unsupported database {backend!r} ({type(exc).__name__}); "
-                f"give {STORAGE_FORMS}"
-            ) from None
-    notes: list[str] = []
-    files: list[Path] = []
-    if resolved.kind == "sqlite":
-        files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
-    elif resolved.kind == "journal":
-        assert resolved.journal_path is not None
-        files.append(Path(resolved.journal_path))
-        files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
-    for path in files:
-        notes += _check_folder(path, text)
-    if resolved.journal_path is not None:
-        from archbench.store.journal_check import check_journal
-
-        if check_journal(resolved.journal_path, repair=False):
-            notes.append(
-                f"journal {resolved.journal_path}: its last line was cut off mid-write; "
-                "run drops it"
-            )
-    for path in files:
-        if path.suffix == ".log" or path == resolved.journal_path:
-            continue
-        _check_sqlite_file(path, text)
-    storage_checks.check_files(files, text)
-    if resolved.kind in ("sqlite", "journal"):
-        store_file = Path(resolved.store_url.removeprefix("sqlite:///"))
-        storage_checks.check_schema(store_file, text, redact(resolved.store_url))
-    elif resolved.kind in ("postgresql", "other"):
-        storage_checks.check_driver(resolved.store_url, redact(text))
-    return resolved, tuple(dict.fromkeys(notes))
-
-
-def _check_folder(path: Path, text: str) -> list[str]:
-    """A storage file's folder must exist; one missing level is created by ``run`` (noted)."""
-    folder = path.parent
-    if folder.is_dir():
-        if path.is_dir():
-            raise SpecError(f"storage {text!r}: {path} is a folder; name a database file")
-        return []
-    if folder.exists():
-        raise SpecError(f"storage {text!r}: {folder} is a file, not a folder")
-    if folder.parent.is_dir():
-        return [f"storage folder {folder} does not exist; run creates it"]
-    missing = folder
-    while not missing.parent.exists():
-        missing = missing.parent
-    raise SpecError(
-        f"storage {text!r}: folder {folder} does not exist (nor does {missing}); create it "
-        "first (mkdir -p) or fix the path"
-    )
-
-
-def _check_sqlite_file(path: Path, text: str) -> None:
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        raise SpecError(f"storage {text!r}: cannot read {path}: {exc.strerror}") from None
-    if head != SQLITE_MAGIC:
-        raise SpecError(
-            f"storage {text!r}: {path} exists and is not a SQLite database; give another file"
-        )
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -1,6 +1,13 @@
 """Storage checks that ``validate`` shares with ``run`` and ``worker`` (through preflight):
 everything ``run`` would otherwise find out only when it opens the store.
 
+:func:`check_storage` is the entry point :func:`archbench.runner.preflight.preflight` calls:
+it resolves the storage value without opening it and runs the checks below. It lives here,
+not in ``preflight.py``, so that module keeps to the order of the checks and this one holds
+everything about the storage.
+
+- the value is a supported URL or path; its folder exists (at most one missing level,
+  which ``run`` creates and says so); an existing file really is a SQLite database;
 - the files are regular files (``/dev/null`` is not a database);
 - their folder accepts new files (the database, its WAL and lock files): probed by creating
   and removing an empty temporary file, so a read-only or immutable folder, or one in
@@ -22,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from archbench.errors import ArchbenchError, SpecError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+STORAGE_FORMS = (
+    "a SQLite file path (results/x.db), sqlite:///path, journal:path.log, "
+    "postgresql://user@host/db or :memory:"
+)
 
 
 def check_files(files: list[Path], text: str) -> None:
@@ -112,3 +125,104 @@ def check_driver(url: str, text: str) -> None:
         store_check_driver(url)
     except ArchbenchError as exc:
         raise SpecError(f"storage: {exc}") from None
+
+
+# -- the storage value, resolved and checked (preflight's entry point) -----------------------
+
+
+def check_storage(value: Any) -> tuple[Any, tuple[str, ...]]:
+    """Resolve a storage value without opening it; returns (resolved, notes)."""
+    from archbench.store.storage import MEMORY, redact, resolve_storage
+
+    if not isinstance(value, str):
+        raise SpecError(f"storage must be {STORAGE_FORMS}, got {value!r}")
+    text = value.strip()
+    if any(ord(c) < 32 for c in text):
+        raise SpecError(
+            f"storage {redact(text)!r} contains control characters; give {STORAGE_FORMS}"
+        )
+    is_url = "://" in text
+    if not is_url and text != MEMORY and not text.startswith("journal:") and ":" in text:
+        raise SpecError(
+            f"storage {redact(text)!r} is neither a database URL nor a file path (a path has no "
+            f"':'); give {STORAGE_FORMS}"
+        )
+    try:
+        resolved = resolve_storage(text)
+    except ArchbenchError as exc:
+        raise SpecError(f"storage: {exc}") from None
+    if resolved.kind == "other":
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            make_url(resolved.store_url).get_dialect()
+        except (SQLAlchemyError, ImportError) as exc:
+            backend = make_url(resolved.store_url).drivername
+            raise SpecError(
+                f"storage {redact(text)!r}: unsupported database {backend!r} ({type(exc).__name__}); "
+                f"give {STORAGE_FORMS}"
+            ) from None
+    notes: list[str] = []
+    files: list[Path] = []
+    if resolved.kind == "sqlite":
+        files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
+    elif resolved.kind == "journal":
+        assert resolved.journal_path is not None
+        files.append(Path(resolved.journal_path))
+        files.append(Path(resolved.store_url.removeprefix("sqlite:///")))
+    for path in files:
+        notes += _check_folder(path, text)
+    if resolved.journal_path is not None:
+        from archbench.store.journal_check import check_journal
+
+        if check_journal(resolved.journal_path, repair=False):
+            notes.append(
+                f"journal {resolved.journal_path}: its last line was cut off mid-write; "
+                "run drops it"
+            )
+    for path in files:
+        if path.suffix == ".log" or path == resolved.journal_path:
+            continue
+        _check_sqlite_file(path, text)
+    check_files(files, text)
+    if resolved.kind in ("sqlite", "journal"):
+        store_file = Path(resolved.store_url.removeprefix("sqlite:///"))
+        check_schema(store_file, text, redact(resolved.store_url))
+    elif resolved.kind in ("postgresql", "other"):
+        check_driver(resolved.store_url, redact(text))
+    return resolved, tuple(dict.fromkeys(notes))
+
+
+def _check_folder(path: Path, text: str) -> list[str]:
+    """A storage file's folder must exist; one missing level is created by ``run`` (noted)."""
+    folder = path.parent
+    if folder.is_dir():
+        if path.is_dir():
+            raise SpecError(f"storage {text!r}: {path} is a folder; name a database file")
+        return []
+    if folder.exists():
+        raise SpecError(f"storage {text!r}: {folder} is a file, not a folder")
+    if folder.parent.is_dir():
+        return [f"storage folder {folder} does not exist; run creates it"]
+    missing = folder
+    while not missing.parent.exists():
+        missing = missing.parent
+    raise SpecError(
+        f"storage {text!r}: folder {folder} does not exist (nor does {missing}); create it "
+        "first (mkdir -p) or fix the path"
+    )
+
+
+def _check_sqlite_file(path: Path, text: str) -> None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise SpecError(f"storage {text!r}: cannot read {path}: {exc.strerror}") from None
+    if head != SQLITE_MAGIC:
+        raise SpecError(
+            f"storage {text!r}: {path} exists and is not a SQLite database; give another file"
+        )
