@@ -123,6 +123,20 @@ def test_the_cli_refuses_a_bad_question_with_exit_code_2(tmp_path: Path) -> None
     assert len(err.strip().splitlines()) == 1
 
 
+def test_validate_says_when_no_look_can_decide_the_question(tmp_path: Path) -> None:
+    """3 comparisons at alpha 0.05: the exact test's smallest p, 2/2^n, is below 0.05/3 from
+    7 seeds on; a plan that stops at 6 trains every seed and can only end open."""
+    from tests.test_study import run_cli
+
+    for max_seeds, said in ((6, True), (7, False)):
+        question = {"compare": "all", "min_seeds": 3, "max_seeds": max_seeds}
+        spec = write(tmp_path / "q.yaml", spec_data(tmp_path / "q.db", question))
+        code, out, err = run_cli("validate", str(spec))
+        assert code == 0, err
+        note = "no look can decide its 3 comparison(s): the exact test needs at least 7 seeds"
+        assert (note in out + err) is said, out + err
+
+
 # -- racing, end to end with made-up training outcomes ----------------------------------------
 
 # Each configuration's test error by seed: resnet8_w4 best, resnet8_w5 within noise of it,

@@ -92,12 +92,15 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     # What the stored study would refuse (another dataset, recipe, budget), said here too.
     check_stored_study(spec, options)
     if spec.sampler.name == "grid":
+        notes: tuple[str, ...] = ()
         if spec.question is not None:  # labels of a search space's grid: known only now
-            from archbench.runner.question import question_pairs
+            from archbench.runner.question import question_pairs, undecidable_note
 
-            question_pairs(spec.question, {e.key: e.label for e in grid_entries(spec)})
+            pairs = question_pairs(spec.question, {e.key: e.label for e in grid_entries(spec)})
+            undecidable = undecidable_note(spec.question, len(pairs))
+            notes = (undecidable,) if undecidable else ()
         same = tuple(coinciding(grid_entries(spec)))
-        checked = dataclasses.replace(checked, notes=(*checked.notes, *same))
+        checked = dataclasses.replace(checked, notes=(*checked.notes, *notes, *same))
     return spec, options, checked
 
 

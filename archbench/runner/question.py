@@ -193,3 +193,24 @@ def question_pairs(question: QuestionSection, keys: Mapping[str, str]) -> list[t
         if (ka, kb) not in out and (kb, ka) not in out:
             out.append((ka, kb))
     return out
+
+
+def undecidable_note(question: QuestionSection, comparisons: int) -> str | None:
+    """A note when no look of the plan can decide anything: with ``comparisons`` in the Holm
+    family the exact test's smallest p, ``2 / 2^n``, must be below ``alpha / m`` at the last
+    look at least (all unspent alpha reaches it), or every comparison ends open after every
+    seed up to ``max_seeds`` was trained. ``None`` when some look can decide."""
+    import math
+
+    from archbench.analysis.sequential import look_weights
+
+    m = max(comparisons, 1)
+    if any(w > 0 for w in look_weights(question.design(), m)):
+        return None
+    need = math.floor(math.log2(2 * m / question.alpha)) + 1
+    return (
+        f"question: no look can decide its {m} comparison(s): the exact test needs at least "
+        f"{need} seeds at alpha/m = {question.alpha / m:.3g}, and max_seeds is "
+        f"{question.max_seeds}; every configuration will train {question.max_seeds} seeds "
+        "and every comparison end open (raise max_seeds or ask fewer comparisons)"
+    )
