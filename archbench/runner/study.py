@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from archbench.errors import SpecError
 from archbench.runner import sampled
 from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.identity import config_key, grid_entries, is_current_key
+from archbench.runner.options import RunnerOptions  # also imported from here (its old home)
 from archbench.runner.spec import ExperimentSpec
 from archbench.runner.variants import baseline_params
 
@@ -59,35 +59,6 @@ NOTHING_QUEUED = "nothing queued: another worker took the last grid configuratio
 #: Why a trial is pruned before it trains anything: it covers no configuration.
 UNTRAINED = (NOT_IN_SPEC, NOTHING_QUEUED)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    """How (not what) to run, so not in the spec. Only ``threads`` and ``device`` can change
-    results, in their last bits (reduction order); both are recorded with every run."""
-
-    storage: str | None = None  # overrides the spec's storage
-    results_dir: str | None = None  # checkpoints; default: beside a SQLite file, else results/
-    device: str = "auto"
-    heartbeat_interval: int = 30  # seconds; a worker silent for grace_period is stale
-    grace_period: int = 90
-    max_retry: int = 3
-    keep_checkpoints: bool = False
-    progress: bool | None = None  # None: progress bars on a terminal only
-    threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
-    fuse_seeds: bool = False  # train a trial's seeds as one vectorised model (runner/fused_trial)
-    # Which worker this is: 0 samples with the spec's seed, others with one derived from it
-    # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
-    worker: int | str = 0
-    # Experiment trackers, "KIND:TARGET" each (--log; archbench.tracking): each worker
-    # process logs its own runs to every one of them.
-    loggers: tuple[str, ...] = ()
-    # Keep each completed run's final weights under results_dir/weights (--keep-weights);
-    # the path is stored with the run (`archbench eval` reloads it).
-    keep_weights: bool = False
-    # Seconds a worker rides out a database outage (a PostgreSQL restart) before it gives up
-    # (exit code 3); archbench.store.reconnect.
-    db_grace: float = 180.0
 
 
 # -- storage ----------------------------------------------------------------------------------
