@@ -39,8 +39,8 @@ from archbench.runner.study import (
     SEEDS_ATTR,
     WORKER_ID,
     RunnerOptions,
-    results_dir,
 )
+from archbench.runner.study_storage import results_dir
 from archbench.runner.tracked import track_config, weights_file
 from archbench.runner.trial_facts import architecture_facts, record_facts
 from archbench.runner.variants import ResolvedVariant, bind, dataset_shape, resolve
