@@ -3,6 +3,7 @@
 :func:`load_experiment` reads everything the plots, tables and report need once;
 :func:`config_stats` turns runs into one row per configuration (variant + recipe) with the
 mean, std and t-interval of a metric over seeds, a diverged seed counted at 100% error.
+Which seeds each configuration is owed, and which are scored, is :mod:`.seeds`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from archbench.analysis.seeds import (
+    DIVERGED_ERROR,
+    SCORED_STATUSES,
+    expected_seeds,
+    seed_status,
+    spec_seeds,
+)
 from archbench.analysis.stats import ERROR_BOUNDS, t_interval
 from archbench.errors import UnknownNameError
 from archbench.store.storage import ResolvedStorage, redact, resolve_storage
@@ -267,13 +275,6 @@ def annotate(frame: pd.DataFrame, block_col: str = "block") -> pd.DataFrame:
     return frame
 
 
-#: A diverged run's error, in every metric: the objective scores it as accuracy 0, and a mean,
-#: ranking or paired test that dropped it would rank a configuration on its survivors.
-DIVERGED_ERROR = 1.0
-#: Runs that give a configuration a value for a seed; any other status leaves the seed open.
-SCORED_STATUSES = ("completed", "diverged")
-
-
 def scored_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs every statistic counts: completed ones as recorded, diverged ones with each
     error metric set to :data:`DIVERGED_ERROR` (their recorded numbers are those of the last
@@ -285,72 +286,6 @@ def scored_runs(runs: pd.DataFrame) -> pd.DataFrame:
             out[metric] = out[metric].astype(float)
             out.loc[diverged, metric] = DIVERGED_ERROR
     return out
-
-
-def _seed_list(value: Any) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
-    if isinstance(value, list) and all(isinstance(s, int) for s in value):
-        return list(value)
-    return []
-
-
-def spec_seeds(spec: Mapping[str, Any] | None, profile: str | None = None) -> list[int]:
-    """The seeds the spec (its profile's, else its own) asks for; ``[]`` when it names none,
-    or when it asks a question (its rounds add seeds past the list: runner.rounds)."""
-    spec = spec or {}
-    profiles = spec.get("profiles")
-    wanted = _seed_list(spec.get("seeds"))
-    question = spec.get("question")
-    if isinstance(profiles, Mapping) and isinstance(profiles.get(profile), Mapping):
-        wanted = _seed_list(profiles[profile].get("seeds")) or wanted
-        question = profiles[profile].get("question", question)
-    return [] if question else wanted
-
-
-def study_seeds(study: Any, profile: str | None = None) -> list[int]:
-    """The seeds of the spec ``study`` last ran (its ``archbench:spec`` text); ``[]``."""
-    if study is None:
-        return []
-    text = study._storage.get_study_system_attrs(study._study_id).get("archbench:spec")
-    try:
-        spec = yaml.safe_load(text) if isinstance(text, str) else None
-    except yaml.YAMLError:
-        return []
-    return spec_seeds(spec if isinstance(spec, dict) else None, profile)
-
-
-def expected_seeds(
-    runs: pd.DataFrame, spec: Mapping[str, Any] | None = None, profile: str | None = None
-) -> tuple[int, ...]:
-    """The seeds each configuration is owed: those the spec (its profile's, else its own)
-    asks for, and any seed another configuration of the experiment has a run for."""
-    wanted = spec_seeds(spec, profile)
-    seen = {int(s) for s in runs["seed"].dropna()} if "seed" in runs else set()
-    return tuple(sorted(set(wanted) | seen))
-
-
-def seed_status(group: pd.DataFrame, expected: tuple[int, ...]) -> tuple[bool, str]:
-    """``(complete, note)`` for one configuration's runs: complete when every expected seed
-    has a completed or diverged run; the note counts what is diverged, failed, pruned,
-    running or missing (``"2 of 3 seeds failed"``), empty when nothing is."""
-    seeds = set(expected) | {int(s) for s in group["seed"]}
-    total = len(seeds)
-    scored = {int(s) for s in group.loc[group["status"].isin(SCORED_STATUSES), "seed"]}
-    parts = []
-    n_div = int(group.loc[group["status"] == "diverged", "seed"].nunique())
-    if n_div:
-        parts.append(f"{n_div} of {total} seeds diverged (scored {DIVERGED_ERROR:.0%} error)")
-    open_seeds = seeds - scored
-    for status in ("failed", "pruned", "running"):
-        hit = {int(s) for s in group.loc[group["status"] == status, "seed"]} & open_seeds
-        if hit:
-            parts.append(f"{len(hit)} of {total} seeds {status}")
-            open_seeds -= hit
-    if open_seeds:
-        parts.append(f"{len(open_seeds)} of {total} seeds missing")
-    complete = not (seeds - scored)
-    return complete, "; ".join(parts)
 
 
 CONFIG_COLUMNS = (

@@ -117,7 +117,8 @@ def _current(store: Any, storage: str, experiment: str, frame: Any, *, every: bo
     """Rows of the configurations each profile's study last ran, under its labels (a study
     without that record, e.g. a sampled one, keeps every row); ``every``: the others too,
     marked as not in the spec."""
-    from archbench.analysis.data import current_configs, load_study, mark_current, study_seeds
+    from archbench.analysis.data import current_configs, load_study, mark_current
+    from archbench.analysis.seeds import study_seeds
     from archbench.store.storage import resolve_storage
 
     if frame.empty:

@@ -13,8 +13,9 @@ epoch checkpoint, so nothing recorded is lost or duplicated. A trial interrupted
 that marked it failed (Ctrl-C) is re-queued by the next ``archbench run``
 (:func:`prepare_study`).
 
-This module sets a study up (storage, sampler, pruner, queue); :mod:`archbench.runner.objective`
-trains one trial; :mod:`archbench.runner.worker` runs the trials until the study is done.
+This module sets a study up (sampler, pruner, queue; its storage is opened by
+:mod:`archbench.runner.study_storage`); :mod:`archbench.runner.objective` trains one trial;
+:mod:`archbench.runner.worker` runs the trials until the study is done.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,14 @@ from archbench.errors import SpecError
 from archbench.runner import sampled
 from archbench.runner.algorithms import PRUNERS, SAMPLERS
 from archbench.runner.identity import config_key, grid_entries, is_current_key
+from archbench.runner.options import RunnerOptions  # also imported from here (its old home)
 from archbench.runner.spec import ExperimentSpec
+from archbench.runner.study_storage import (  # also imported from here (their old home)
+    _load_stored_study,
+    _retry_callback,
+    open_storage,
+    study_setup,
+)
 from archbench.runner.variants import baseline_params
 
 log = logging.getLogger(__name__)
@@ -59,124 +66,6 @@ NOTHING_QUEUED = "nothing queued: another worker took the last grid configuratio
 #: Why a trial is pruned before it trains anything: it covers no configuration.
 UNTRAINED = (NOT_IN_SPEC, NOTHING_QUEUED)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    """How (not what) to run, so not in the spec. Only ``threads`` and ``device`` can change
-    results, in their last bits (reduction order); both are recorded with every run."""
-
-    storage: str | None = None  # overrides the spec's storage
-    results_dir: str | None = None  # checkpoints; default: beside a SQLite file, else results/
-    device: str = "auto"
-    heartbeat_interval: int = 30  # seconds; a worker silent for grace_period is stale
-    grace_period: int = 90
-    max_retry: int = 3
-    keep_checkpoints: bool = False
-    progress: bool | None = None  # None: progress bars on a terminal only
-    threads: int | None = None  # torch CPU threads per worker; None: worker.DEFAULT_THREADS
-    fuse_seeds: bool = False  # train a trial's seeds as one vectorised model (runner/fused_trial)
-    # Which worker this is: 0 samples with the spec's seed, others with one derived from it
-    # (run --workers N numbers them 0..N-1; a joining `archbench worker` uses its WORKER_ID).
-    worker: int | str = 0
-    # Experiment trackers, "KIND:TARGET" each (--log; archbench.tracking): each worker
-    # process logs its own runs to every one of them.
-    loggers: tuple[str, ...] = ()
-    # Keep each completed run's final weights under results_dir/weights (--keep-weights);
-    # the path is stored with the run (`archbench eval` reloads it).
-    keep_weights: bool = False
-    # Seconds a worker rides out a database outage (a PostgreSQL restart) before it gives up
-    # (exit code 3); archbench.store.reconnect.
-    db_grace: float = 180.0
-
-
-# -- storage ----------------------------------------------------------------------------------
-
-
-def _retry_callback(
-    max_retry: int | None = None,
-) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    """The one way trials are re-queued: stale ones (``max_retry``: the storage's limit) and
-    interrupted ones (``None``: ``archbench run`` re-queues them whatever their history)."""
-    # Intermediate values come along, so a pruner judges a retried trial by its whole curve.
-    return optuna.storages.RetryHeartbeatStaleTrialCallback(
-        max_retry=max_retry, inherit_intermediate_values=True
-    )
-
-
-def open_storage(spec: ExperimentSpec, options: RunnerOptions) -> tuple[Any, Any]:
-    """(Optuna storage, ResultsStore) for the spec, sharing one database where possible."""
-    from archbench.store import ResultsStore
-    from archbench.store.reconnect import Reconnect
-    from archbench.store.setup_lock import setup_lock
-    from archbench.store.storage import resolve_storage
-
-    resolved = resolve_storage(options.storage or spec.storage)
-    reconnect = Reconnect(options.db_grace)  # one outage clock for both
-    with setup_lock(resolved):  # both create their tables on a new store
-        store = ResultsStore(resolved.store_url, reconnect=reconnect)
-        try:
-            storage = _optuna_storage(resolved, options, reconnect)
-        except BaseException:
-            store.close()
-            raise
-    return storage, store
-
-
-def _optuna_storage(resolved: Any, options: RunnerOptions, reconnect: Any = None) -> Any:
-    from archbench.store.storage import optuna_storage
-
-    heartbeat: dict[str, Any] = {}
-    if resolved.kind in ("sqlite", "postgresql", "other"):
-        heartbeat = {
-            "heartbeat_interval": options.heartbeat_interval,
-            "grace_period": options.grace_period,
-            "heartbeat_stale_trial_callback": _retry_callback(options.max_retry),
-        }
-    storage = optuna_storage(resolved, **heartbeat, reconnect=reconnect)
-    if resolved.kind == "sqlite":
-        _serialize_sqlite_transactions(storage)
-    return storage
-
-
-def _serialize_sqlite_transactions(storage: Any) -> None:
-    """Make every Optuna transaction on a SQLite file take the write lock up front.
-
-    Optuna pops a queued trial with a read-check-update (``SELECT ... FOR UPDATE`` on
-    PostgreSQL); SQLite ignores FOR UPDATE, so two worker processes could both see the trial
-    WAITING and both run it. ``BEGIN IMMEDIATE`` makes the sequence atomic: the second worker
-    waits (busy timeout), then sees it RUNNING and takes the next one.
-    """
-    from sqlalchemy import event
-
-    engine = getattr(storage, "engine", None)
-    if engine is None or getattr(engine, "_archbench_serialized", False):
-        return
-
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        # WAL + NORMAL survives a killed process (only an OS crash can lose the last
-        # commits); FULL would fsync every trial attribute.
-        dbapi_conn.execute("PRAGMA synchronous = NORMAL")
-
-    def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    event.listen(engine, "connect", on_connect)
-    event.listen(engine, "begin", on_begin)
-    engine._archbench_serialized = True
-    engine.dispose()  # connections made before the listeners reconnect with them
-
-
-def results_dir(spec: ExperimentSpec, options: RunnerOptions) -> Path:
-    if options.results_dir:
-        return Path(options.results_dir)
-    storage = options.storage or spec.storage
-    if "://" not in storage and not storage.startswith(("journal:", ":memory:")):
-        return Path(storage).expanduser().resolve().parent
-    if storage.startswith("journal:"):
-        return Path(storage.removeprefix("journal:")).expanduser().resolve().parent
-    return Path("results").resolve()
 
 
 def make_sampler(spec: ExperimentSpec, worker: int | str = 0) -> optuna.samplers.BaseSampler:
@@ -272,21 +161,6 @@ def check_stored_study(spec: ExperimentSpec, options: RunnerOptions) -> None:
         check_study(spec, study)
 
 
-def _load_stored_study(spec: ExperimentSpec, resolved: Any) -> optuna.Study | None:
-    from archbench.store.storage import expand_env, optuna_storage
-
-    if resolved.kind == "journal":
-        storage: Any = optuna_storage(resolved)
-    else:
-        assert resolved.optuna_url is not None
-        storage = optuna.storages.RDBStorage(
-            expand_env(resolved.optuna_url), skip_table_creation=True
-        )
-    if spec.study_name not in optuna.get_all_study_names(storage):
-        return None
-    return optuna.load_study(study_name=spec.study_name, storage=storage)
-
-
 def create_study(spec: ExperimentSpec, storage: Any, *, worker: int | str = 0) -> optuna.Study:
     """Create the study, or load it to continue (same name and storage).
 
@@ -373,14 +247,6 @@ def prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.
     """
     with study_setup(spec, options):
         return _prepare_study(spec, options)
-
-
-def study_setup(spec: ExperimentSpec, options: RunnerOptions) -> Any:
-    """The storage's setup lock (a context manager): hold it to create or queue a study."""
-    from archbench.store.setup_lock import setup_lock
-    from archbench.store.storage import resolve_storage
-
-    return setup_lock(resolve_storage(options.storage or spec.storage))
 
 
 def _prepare_study(spec: ExperimentSpec, options: RunnerOptions) -> tuple[optuna.Study, int]:

@@ -34,7 +34,8 @@ from archbench.training.device import fork_rng, select_device
 from archbench.training.diagnostics import BlockDiagnostics
 from archbench.training.recipe import Recipe
 from archbench.training.results import EpochMetrics, TrainResult
-from archbench.training.train import CHECK_EVERY, _check_data_fits, _Diverged, _Run, amp_dtype
+from archbench.training.run_checks import CHECK_EVERY, _check_data_fits, _Diverged
+from archbench.training.train import _Run, amp_dtype
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,7 @@ from archbench.training.diagnostics import BlockDiagnostics, block_diagnostics
 from archbench.training.evaluate import amp_dtype, eval_batch_size, evaluate_loader
 from archbench.training.recipe import LRSchedule, Recipe, build_optimizer
 from archbench.training.results import RESULT_SCHEMA, EpochMetrics, TrainResult
+from archbench.training.run_checks import CHECK_EVERY, DivergenceChecks, _check_data_fits, _Diverged
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -67,8 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CHECK_EVERY = 25  # steps between finiteness checks (each check synchronises the device)
 
 
 def train(
@@ -111,35 +110,7 @@ def train(
         return run.execute(resume, on_epoch_end, start)
 
 
-def _check_data_fits(net: nn.Module, data: LoadedData) -> None:
-    if len(data.train) == 0 or len(data.test) == 0:
-        raise SpecError(
-            f"dataset {data.info.name!r}: train and test splits must not be empty "
-            f"(train {len(data.train)}, test {len(data.test)})"
-        )
-    spec = getattr(net, "spec", None)
-    if spec is None:
-        return
-    info = data.info
-    for what, model_value, data_value in (
-        ("num_classes", spec.num_classes, info.num_classes),
-        ("in_channels", spec.in_channels, info.channels),
-    ):
-        if model_value != data_value:
-            raise SpecError(
-                f"model {spec.name or 'net'!r} has {what}={model_value} but dataset "
-                f"{info.name!r} has {data_value}; build the net for the dataset "
-                f"(get_preset(..., num_classes=, in_channels=, input_size=))"
-            )
-
-
-class _Diverged(Exception):
-    def __init__(self, where: dict[str, Any]) -> None:
-        super().__init__(where)
-        self.where = where
-
-
-class _Run:
+class _Run(DivergenceChecks):
     """The state of one training run (kept out of ``train`` so each step reads on its own)."""
 
     def __init__(
@@ -337,22 +308,6 @@ class _Run:
         values = torch.stack([loss_sum, wrong.float()]).tolist()
         return lr, values[0] / max(seen, 1), values[1] / max(seen, 1)
 
-    def _check_finite(self, losses: list[torch.Tensor], epoch: int, first_step: int) -> None:
-        finite = torch.isfinite(torch.stack(losses))
-        if bool(finite.all()):
-            return
-        i = int((~finite).nonzero()[0, 0])
-        step = first_step + i
-        raise _Diverged(
-            {
-                "epoch": epoch,
-                "step": step,
-                "epoch_step": step - (epoch - 1) * self.schedule.steps_per_epoch,
-                "lr": self.schedule.lr_at(step),
-                "loss": float(losses[i].item()),
-            }
-        )
-
     def _metrics(
         self,
         epoch: int,
@@ -386,31 +341,6 @@ class _Run:
                 else None
             ),
         )
-
-    def _where(self, epoch: int, loss: float) -> dict[str, Any]:
-        """``diverged_at`` for a blow-up found after the epoch's last step."""
-        step = self.schedule.step - 1
-        return {
-            "epoch": epoch,
-            "step": step,
-            "epoch_step": step - (epoch - 1) * self.schedule.steps_per_epoch,
-            "lr": self.schedule.lr_at(step),
-            "loss": float(loss),
-        }
-
-    def _check_weights(self, epoch: int, train_loss: float) -> None:
-        """Raise :class:`_Diverged` when a parameter or floating buffer (BatchNorm running
-        statistics) is not finite after the epoch's steps."""
-        tensors = [
-            t for t in (*self.net.parameters(), *self.net.buffers()) if t.is_floating_point()
-        ]
-        if not tensors:
-            return
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
-        if not bool(finite):
-            raise _Diverged(
-                self._where(epoch, math.nan if math.isfinite(train_loss) else train_loss)
-            )
 
     def _evaluate(self, loader: DeviceLoader) -> tuple[float, float, float]:
         """(mean cross-entropy, top-1 error, top-5 error) in eval mode."""
