@@ -266,11 +266,16 @@ def test_racing_never_stops_the_reference() -> None:
         "good": dict(zip(seeds, ref - 0.05)),
         "mid": dict(zip(seeds, ref + 0.002 + rng.normal(0, 0.01, 11))),
     }
-    result = sq.replay(_design(), [("good", "ref"), ("mid", "ref")], metric, metric, seeds)
-    by = {c.a: c for c in result.comparisons}
-    assert by["good"].state == sq.RESOLVED and by["good"].n < 11
-    assert "ref" not in result.raced_out
-    assert by["mid"].state != sq.STOPPED and by["mid"].n == 11
+    # A pair unrelated to the reference must not lift its protection.
+    metric["x"] = dict(zip(seeds, 0.5 + rng.normal(0, 0.01, 11)))
+    metric["y"] = dict(zip(seeds, 0.5 + rng.normal(0, 0.01, 11)))
+    for extra in ([], [("x", "y")]):
+        pairs = [("good", "ref"), ("mid", "ref"), *extra]
+        result = sq.replay(_design(), pairs, metric, metric, seeds)
+        by = {c.a: c for c in result.comparisons}
+        assert by["good"].state == sq.RESOLVED and by["good"].n < 11
+        assert "ref" not in result.raced_out
+        assert by["mid"].state != sq.STOPPED and by["mid"].n == 11
 
 
 def test_non_finite_values_are_refused() -> None:

@@ -36,7 +36,8 @@ The method (see the README, "Questions, rounds and racing"):
 - **Racing.** After a look, the current best is the active configuration with the lowest
   mean *validation* error on the look's seeds; a configuration whose comparison with it is
   resolved against it stops receiving seeds, and its other open comparisons stop. The
-  reference (a configuration every comparison names) is never raced out.
+  reference (a configuration every comparison of its connected group names) is never raced
+  out.
 """
 
 from __future__ import annotations
@@ -298,6 +299,24 @@ def _inside(low: float, high: float, delta: float) -> bool:
     return low > -delta + BOUNDARY_TOL and high < delta - BOUNDARY_TOL
 
 
+def _anchors(states: Sequence[ComparisonState]) -> set[str]:
+    """Configurations named by every comparison of their connected group of comparisons
+    (the reference of ``compare: reference``; both ends of a lone pair)."""
+    group: dict[str, str] = {}
+
+    def root(c: str) -> str:
+        while group.setdefault(c, c) != c:
+            c = group[c]
+        return c
+
+    for c in states:
+        group[root(c.a)] = root(c.b)
+    members: dict[str, list[set[str]]] = {}
+    for c in states:
+        members.setdefault(root(c.a), []).append({c.a, c.b})
+    return set().union(*(set.intersection(*pairs) for pairs in members.values()))
+
+
 def _race(
     states: list[ComparisonState],
     val: Values,
@@ -307,12 +326,12 @@ def _race(
 ) -> None:
     """Stop the open comparisons of configurations resolved worse than the current best:
     the configuration with the lowest mean validation error among those this look saw. A
-    configuration every comparison names (the reference) is never raced out: that would
-    stop every comparison of the question, however far from answered."""
+    configuration every comparison of its group names (the reference) is never raced out:
+    that would stop all those comparisons, however far from answered."""
     scored = [c for c in looked if c not in raced and all(s in val.get(c, {}) for s in seeds)]
     if not scored:
         return
-    hubs = set.intersection(*({c.a, c.b} for c in states))
+    hubs = _anchors(states)
     best = min(scored, key=lambda c: (float(np.mean([val[c][s] for s in seeds])), c))
     for c in states:
         if c.state != RESOLVED or best not in (c.a, c.b):
