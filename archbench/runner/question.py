@@ -204,13 +204,13 @@ def undecidable_note(question: QuestionSection, comparisons: int) -> str | None:
 
     from archbench.analysis.sequential import look_weights
 
-    m = max(comparisons, 1)
-    if any(w > 0 for w in look_weights(question.design(), m)):
+    m = comparisons
+    if m < 1 or any(w > 0 for w in look_weights(question.design(), m)):
         return None
     need = math.floor(math.log2(2 * m / question.alpha)) + 1
     return (
         f"question: no look can decide its {m} comparison(s): the exact test needs at least "
         f"{need} seeds at alpha/m = {question.alpha / m:.3g}, and max_seeds is "
-        f"{question.max_seeds}; every configuration will train {question.max_seeds} seeds "
-        "and every comparison end open (raise max_seeds or ask fewer comparisons)"
+        f"{question.max_seeds}; the compared configurations will train {question.max_seeds} "
+        "seeds and every comparison end open (raise max_seeds or ask fewer comparisons)"
     )
