@@ -410,8 +410,7 @@ def test_eval_reproduces_a_kept_run_and_says_when_weights_no_longer_match(tmp_pa
     torch.save(payload, path)
     code, out, _ = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
     assert code == 1 and "differs from the stored errors" in out
-    # An older archbench's stored spec that this version builds into another net (a block
-    # default changed): refused, not re-evaluated on a net its weights may load into.
+    # A stored spec edited after the run no longer builds its hash: refused.
     import sqlite3
 
     with sqlite3.connect(tmp_path / "t.db") as db:
@@ -419,7 +418,7 @@ def test_eval_reproduces_a_kept_run_and_says_when_weights_no_longer_match(tmp_pa
         stored["zero_init_last"] = not stored["zero_init_last"]
         db.execute(f"UPDATE {VARIANTS} SET spec_json = ?", (json.dumps(stored),))
     code, _, err = cli(["eval", str(spec), "--label", "resnet8_w4", "--seed", "0"])
-    assert code == 2 and "stored by an earlier archbench" in err and err.count("\n") == 1
+    assert code == 2 and "its stored JSON was changed after the run" in err and err.count("\n") == 1
 
 
 def test_train_with_a_failing_tracker_completes_and_logs_to_the_others(tmp_path: Path) -> None:
@@ -429,3 +428,32 @@ def test_train_with_a_failing_tracker_completes_and_logs_to_the_others(tmp_path:
     assert code == 0 and out.startswith("completed:"), err
     scalars, _ = tb_scalars(tb / "train" / "resnet8_seed0")
     assert sorted(scalars["test_err"]) == [1, 2]
+
+
+def test_eval_refuses_a_run_whose_block_default_changed_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept by a version that did not pin the dropout shortcut's 'inverted' (its default was
+    inverted dropout then): the stored spec lacks it, so this version builds the paper's
+    block from it under another hash. eval names the pinned param instead of reporting the
+    old weights' errors on the new net."""
+    from archbench.models.blocks.gating import DropoutShortcutParams
+
+    path = write_spec(tmp_path, variants=1)
+    data = yaml.safe_load(path.read_text())
+    data["variants"] = [
+        {
+            "family": "resnet_variant",
+            "depth": 8,
+            "width": 4,
+            "params": {"block": "basic_dropout_shortcut"},
+            "label": "drop",
+        }
+    ]
+    path.write_text(yaml.safe_dump(data))
+    with monkeypatch.context() as earlier:
+        earlier.setattr(DropoutShortcutParams, "PINNED", ())
+        assert cli(["run", str(path), "--quiet", "--threads", "1", "--keep-weights"])[0] == 0
+    code, _, err = cli(["eval", str(path), "--label", "drop", "--seed", "0"])
+    assert code == 2 and "pins stages[0].params.inverted (stored: -, now: False)" in err
+    assert "a block default changed since the run" in err and err.count("\n") == 1

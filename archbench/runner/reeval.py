@@ -207,14 +207,23 @@ def reevaluate(
     match = variants[variants["spec_hash"] == row["spec_hash"]]
     if match.empty:
         raise ArchbenchError(f"{where}: its variant {row['spec_hash']} is not in the store")
-    net_spec = NetSpec.from_dict(json.loads(match["spec_json"].iloc[0]))
+    stored_spec = json.loads(match["spec_json"].iloc[0])
+    net_spec = NetSpec.from_dict(stored_spec)
     if net_spec.spec_hash() != row["spec_hash"]:
-        # A block's default changed since the run (its pinned params): the stored spec now
-        # builds another net, which its weights may load into silently.
+        # The stored spec now builds another net (a block default changed since the run and
+        # is pinned into the hash now, or the JSON was edited): its weights may load into
+        # that net silently and give another net's errors.
+        now = net_spec.to_dict()
+        del now["name"]
+        added = ", ".join(_differences(stored_spec, now)[:3])
+        why = (
+            f"this version pins {added}: a block default changed since the run"
+            if added
+            else "its stored JSON was changed after the run"
+        )
         raise ArchbenchError(
-            f"{where}: its variant {row['spec_hash']} was stored by an earlier archbench whose "
-            f"blocks built another net from the same spec (this version: "
-            f"{net_spec.spec_hash()}); its weights cannot be re-evaluated here"
+            f"{where}: its stored spec now hashes to {net_spec.spec_hash()}, not its "
+            f"{row['spec_hash']} ({why}); its weights cannot be re-evaluated here"
         )
     label = label or str(match["name"].iloc[0])
     dev = select_device(device)
@@ -240,3 +249,25 @@ def reevaluate(
         stored=stored,
         now=now,
     )
+
+
+def _differences(stored: Any, now: Any, path: str = "") -> list[str]:
+    """Where two spec dicts differ: ``stages[0].params.inverted (stored: -, now: False)``."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(stored) | set(now)):
+            where = f"{path}.{key}" if path else key
+            if key not in stored or key not in now:
+                old = repr(stored[key]) if key in stored else "-"
+                new = repr(now[key]) if key in now else "-"
+                out.append(f"{where} (stored: {old}, now: {new})")
+            else:
+                out.extend(_differences(stored[key], now[key], where))
+        return out
+    if isinstance(stored, list) and isinstance(now, list) and len(stored) == len(now):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(stored, now))
+            for d in _differences(a, b, f"{path}[{i}]")
+        ]
+    return [] if stored == now else [f"{path} (stored: {stored!r}, now: {now!r})"]
