@@ -95,10 +95,11 @@ def main() -> None:
 
 
 def question(rng: np.random.Generator, e: int) -> None:
-    """A whole question through the replay the runner uses: five configurations against a
-    reference, gaps 0, 0.5, 1, 2 and 4 pp (seed spread 1 pp), Holm over the five; seeds
+    """A whole question through the replay the runner uses: six configurations against a
+    reference, gaps -2 (better than it: racing must not stop the reference), 0, 0.5, 1, 2
+    and 4 pp (seed spread 1 pp), Holm over the six; seeds
     spent by all six configurations vs a fixed design of ``MAX`` seeds each."""
-    gaps = {"ref": 0.0, "g0": 0.0, "g0.5": 0.005, "g1": 0.01, "g2": 0.02, "g4": 0.04}
+    gaps = {"ref": 0.0, "g-2": -0.02, "g0": 0.0, "g0.5": 0.005, "g1": 0.01, "g2": 0.02, "g4": 0.04}
     pairs = [(c, "ref") for c in gaps if c != "ref"]
     seeds = list(range(MAX))
     design = sq.Design(ALPHA, DELTA, sq.plan_looks(MIN, MAX, PER_ROUND), "obrien-fleming")
@@ -119,15 +120,15 @@ def question(rng: np.random.Generator, e: int) -> None:
             used["ref"] = max(used["ref"], comp.n)
         spent.append(sum(used.values()))
     print(
-        f"\nA question of 5 comparisons against a reference ({e} simulated experiments, "
-        "obrien-fleming, Holm over the 5):"
+        f"\nA question of {len(pairs)} comparisons against a reference ({e} simulated "
+        f"experiments, obrien-fleming, Holm over the {len(pairs)}):"
     )
     print("\n| configuration | a - ref | resolved | equivalent | open | stopped (raced) |")
     print("|---|---|---|---|---|---|")
     for c, _ in pairs:
         got = np.array(states[c])
         print(
-            f"| {c} | +{gaps[c] * 100:g} pp | {(got == sq.RESOLVED).mean():.3f} | "
+            f"| {c} | {gaps[c] * 100:+g} pp | {(got == sq.RESOLVED).mean():.3f} | "
             f"{(got == sq.EQUIVALENT).mean():.3f} | {(got == sq.OPEN).mean():.3f} | "
             f"{(got == sq.STOPPED).mean():.3f} |"
         )
