@@ -213,8 +213,7 @@ def reevaluate(
         # The stored spec now builds another net (a block default changed since the run and
         # is pinned into the hash now, or the JSON was edited): its weights may load into
         # that net silently and give another net's errors.
-        now = net_spec.to_dict()
-        del now["name"]
+        now = json.loads(net_spec.canonical_json())
         added = ", ".join(_differences(stored_spec, now)[:3])
         why = (
             f"this version pins {added}: a block default changed since the run"
