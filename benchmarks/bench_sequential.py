@@ -97,8 +97,8 @@ def main() -> None:
 def question(rng: np.random.Generator, e: int) -> None:
     """A whole question through the replay the runner uses: six configurations against a
     reference, gaps -2 (better than it: racing must not stop the reference), 0, 0.5, 1, 2
-    and 4 pp (seed spread 1 pp), Holm over the six; seeds
-    spent by all seven configurations (the reference too) vs a fixed design of ``MAX`` seeds each."""
+    and 4 pp (seed spread 1 pp), Holm over the six; seeds spent by all seven configurations
+    (the reference too) vs a fixed design of ``MAX`` seeds each."""
     gaps = {"ref": 0.0, "g-2": -0.02, "g0": 0.0, "g0.5": 0.005, "g1": 0.01, "g2": 0.02, "g4": 0.04}
     pairs = [(c, "ref") for c in gaps if c != "ref"]
     seeds = list(range(MAX))
