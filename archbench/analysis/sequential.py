@@ -46,6 +46,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -294,9 +295,10 @@ def _look_state(
     return _with_estimate(out, design, m)
 
 
-def _inside(low: float, high: float, delta: float) -> bool:
-    """The interval lies strictly inside +-delta (ends within float error of it do not)."""
-    return low > -delta + BOUNDARY_TOL and high < delta - BOUNDARY_TOL
+def _inside(low: Any, high: Any, delta: float) -> Any:
+    """The interval lies strictly inside +-delta (ends within float error of it do not);
+    floats or arrays of interval ends (:func:`simulate`)."""
+    return (low > -delta + BOUNDARY_TOL) & (high < delta - BOUNDARY_TOL)
 
 
 def _anchors(states: Sequence[ComparisonState]) -> set[str]:
@@ -403,7 +405,7 @@ def simulate(diffs: np.ndarray, design: Design, chunk: int = 256) -> dict[str, n
             d = diffs[rows, :n]
             p, low, high = _batch_test(d, level)
             res = p < level
-            eq = ~res & (low > -design.delta + BOUNDARY_TOL) & (high < design.delta - BOUNDARY_TOL)
+            eq = ~res & _inside(low, high, design.delta)
             state[rows[res]] = RESOLVED
             state[rows[eq]] = EQUIVALENT
     return {"state": state, "look": look, "n": n_used}

@@ -35,9 +35,11 @@ def _stage_params(block: str, value: Mapping[str, Any] | None) -> dict[str, Any]
     if block not in BLOCKS:  # an unknown block fails where the net is built
         return params
     params_cls = getattr(BLOCKS.get(block), "Params", None)
-    defaults = {f.name: f.default for f in dataclasses.fields(params_cls)} if params_cls else {}
-    for name in getattr(params_cls, "PINNED", ()):
-        params.setdefault(name, defaults[name])
+    pinned = getattr(params_cls, "PINNED", ())
+    if pinned:
+        fields = {f.name: f for f in dataclasses.fields(params_cls)}
+        for name in pinned:
+            params.setdefault(name, fields[name].default)
     return params
 
 
