@@ -44,12 +44,13 @@ SECTIONS: dict[int, tuple[str, ...]] = {
     3: ("going_deep",),
     4: ("wide_vs_deep",),
     5: ("resnext_cardinality",),
-    6: ("pareto", "quickstart"),
+    6: ("pareto", "quickstart", "quickstart_xeon"),
     7: ("search_tpe",),
 }
 #: CSV stem -> (spec stem, profile) where they differ from (stem, "cpu")
 CSV_SOURCES: dict[str, tuple[str, str]] = {
-    "preact_shortcuts": ("preact_orderings", "cpu_shortcuts")
+    "preact_shortcuts": ("preact_orderings", "cpu_shortcuts"),
+    "quickstart_xeon": ("quickstart", "cpu"),  # the same run on another processor
 }
 METRICS = ("test_err", "train_err", "val_err")
 TOL = 0.0051  # printed to 2 decimals
